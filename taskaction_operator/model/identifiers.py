@@ -1,0 +1,69 @@
+"""Run and action identifiers, and the TaskAction CR name derived from them.
+
+``org`` is dropped everywhere, as upstream does (flyte-v2 research §8.11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The root action of every run.
+ROOT_ACTION_NAME = "a0"
+
+
+@dataclass(frozen=True, slots=True)
+class RunId:
+    """A run: ``project/domain/name``."""
+
+    project: str
+    domain: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.domain}/{self.name}"
+
+    @property
+    def root(self) -> ActionId:
+        """The run's root action, ``a0``."""
+        return ActionId(self, ROOT_ACTION_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionId:
+    """An action inside a run."""
+
+    run: RunId
+    name: str
+
+    @classmethod
+    def of(cls, project: str, domain: str, run: str, name: str) -> ActionId:
+        return cls(RunId(project, domain, run), name)
+
+    @property
+    def project(self) -> str:
+        return self.run.project
+
+    @property
+    def domain(self) -> str:
+        return self.run.domain
+
+    @property
+    def run_name(self) -> str:
+        return self.run.name
+
+    @property
+    def is_root(self) -> bool:
+        return self.name == ROOT_ACTION_NAME
+
+    def __str__(self) -> str:
+        return f"{self.run}/{self.name}"
+
+
+def cr_name(action: ActionId) -> str:
+    """The TaskAction CR name: ``<run>-<action>``; the root (``a0``, or legacy name == run) is ``<run>-a0``.
+
+    No hashing, no truncation, no project or domain (upstream ``buildTaskActionName``).
+    """
+    if action.name == action.run.name:
+        return f"{action.run.name}-{ROOT_ACTION_NAME}"
+    return f"{action.run.name}-{action.name}"
