@@ -1,27 +1,34 @@
 """Session-wide fixtures: the real PostgreSQL and the real control plane, started once per session.
 
-Both are reused when the caller already provides them (``TASKACTION_DATABASE_URL``, ``KUBECONFIG``),
-otherwise started through the project's own scripts (``hack/db/db.sh``, ``hack/cluster/cluster.sh``),
-which leave their state under ``.local/`` so that a second session reuses the running servers.
+Both are reused when the caller already provides them (``TASKACTION_DATABASE_URL``, ``KUBECONFIG``);
+otherwise they are started through the project's own scripts (``hack/db/db.sh``,
+``hack/cluster/cluster.sh``), which keep their state under ``.local/`` so a later session reuses the
+running servers. E2E tests refuse a kube context that does not look like a test cluster unless
+``TASKACTION_E2E_ALLOW_ANY_CONTEXT=1``.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
+#: Contexts that look like throwaway test clusters: ours, and kind's.
+TEST_CONTEXT_PREFIXES = ("taskaction-local", "kind-")
 
 
-def _script(*args: str, timeout: float = 1200) -> str:
+def _script(*args: str, timeout: float = 1500) -> str:
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    out = proc.stdout.strip()
+    return out.splitlines()[-1] if out else ""
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +38,31 @@ def database_url() -> str:
     if given:
         return given
     return _script("bash", "hack/db/db.sh", "up", timeout=300)
+
+
+def current_context(kubeconfig: str) -> str:
+    with open(kubeconfig, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f) or {}
+    return str(cfg.get("current-context") or "")
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """Path of an admin kubeconfig for a real cluster: the caller's ``KUBECONFIG`` or the local one."""
+    path = os.environ.get("KUBECONFIG") or _script("bash", "hack/cluster/cluster.sh", "up")
+    ctx = current_context(path)
+    if not ctx.startswith(TEST_CONTEXT_PREFIXES) and os.environ.get("TASKACTION_E2E_ALLOW_ANY_CONTEXT") != "1":
+        pytest.exit(
+            f"refusing to run e2e tests against kube context {ctx!r} ({path}): it does not look like a test "
+            "cluster (taskaction-local or kind-*); set TASKACTION_E2E_ALLOW_ANY_CONTEXT=1 to override",
+            returncode=2,
+        )
+    return path
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the item, so fixtures can tell at teardown whether the test failed."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep

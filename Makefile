@@ -1,0 +1,64 @@
+# One front door for people, CI and scripts. State lives under .local/ (git-ignored).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+KUBECONFIG_LOCAL := .local/cluster/kubeconfig
+
+.PHONY: help venv lint unit e2e test demo demo-down cluster-up cluster-down cluster-status db-up db-down kind-e2e bench image-check
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	@.venv/bin/pip install -q --upgrade pip
+	@.venv/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV_STAMP) ## create .venv with the project and its dev tools
+
+cluster-up: ## start the local control plane (builds it once, cached); kubeconfig in .local/cluster/kubeconfig
+	@bash hack/cluster/cluster.sh up
+
+cluster-down: ## stop the local control plane and remove its state
+	@bash hack/cluster/cluster.sh down
+
+cluster-status: ## what of the control plane runs
+	@bash hack/cluster/cluster.sh status
+
+db-up: ## start the throwaway PostgreSQL; DSN in .local/db/dsn
+	@bash hack/db/db.sh up
+
+db-down: ## stop the throwaway PostgreSQL and remove its data
+	@bash hack/db/db.sh down
+
+lint: $(VENV_STAMP) ## ruff, mypy --strict, import layers
+	.venv/bin/ruff check taskaction_operator tests benchmarks examples
+	.venv/bin/ruff format --check taskaction_operator tests benchmarks examples
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+unit: $(VENV_STAMP) ## unit tests only (no cluster, no database)
+	.venv/bin/pytest tests/unit -q
+
+e2e: $(VENV_STAMP) cluster-up db-up ## e2e tests against the real control plane and PostgreSQL
+	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
+	  .venv/bin/pytest tests/e2e -q
+
+test: $(VENV_STAMP) lint cluster-up db-up ## the whole suite: lint, unit, e2e (installs and starts what it needs)
+	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
+	  .venv/bin/pytest tests -q -p no:cacheprovider
+
+demo: $(VENV_STAMP) ## cluster, database, operator, an example run driven to the end, and its recorded tree
+	@bash hack/demo.sh
+
+demo-down: ## stop what the demo started
+	@bash hack/demo.sh down
+
+kind-e2e: ## (needs Docker) kind cluster, image, manifests, and the same e2e suite against it
+	@bash hack/kind/e2e.sh
+
+bench: $(VENV_STAMP) cluster-up db-up ## end-to-end benchmark; figures printed and saved to .local/bench/latest.json
+	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
+	  $(PY) benchmarks/bench_operator.py

@@ -1,0 +1,123 @@
+"""Operator settings: read once from ``TASKACTION_*`` environment variables, validated at start.
+
+Every setting has a default except the database URL. A bad value stops the operator with one
+readable line naming the variable (``ConfigurationError``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PREFIX = "TASKACTION_"
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _namespaces(raw: str) -> tuple[str, ...]:
+    items = tuple(n.strip() for n in raw.split(",") if n.strip())
+    return () if items in {(), ("*",)} else items
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The operator's settings. Field ``x_y`` is read from ``TASKACTION_X_Y``."""
+
+    #: PostgreSQL DSN, ``postgresql://user:pass@host:port/db``. Required.
+    database_url: str
+    #: Namespaces to watch, comma-separated; empty or ``*`` watches the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    #: Apply database migrations at start.
+    migrate: bool = True
+    #: Seconds between abort sweeps (a NOTIFY on a new abort request wakes the sweep at once).
+    sweep_interval: float = 10.0
+    #: Abort attempts before giving up on deleting a TaskAction (counted in the database).
+    abort_max_attempts: int = 10
+    #: Full-jitter backoff of abort retries: first ceiling and cap, in seconds.
+    abort_initial_delay: float = 1.0
+    abort_max_delay: float = 300.0
+    #: Hold the ``flyte.org/record-guard`` finalizer on TaskActions until their end is recorded.
+    record_guard: bool = True
+    #: Most rows one database transaction of the recorder carries.
+    batch_max: int = 500
+    #: How long a child whose parent does not exist yet keeps being retried, in seconds.
+    parent_wait: float = 600.0
+    #: Namespace of the sweep leader's Lease; empty: the first watched namespace, else ``default``.
+    lease_namespace: str = ""
+    #: Seconds a sweep leadership Lease lasts without renewal.
+    lease_duration: float = 15.0
+    #: kopf's liveness endpoint; empty disables it.
+    liveness: str = "http://0.0.0.0:8080/healthz"
+    #: Port of the Prometheus ``/metrics`` endpoint; 0 disables it.
+    metrics_port: int = 9090
+    #: ``text`` or ``json`` logs.
+    log_format: str = "text"
+    #: Identity of this replica (sweep leadership); defaults to hostname and pid.
+    identity: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+    @property
+    def effective_lease_namespace(self) -> str:
+        return self.lease_namespace or (self.namespaces[0] if self.namespaces else "default")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; raise ConfigurationError naming the first bad variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = PREFIX + f.name.upper()
+            raw = env.get(var)
+            if raw is None or (raw == "" and f.name != "namespaces"):
+                continue
+            try:
+                values[f.name] = _convert(f.name, raw)
+            except ValueError as exc:
+                raise ConfigurationError(f"{var}={raw!r}: {exc}") from None
+        if not values.get("database_url"):
+            raise ConfigurationError(f"{PREFIX}DATABASE_URL is required (a postgresql:// DSN)")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ConfigurationError(f"{PREFIX}DATABASE_URL must be a postgresql:// DSN")
+        checks = [
+            (self.sweep_interval > 0, "SWEEP_INTERVAL", "must be > 0"),
+            (self.abort_max_attempts >= 1, "ABORT_MAX_ATTEMPTS", "must be >= 1"),
+            (self.abort_initial_delay > 0, "ABORT_INITIAL_DELAY", "must be > 0"),
+            (self.abort_max_delay >= self.abort_initial_delay, "ABORT_MAX_DELAY", "must be >= initial"),
+            (self.batch_max >= 1, "BATCH_MAX", "must be >= 1"),
+            (self.parent_wait >= 0, "PARENT_WAIT", "must be >= 0"),
+            (self.lease_duration >= 3, "LEASE_DURATION", "must be >= 3"),
+            (0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be a port number or 0"),
+            (self.log_format in {"text", "json"}, "LOG_FORMAT", "must be text or json"),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise ConfigurationError(f"{PREFIX}{name}: {why}")
+
+
+def _convert(name: str, raw: str) -> Any:
+    if name == "namespaces":
+        return _namespaces(raw)
+    if name in {"migrate", "record_guard"}:
+        return _bool(raw)
+    if name in {"abort_max_attempts", "batch_max", "metrics_port"}:
+        return int(raw)
+    if name in {"sweep_interval", "abort_initial_delay", "abort_max_delay", "parent_wait", "lease_duration"}:
+        return float(raw)
+    return raw

@@ -1,0 +1,168 @@
+"""Typed async wrappers around the official Kubernetes client for TaskActions, Events and Leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import uuid
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+GROUP = "flyte.org"
+VERSION = "v1"
+PLURAL = "taskactions"
+COMPONENT = "taskaction-operator"
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An ApiClient from the given kubeconfig, ``KUBECONFIG``/``~/.kube/config``, or in-cluster config."""
+    cfg = client.Configuration()
+    if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
+def _status(exc: ApiException) -> int:
+    return int(exc.status or 0)
+
+
+class KubeOps:
+    """The few API calls the operator and the actions client make themselves."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+        self.writes = 0
+        self.reads = 0
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None = None) -> KubeOps:
+        return cls(load_api_client(kubeconfig))
+
+    def close(self) -> None:
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    # --- TaskActions -------------------------------------------------------------------------
+    async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The TaskAction, or None when it does not exist."""
+        self.reads += 1
+        try:
+            obj = await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        return cast(dict[str, Any], obj)
+
+    async def list_taskactions(
+        self, namespace: str | None = None, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """TaskActions in one namespace (or all), optionally by label selector."""
+        self.reads += 1
+        if namespace:
+            res = await asyncio.to_thread(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                label_selector=label_selector,
+            )
+        else:
+            res = await asyncio.to_thread(
+                self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, label_selector=label_selector
+            )
+        return cast(list[dict[str, Any]], cast(dict[str, Any], res).get("items", []))
+
+    async def create_taskaction(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        obj = await asyncio.to_thread(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body
+        )
+        return cast(dict[str, Any], obj)
+
+    async def delete_taskaction(self, namespace: str, name: str) -> bool:
+        """Delete with background propagation (the garbage collector takes the subtree).
+
+        Returns False when the object was already gone.
+        """
+        self.writes += 1
+        try:
+            await asyncio.to_thread(
+                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                propagation_policy="Background",
+            )
+        except ApiException as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+        return True
+
+    async def json_patch_taskaction(
+        self, namespace: str, name: str, ops: list[dict[str, Any]], *, status: bool = False
+    ) -> dict[str, Any] | None:
+        """Apply a JSON patch (RFC 6902); None when the object is gone. A failed ``test`` raises 422."""
+        self.writes += 1
+        fn = (self.custom.patch_namespaced_custom_object_status if status
+              else self.custom.patch_namespaced_custom_object)
+        try:
+            obj = await asyncio.to_thread(
+                fn, GROUP, VERSION, namespace, PLURAL, name, ops,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        return cast(dict[str, Any], obj)
+
+    async def merge_patch_taskaction(
+        self, namespace: str, name: str, patch: dict[str, Any], *, status: bool = False
+    ) -> dict[str, Any] | None:
+        """Apply a JSON merge patch; None when the object is gone."""
+        self.writes += 1
+        fn = (self.custom.patch_namespaced_custom_object_status if status
+              else self.custom.patch_namespaced_custom_object)
+        try:
+            obj = await asyncio.to_thread(
+                fn, GROUP, VERSION, namespace, PLURAL, name, patch,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        return cast(dict[str, Any], obj)
+
+    # --- Events --------------------------------------------------------------------------------
+    async def post_event(
+        self, obj: dict[str, Any], *, type_: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event on a TaskAction (Warning or Normal). Failures to post are swallowed."""
+        meta = obj.get("metadata", {})
+        now = dt.datetime.now(dt.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{meta.get('name', 'taskaction')}.{uuid.uuid4().hex[:12]}",
+                namespace=meta.get("namespace"),
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}", kind="TaskAction", name=meta.get("name"),
+                namespace=meta.get("namespace"), uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=type_, reason=reason, message=message[:1024],
+            first_timestamp=now, last_timestamp=now, count=1,
+            source=client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT, reporting_instance=os.uname().nodename,
+        )
+        self.writes += 1
+        with contextlib.suppress(ApiException):
+            await asyncio.to_thread(self.core.create_namespaced_event, meta.get("namespace"), event)

@@ -1,0 +1,90 @@
+"""E2E fixtures: kubectl against the real cluster, a fresh namespace per test, and on failure a dump
+of the operator log, the namespace's TaskActions and its Events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+class Kubectl:
+    """The pinned kubectl (``.local/bin/kubectl``, or ``kubectl`` on PATH for a kind run)."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        local = ROOT / ".local" / "bin" / "kubectl"
+        self.binary = str(local) if local.exists() else "kubectl"
+        self.kubeconfig = kubeconfig
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> str:
+        proc = subprocess.run(
+            [self.binary, "--kubeconfig", self.kubeconfig, *args],
+            input=input, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if check and proc.returncode != 0:
+            raise KubectlError(args, proc.returncode, proc.stderr.strip())
+        return proc.stdout
+
+    def try_run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.binary, "--kubeconfig", self.kubeconfig, *args],
+            input=input, capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json"))
+
+
+class KubectlError(RuntimeError):
+    def __init__(self, args: tuple[str, ...], code: int, stderr: str) -> None:
+        super().__init__(f"kubectl {' '.join(args)} exited {code}: {stderr}")
+        self.stderr = stderr
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: str) -> Kubectl:
+    return Kubectl(kubeconfig)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace for one test; on failure its TaskActions and Events are dumped."""
+    name = f"ta-e2e-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", name)
+    yield name
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        dump_namespace(request, kubectl, name)
+    # Strip finalizers a failed test may have left, then delete without waiting.
+    for item in json.loads(kubectl.run("get", "taskactions", "-n", name, "-o", "json", check=False) or "{}")\
+            .get("items", []):
+        if item["metadata"].get("finalizers"):
+            kubectl.run("patch", "taskaction", item["metadata"]["name"], "-n", name, "--type", "merge",
+                        "-p", '{"metadata":{"finalizers":null}}', check=False)
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def dump_namespace(request: pytest.FixtureRequest, kubectl: Kubectl, name: str) -> None:
+    sections = [f"===== diagnostics for {request.node.nodeid} (namespace {name})"]
+    for log in getattr(request.node, "operator_logs", []):
+        text = Path(log).read_text(errors="replace") if Path(log).exists() else "(missing)"
+        sections.append(f"----- operator log {log} (last 200 lines)\n" + "\n".join(text.splitlines()[-200:]))
+    sections.append("----- TaskActions\n" + kubectl.run("get", "taskactions", "-n", name, "-o", "yaml",
+                                                       check=False))
+    sections.append("----- Events\n" + kubectl.run("get", "events", "-n", name, "--sort-by=.lastTimestamp",
+                                                    check=False))
+    text = "\n".join(sections)
+    out = ROOT / ".local" / "e2e-diagnostics" / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    request.node.add_report_section("teardown", "diagnostics", text[-20000:])
+    if os.environ.get("CI"):
+        print(text[-20000:])
