@@ -72,7 +72,11 @@ class KubeOps:
         self.reads += 1
         if namespace:
             res = await asyncio.to_thread(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
                 label_selector=label_selector,
             )
         else:
@@ -96,7 +100,12 @@ class KubeOps:
         self.writes += 1
         try:
             await asyncio.to_thread(
-                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
                 propagation_policy="Background",
             )
         except ApiException as exc:
@@ -110,11 +119,20 @@ class KubeOps:
     ) -> dict[str, Any] | None:
         """Apply a JSON patch (RFC 6902); None when the object is gone. A failed ``test`` raises 422."""
         self.writes += 1
-        fn = (self.custom.patch_namespaced_custom_object_status if status
-              else self.custom.patch_namespaced_custom_object)
+        fn = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
         try:
             obj = await asyncio.to_thread(
-                fn, GROUP, VERSION, namespace, PLURAL, name, ops,
+                fn,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                ops,
                 _content_type="application/json-patch+json",
             )
         except ApiException as exc:
@@ -128,11 +146,20 @@ class KubeOps:
     ) -> dict[str, Any] | None:
         """Apply a JSON merge patch; None when the object is gone."""
         self.writes += 1
-        fn = (self.custom.patch_namespaced_custom_object_status if status
-              else self.custom.patch_namespaced_custom_object)
+        fn = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
         try:
             obj = await asyncio.to_thread(
-                fn, GROUP, VERSION, namespace, PLURAL, name, patch,
+                fn,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
@@ -142,9 +169,7 @@ class KubeOps:
         return cast(dict[str, Any], obj)
 
     # --- Events --------------------------------------------------------------------------------
-    async def post_event(
-        self, obj: dict[str, Any], *, type_: str, reason: str, message: str
-    ) -> None:
+    async def post_event(self, obj: dict[str, Any], *, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on a TaskAction (Warning or Normal). Failures to post are swallowed."""
         meta = obj.get("metadata", {})
         now = dt.datetime.now(dt.UTC)
@@ -154,14 +179,22 @@ class KubeOps:
                 namespace=meta.get("namespace"),
             ),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}", kind="TaskAction", name=meta.get("name"),
-                namespace=meta.get("namespace"), uid=meta.get("uid"),
+                api_version=f"{GROUP}/{VERSION}",
+                kind="TaskAction",
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
                 resource_version=meta.get("resourceVersion"),
             ),
-            type=type_, reason=reason, message=message[:1024],
-            first_timestamp=now, last_timestamp=now, count=1,
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
             source=client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT, reporting_instance=os.uname().nodename,
+            reporting_component=COMPONENT,
+            reporting_instance=os.uname().nodename,
         )
         self.writes += 1
         with contextlib.suppress(ApiException):

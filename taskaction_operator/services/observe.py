@@ -225,8 +225,14 @@ def phase_events(
         name = str(entry.get("phase") or "")
         phase = _HISTORY_PHASES.get(name)
         if phase is not None:
-            add(PhaseEvent(min(attempt, attempts), phase, parse_time(entry.get("occurredAt")),
-                           entry.get("message") or None))
+            add(
+                PhaseEvent(
+                    min(attempt, attempts),
+                    phase,
+                    parse_time(entry.get("occurredAt")),
+                    entry.get("message") or None,
+                )
+            )
         if name == "RetryableFailure":
             attempt += 1
     when = current_time or _condition_time(conditions, current)

@@ -152,8 +152,12 @@ class Recorder(Generic[A, E, U]):
                 if not self._is_temporary(exc):
                     raise
                 self.temporary_failures += 1
-                log.warning("database unavailable (%s); retrying %d rows in %.1f s",
-                            exc, len(actions) + len(events) + len(updates), delay)
+                log.warning(
+                    "database unavailable (%s); retrying %d rows in %.1f s",
+                    exc,
+                    len(actions) + len(events) + len(updates),
+                    delay,
+                )
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, self._max_backoff)
                 continue

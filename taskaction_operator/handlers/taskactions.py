@@ -1,0 +1,38 @@
+"""The TaskAction handler: every watch event (listing, ADDED, MODIFIED, DELETED) is recorded.
+
+A raw ``on.event`` handler, deliberately: kopf stores no progress or diff-base annotations for it
+and posts no per-handler Events, so the operator's own API writes are only the ones it plans (the
+ownerReference and the record-guard finalizer on first sight, the recorded label when terminal, the
+finalizer's release on deletion), each folded into one JSON patch that kopf applies after the
+handler, guarded by the object's resourceVersion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from taskaction_operator import metrics
+from taskaction_operator.handlers.runtime import Runtime
+from taskaction_operator.k8s import GROUP, PLURAL, VERSION
+
+HANDLER_ID = "record-taskaction"
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id=HANDLER_ID)
+async def record_taskaction(
+    event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    kind = event.get("type") or "LISTED"
+    metrics.EVENTS_RECEIVED.labels(kind).inc()
+    outcome = await runtime.reconciler.handle(body, deleted=kind == "DELETED")
+    for reason, message in outcome.warnings:
+        kopf.warn(body, reason=reason, message=message)
+    if outcome.committed:
+        metrics.EVENTS_RECORDED.labels(kind).inc()
+        runtime.observe_lag(body)
+    if outcome.plan and kind != "DELETED":
+        patch.fns.append(outcome.plan.apply)
+        runtime.count_patch(outcome.plan)

@@ -1,0 +1,123 @@
+"""Leader election on a coordination.k8s.io/v1 Lease: exactly one replica runs the abort sweep.
+
+Expiry is judged as client-go does, by the local time since this replica last saw the Lease change
+(not by comparing clocks across machines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from taskaction_operator.k8s.ops import KubeOps
+
+log = logging.getLogger(__name__)
+
+
+class LeaseElector:
+    """Acquires and renews one Lease; ``is_leader`` says whether this replica holds it."""
+
+    def __init__(self, kube: KubeOps, *, namespace: str, name: str, identity: str, duration: float) -> None:
+        self._api = kube.coordination
+        self._kube = kube
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.duration = duration
+        self.is_leader = False
+        self._observed: tuple[str | None, str | None] | None = None
+        self._observed_at = 0.0
+        self._changed = asyncio.Event()
+
+    async def wait_changed(self) -> None:
+        """Returns at once; a hook for callers that want to wake on leadership changes."""
+        return None
+
+    async def run(self) -> None:
+        """Try to acquire or renew every third of the lease duration, forever."""
+        while True:
+            try:
+                await self.try_acquire_or_renew()
+            except Exception as exc:
+                if self.is_leader:
+                    log.warning("lost sweep leadership: %s", exc)
+                self.is_leader = False
+            await asyncio.sleep(self.duration / 3)
+
+    async def try_acquire_or_renew(self) -> bool:
+        loop = asyncio.get_running_loop()
+        now = dt.datetime.now(dt.UTC)
+        try:
+            lease = await asyncio.to_thread(self._api.read_namespaced_lease, self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = client.V1Lease(
+                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                spec=client.V1LeaseSpec(
+                    holder_identity=self.identity,
+                    lease_duration_seconds=int(self.duration),
+                    acquire_time=now,
+                    renew_time=now,
+                    lease_transitions=0,
+                ),
+            )
+            try:
+                await asyncio.to_thread(self._api.create_namespaced_lease, self.namespace, body)
+            except ApiException as exc2:
+                if exc2.status == 409:
+                    return self._set(False)
+                raise
+            return self._set(True)
+        spec = lease.spec or client.V1LeaseSpec()
+        lease.spec = spec
+        record = (spec.holder_identity, str(spec.renew_time))
+        if record != self._observed:
+            self._observed, self._observed_at = record, loop.time()
+        held_by_me = spec.holder_identity == self.identity
+        expired = loop.time() - self._observed_at > self.duration
+        if not held_by_me and spec.holder_identity and not expired:
+            return self._set(False)
+        if not held_by_me:
+            spec.acquire_time = now
+            spec.lease_transitions = (spec.lease_transitions or 0) + 1
+        spec.holder_identity = self.identity
+        spec.renew_time = now
+        spec.lease_duration_seconds = int(self.duration)
+        try:
+            await asyncio.to_thread(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
+        except ApiException as exc:
+            if exc.status == 409:
+                return self._set(False)
+            raise
+        self._observed, self._observed_at = (self.identity, str(now)), loop.time()
+        return self._set(True)
+
+    def _set(self, leader: bool) -> bool:
+        if leader != self.is_leader:
+            log.info(
+                "sweep leadership %s (%s/%s as %s)",
+                "acquired" if leader else "not held",
+                self.namespace,
+                self.name,
+                self.identity,
+            )
+        self.is_leader = leader
+        return leader
+
+    async def release(self) -> None:
+        """Give the Lease up on shutdown so another replica takes over at once."""
+        if not self.is_leader:
+            return
+        try:
+            lease = await asyncio.to_thread(self._api.read_namespaced_lease, self.name, self.namespace)
+            if lease.spec is not None and lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                await asyncio.to_thread(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
+        except ApiException as exc:
+            log.warning("could not release the sweep Lease: %s", exc)
+        self.is_leader = False

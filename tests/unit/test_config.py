@@ -1,0 +1,32 @@
+"""Settings from TASKACTION_* variables, validated with a readable error."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskaction_operator.config import ConfigurationError, Settings
+
+DSN = {"TASKACTION_DATABASE_URL": "postgresql://u@h:5432/db"}
+
+
+def test_defaults_and_namespaces() -> None:
+    s = Settings.from_env({**DSN, "TASKACTION_NAMESPACES": "a, b", "TASKACTION_RECORD_GUARD": "off"})
+    assert s.namespaces == ("a", "b") and not s.record_guard
+    assert s.abort_max_attempts == 10 and s.effective_lease_namespace == "a"
+    assert Settings.from_env({**DSN, "TASKACTION_NAMESPACES": "*"}).namespaces == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "TASKACTION_DATABASE_URL is required"),
+        ({"TASKACTION_DATABASE_URL": "mysql://x"}, "must be a postgresql:// DSN"),
+        ({**DSN, "TASKACTION_SWEEP_INTERVAL": "soon"}, "TASKACTION_SWEEP_INTERVAL='soon'"),
+        ({**DSN, "TASKACTION_ABORT_MAX_ATTEMPTS": "0"}, "TASKACTION_ABORT_MAX_ATTEMPTS: must be >= 1"),
+        ({**DSN, "TASKACTION_RECORD_GUARD": "maybe"}, "expected true or false"),
+        ({**DSN, "TASKACTION_LOG_FORMAT": "xml"}, "TASKACTION_LOG_FORMAT"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace("*", r"\*")):
+        Settings.from_env(env)
