@@ -1,0 +1,410 @@
+"""Every SQL statement the repository writes with, built once from SQLAlchemy Core.
+
+The write path runs on psycopg directly (pipeline mode, several statements per network round trip),
+so each statement is compiled here, at import, to psycopg's ``%(name)s`` SQL with typed casts. The
+single-object methods and :meth:`ActionRepo.record_batch` use the *same* compiled statements with
+different parameters: the phase guard, the ``ended_at``/``created_at``/``duration_ms`` rules and the
+notification payloads exist exactly once, in this module.
+
+Multi-row statements take one array per column and read them back with ``unnest``: the SQL text is
+constant whatever the number of rows (so the server prepares it once per connection), and a statement
+carries one bind parameter per column, far below PostgreSQL's 65,535 limit however many rows it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Integer,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    extract,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql.psycopg import dialect as _psycopg_dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+from taskaction_operator.model import ActionId, ActionPhase, RunId
+from taskaction_operator.model.phases import RETRYABLE_PHASES, TERMINAL_PHASES
+from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
+from taskaction_operator.repo.schema import action_events, actions
+
+__all__ = [
+    "ABORT_ACTION",
+    "ABORT_RUN",
+    "ACTION_CHANNEL",
+    "CLEAR_ABORT",
+    "INSERT_ACTIONS",
+    "INSERT_ACTIONS_RETURNING_ROW",
+    "INSERT_EVENTS",
+    "MARK_ABORT_ATTEMPT",
+    "NOTIFY",
+    "RUN_CHANNEL",
+    "UPDATE_DETAILED_INFO",
+    "UPDATE_PHASES",
+    "UPDATE_STATE",
+    "action_params",
+    "action_payload",
+    "event_params",
+    "notify_params",
+    "phase_guard",
+    "phase_update_rounds",
+    "run_payload",
+    "to_sql",
+]
+
+_DIALECT = _psycopg_dialect()  # type: ignore[no-untyped-call]
+_TZ = DateTime(timezone=True)
+
+#: NOTIFY channels and payloads (research §2.6): keys only; watchers re-read the row.
+RUN_CHANNEL = "run_updates"
+ACTION_CHANNEL = "action_updates"
+
+
+def run_payload(run: RunId) -> str:
+    """``project/domain/run``, upstream's run_updates payload."""
+    return f"{run.project}/{run.domain}/{run.name}"
+
+
+def action_payload(action: ActionId) -> str:
+    """``project/domain/run/action``, upstream's action_updates payload."""
+    return f"{action.project}/{action.domain}/{action.run_name}/{action.name}"
+
+
+def to_sql(statement: ClauseElement) -> str:
+    """The statement as psycopg SQL (``%(name)s`` placeholders with ``::type`` casts).
+
+    Refuses a statement that captured a Python value as a bind parameter: the compiled text is all
+    that is kept, so constants must be SQL literals (:func:`_lit`).
+    """
+    compiled = statement.compile(dialect=_DIALECT)
+    captured = {k: v for k, v in compiled.params.items() if v is not None}
+    if captured:
+        raise AssertionError(f"statement captured bind values {captured}; use SQL literals")
+    return str(compiled)
+
+
+def _lit(value: int) -> ColumnElement[Any]:
+    """An integer constant rendered into the SQL text rather than bound."""
+    return literal_column(str(int(value)), type_=Integer())
+
+
+def _unnest(columns: Sequence[tuple[str, TypeEngine[Any]]], alias: str = "u") -> Any:
+    """``unnest(%(c1)s::T1[], …) AS u(c1, …)``: one array parameter per column, one row per index."""
+    binds = [bindparam(name, type_=ARRAY(type_)) for name, type_ in columns]
+    return func.unnest(*binds).table_valued(*(name for name, _ in columns)).render_derived(name=alias)
+
+
+def _pk_matches(table: Any, source: Any) -> ColumnElement[bool]:
+    return and_(*(table.c[k] == source.c[k] for k in ("project", "domain", "run_name", "name")))
+
+
+def _phase_literal(phases: Iterable[ActionPhase]) -> ColumnElement[Any]:
+    return literal_column("ARRAY[" + ", ".join(str(int(p)) for p in sorted(phases)) + "]")
+
+
+def phase_guard(current: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Upstream's numeric phase guard, the only copy of it (research §3 UpdateActionPhase, §8.1):
+
+    ``phase <= new OR phase = ANY({6,8}) OR (phase = 9 AND new = ANY({5,6,7,8,10}))``.
+
+    Monotonic on the enum integers (same-phase updates pass), anything goes from FAILED or TIMED_OUT
+    (the retry path), and PAUSED only settles into a terminal phase. Terminal phases are *not* sticky.
+    """
+    return or_(
+        current <= new,
+        current == any_(_phase_literal(RETRYABLE_PHASES)),
+        and_(current == _lit(ActionPhase.PAUSED), new == any_(_phase_literal(TERMINAL_PHASES))),
+    )
+
+
+def _duration_ms(end: ColumnElement[Any], start: ColumnElement[Any]) -> ColumnElement[Any]:
+    return extract("epoch", end - start) * _lit(1000)
+
+
+# -- INSERT actions ------------------------------------------------------------------------------
+_ACTION_INPUT = [
+    (c.name, c.type) for c in actions.c if c.name not in ("updated_at", "duration_ms", "action_state")
+]
+_ACTION_KEY = [actions.c.project, actions.c.domain, actions.c.run_name, actions.c.name]
+
+
+def _insert_actions(returning_row: bool) -> str:
+    u = _unnest(_ACTION_INPUT)
+    ended_at, created_at = u.c.ended_at, u.c.created_at
+    # CreateAction: duration_ms from the supplied ended_at, never negative (research §3).
+    duration = case(
+        (ended_at.is_not(None), _duration_ms(func.greatest(ended_at, created_at), created_at)), else_=null()
+    )
+    names = [name for name, _ in _ACTION_INPUT]
+    source = select(*(u.c[name] for name in names), func.now(), duration)
+    stmt = (
+        insert(actions)
+        .from_select([*names, "updated_at", "duration_ms"], source)
+        .on_conflict_do_nothing()
+        .returning(*(actions.c if returning_row else _ACTION_KEY))
+    )
+    return to_sql(stmt)
+
+
+#: Insert actions, ON CONFLICT DO NOTHING; returns the keys of the rows actually inserted.
+INSERT_ACTIONS = _insert_actions(returning_row=False)
+#: The same, returning the whole inserted row (CreateAction answers with the stored row).
+INSERT_ACTIONS_RETURNING_ROW = _insert_actions(returning_row=True)
+
+
+def action_params(rows: Sequence[Action], now: datetime | None = None) -> dict[str, list[Any]]:
+    """Column arrays for :data:`INSERT_ACTIONS`; ``created_at=None`` becomes ``now`` (upstream: time.Now)."""
+    now = now or datetime.now(UTC)
+    params: dict[str, list[Any]] = {name: [] for name, _ in _ACTION_INPUT}
+    for row in rows:
+        for name, values in params.items():
+            value = getattr(row, name)
+            if name == "created_at" and value is None:
+                value = now
+            values.append(value)
+    return params
+
+
+# -- INSERT events --------------------------------------------------------------------------------
+_EVENT_INPUT = [(c.name, c.type) for c in action_events.c if c.name != "updated_at"]
+
+
+def _insert_events() -> str:
+    u = _unnest(_EVENT_INPUT)
+    names = [name for name, _ in _EVENT_INPUT]
+    source = select(
+        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
+        func.now(),
+    )
+    return to_sql(insert(action_events).from_select([*names, "updated_at"], source).on_conflict_do_nothing())
+
+
+#: Insert events, ON CONFLICT DO NOTHING (first write wins per key).
+INSERT_EVENTS = _insert_events()
+
+
+def event_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {name: [] for name, _ in _EVENT_INPUT}
+    for row in rows:
+        for name, values in params.items():
+            values.append(getattr(row, name))
+    return params
+
+
+# -- guarded phase UPDATE --------------------------------------------------------------------------
+_UPDATE_INPUT: list[tuple[str, TypeEngine[Any]]] = [
+    ("project", Text()),
+    ("domain", Text()),
+    ("run_name", Text()),
+    ("name", Text()),
+    ("phase", Integer()),
+    ("attempts", Integer()),
+    ("cache_status", Integer()),
+    ("start_time", _TZ),
+    ("end_time", _TZ),
+]
+
+
+def _update_phases() -> str:
+    u = _unnest(_UPDATE_INPUT)
+    # S: the start after this update. LEAST ignores NULL, so no start_time leaves created_at alone
+    # and a start_time can only move it earlier.
+    start = func.least(actions.c.created_at, u.c.start_time)
+    # The end this update proposes, never before the start; the old ended_at wins (write-once).
+    end = func.coalesce(actions.c.ended_at, func.greatest(u.c.end_time, start))
+    with_end = u.c.end_time.is_not(None)
+    stmt = (
+        update(actions)
+        .values(
+            phase=u.c.phase,
+            attempts=u.c.attempts,
+            cache_status=u.c.cache_status,
+            updated_at=func.now(),
+            created_at=start,
+            ended_at=case((with_end, end), else_=actions.c.ended_at),
+            duration_ms=case(
+                (with_end, cast(_duration_ms(end, start), BigInteger)), else_=actions.c.duration_ms
+            ),
+        )
+        .where(_pk_matches(actions, u), phase_guard(actions.c.phase, u.c.phase))
+        .returning(*_ACTION_KEY)
+    )
+    return to_sql(stmt)
+
+
+#: Apply phase updates (at most one per action per execution) under the guard, in ONE statement:
+#: ``phase, attempts, cache_status, updated_at`` always; ``created_at = LEAST(created_at, start)``;
+#: with an end time, ``ended_at`` set once and ``duration_ms`` recomputed against the (moved) start.
+#: Returns the keys of the rows the guard let through; a blocked update is simply absent.
+UPDATE_PHASES = _update_phases()
+
+
+def phase_update_rounds(updates: Sequence[PhaseUpdate]) -> list[list[int]]:
+    """Split ``updates`` (indexes into it) into rounds holding each action at most once.
+
+    Round *k* holds the *k*-th update of every action, so running the rounds in order applies each
+    action's updates in the order given (the guard makes that order matter), while actions that are
+    updated once, the usual case, all go in one statement. Each round is sorted by key so that
+    concurrent batches lock rows in the same order.
+    """
+    rounds: list[list[int]] = []
+    seen: dict[ActionId, int] = {}
+    for index, upd in enumerate(updates):
+        k = seen.get(upd.action_id, 0)
+        seen[upd.action_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(index)
+    for r in rounds:
+        r.sort(key=lambda i: _key_tuple(updates[i].action_id))
+    return rounds
+
+
+def _key_tuple(a: ActionId) -> tuple[str, str, str, str]:
+    return (a.project, a.domain, a.run_name, a.name)
+
+
+def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {name: [] for name, _ in _UPDATE_INPUT}
+    for i in indexes:
+        u = updates[i]
+        a = u.action_id
+        params["project"].append(a.project)
+        params["domain"].append(a.domain)
+        params["run_name"].append(a.run_name)
+        params["name"].append(a.name)
+        params["phase"].append(int(u.phase))
+        params["attempts"].append(int(u.attempts))
+        params["cache_status"].append(int(u.cache_status))
+        params["start_time"].append(u.start_time)
+        params["end_time"].append(u.end_time)
+    return params
+
+
+# -- NOTIFY ---------------------------------------------------------------------------------------
+def _notify() -> str:
+    n = _unnest([("channel", Text()), ("payload", Text())], alias="n")
+    return to_sql(select(func.count(func.pg_notify(n.c.channel, n.c.payload))).select_from(n))
+
+
+#: Every notification of a transaction in one statement. Delivered at COMMIT, never on rollback.
+NOTIFY = _notify()
+
+
+def notify_params(runs: Iterable[RunId] = (), actions_: Iterable[ActionId] = ()) -> dict[str, list[str]]:
+    """Parameters for :data:`NOTIFY`: each distinct run and action once, runs first."""
+    channels: list[str] = []
+    payloads: list[str] = []
+    for run in dict.fromkeys(runs):
+        channels.append(RUN_CHANNEL)
+        payloads.append(run_payload(run))
+    for action in dict.fromkeys(actions_):
+        channels.append(ACTION_CHANNEL)
+        payloads.append(action_payload(action))
+    return {"channel": channels, "payload": payloads}
+
+
+# -- single-row writes ----------------------------------------------------------------------------
+def _by_pk() -> ColumnElement[bool]:
+    return and_(
+        actions.c.project == bindparam("project", type_=Text()),
+        actions.c.domain == bindparam("domain", type_=Text()),
+        actions.c.run_name == bindparam("run_name", type_=Text()),
+        actions.c.name == bindparam("name", type_=Text()),
+    )
+
+
+def _by_root() -> ColumnElement[bool]:
+    return and_(
+        actions.c.project == bindparam("project", type_=Text()),
+        actions.c.domain == bindparam("domain", type_=Text()),
+        actions.c.run_name == bindparam("run_name", type_=Text()),
+        actions.c.parent_action_name.is_(None),
+    )
+
+
+def _abort(where: ColumnElement[bool]) -> str:
+    # Unconditional (no phase guard), upstream's AbortRun/AbortAction SET (research §3, §8.2).
+    end = func.coalesce(actions.c.ended_at, func.greatest(func.now(), actions.c.created_at))
+    stmt = (
+        update(actions)
+        .values(
+            phase=_lit(ActionPhase.ABORTED),
+            updated_at=func.now(),
+            abort_requested_at=func.now(),
+            abort_attempt_count=_lit(0),
+            abort_reason=bindparam("reason", type_=Text()),
+            ended_at=end,
+            duration_ms=cast(_duration_ms(end, actions.c.created_at), BigInteger),
+        )
+        .where(where)
+        .returning(actions.c.name)
+    )
+    return to_sql(stmt)
+
+
+#: Mark a run's root ABORTED and request the abort (children are left to the informer).
+ABORT_RUN = _abort(_by_root())
+#: Mark one action ABORTED and request the abort.
+ABORT_ACTION = _abort(_by_pk())
+
+#: ``abort_attempt_count + 1``, atomically, returning the new count.
+MARK_ABORT_ATTEMPT = to_sql(
+    update(actions)
+    .values(abort_attempt_count=actions.c.abort_attempt_count + _lit(1), updated_at=func.now())
+    .where(_by_pk())
+    .returning(actions.c.abort_attempt_count)
+)
+#: Clear the pending-abort flag; ``abort_reason`` and ``phase`` are kept.
+CLEAR_ABORT = to_sql(
+    update(actions)
+    .values(abort_requested_at=null(), abort_attempt_count=_lit(0), updated_at=func.now())
+    .where(_by_pk())
+    .returning(actions.c.name)
+)
+UPDATE_DETAILED_INFO = to_sql(
+    update(actions)
+    .values(
+        detailed_info=bindparam("detailed_info", type_=actions.c.detailed_info.type), updated_at=func.now()
+    )
+    .where(_by_pk())
+    .returning(actions.c.name)
+)
+#: Ours: the state string goes to ``action_state``, never into the integer ``phase`` (upstream's bug).
+UPDATE_STATE = to_sql(
+    update(actions)
+    .values(action_state=bindparam("state", type_=Text()), updated_at=func.now())
+    .where(_by_pk())
+    .returning(actions.c.name)
+)
+
+
+def pk_params(action: ActionId) -> dict[str, Any]:
+    return {
+        "project": action.project,
+        "domain": action.domain,
+        "run_name": action.run_name,
+        "name": action.name,
+    }
+
+
+def run_params(run: RunId) -> dict[str, Any]:
+    return {"project": run.project, "domain": run.domain, "run_name": run.name}

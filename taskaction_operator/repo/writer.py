@@ -1,0 +1,145 @@
+"""The write path: a pipelined psycopg transaction, and the batch write every writing method uses.
+
+Writes bypass SQLAlchemy's execution layer (not its pool, nor its statement builders; see
+:mod:`.statements`) to use psycopg's pipeline mode: the statements of one transaction are sent
+without waiting for each other, so a batch of any size costs two network round trips (the writes,
+whose RETURNING tells which rows changed; then the NOTIFY and COMMIT), plus BEGIN's.
+
+Notifications are issued in the writing transaction (PostgreSQL delivers them at COMMIT and never on
+rollback). DELIBERATE DIFFERENCE from upstream, which sends them after the commit from another
+connection, best-effort (research §2.6, §8.15).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, RunId
+from taskaction_operator.repo import statements as sql
+from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
+
+__all__ = ["BatchResult", "RepoStats", "Tx", "raw_transaction", "write_batch"]
+
+
+@dataclass(slots=True)
+class RepoStats:
+    """Counters for benchmarks and tests. ``statements`` counts SQL statements sent (not BEGIN/COMMIT)."""
+
+    statements: int = 0
+    transactions: int = 0
+    notifications: int = 0
+
+
+class Tx:
+    """A transaction on a raw psycopg connection in pipeline mode, counting what it sends."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], stats: RepoStats) -> None:
+        self.conn = conn
+        self.stats = stats
+
+    async def execute(self, query: str, params: dict[str, Any]) -> psycopg.AsyncCursor[Any]:
+        """Queue ``query``; its results are read (forcing a sync) when the cursor is fetched from."""
+        cur = self.conn.cursor()
+        self.stats.statements += 1
+        await cur.execute(query, params)
+        return cur
+
+    async def notify(self, runs: Iterable[RunId] = (), actions: Iterable[ActionId] = ()) -> None:
+        """One statement notifying each distinct run on run_updates and action on action_updates."""
+        params = sql.notify_params(runs, actions)
+        if params["channel"]:
+            self.stats.notifications += len(params["channel"])
+            await self.execute(sql.NOTIFY, params)
+
+
+@asynccontextmanager
+async def raw_transaction(engine: AsyncEngine, stats: RepoStats) -> AsyncIterator[Tx]:
+    """A pooled connection's psycopg connection, in a pipelined transaction committed on success.
+
+    On an exception the transaction is rolled back; if that is impossible (connection lost,
+    cancellation mid-pipeline) the connection is invalidated so the pool never reuses it.
+    """
+    async with engine.connect() as sa_conn:
+        fairy = await sa_conn.get_raw_connection()
+        conn: psycopg.AsyncConnection[Any] = fairy.driver_connection  # type: ignore[assignment]
+        stats.transactions += 1
+        try:
+            async with conn.pipeline():
+                yield Tx(conn, stats)
+                await conn.commit()
+        except BaseException as exc:
+            healthy = isinstance(exc, Exception) and not conn.broken and not conn.closed
+            if healthy:
+                try:
+                    await conn.rollback()
+                except Exception:
+                    healthy = False
+            if not healthy:
+                with contextlib.suppress(Exception):
+                    await sa_conn.invalidate()
+            raise
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a batch changed: the inserted action rows (keys only unless asked for rows), and for
+    each update, in input order, whether the guard let it through."""
+
+    inserted: list[tuple[Any, ...]] = field(default_factory=list)
+    applied: list[bool] = field(default_factory=list)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _key(a: ActionId) -> tuple[str, str, str, str]:
+    return (a.project, a.domain, a.run_name, a.name)
+
+
+async def write_batch(
+    tx: Tx,
+    *,
+    actions: Sequence[Action] = (),
+    events: Sequence[ActionEvent] = (),
+    updates: Sequence[PhaseUpdate] = (),
+    actions_chunk: int,
+    events_chunk: int,
+    return_rows: bool = False,
+) -> BatchResult:
+    """Insert ``actions`` and ``events`` (ON CONFLICT DO NOTHING), apply ``updates`` under the phase
+    guard in the order given, then notify, all in ``tx``. Notifications follow upstream's table
+    (research §2.6): an action when its row was inserted, each distinct action of the events, an
+    action whose update was applied, and the run of every root (``a0``) update even when blocked.
+    """
+    insert_sql = sql.INSERT_ACTIONS_RETURNING_ROW if return_rows else sql.INSERT_ACTIONS
+    action_cursors = [
+        await tx.execute(insert_sql, sql.action_params(chunk)) for chunk in _chunks(actions, actions_chunk)
+    ]
+    for chunk in _chunks(events, events_chunk):
+        await tx.execute(sql.INSERT_EVENTS, sql.event_params(chunk))
+    rounds = sql.phase_update_rounds(updates)
+    update_cursors = [await tx.execute(sql.UPDATE_PHASES, sql.update_params(updates, r)) for r in rounds]
+
+    result = BatchResult(applied=[False] * len(updates))
+    for cur in action_cursors:  # the first fetch syncs the pipeline: one round trip for all of the above
+        result.inserted.extend(tuple(row) for row in await cur.fetchall())
+    for indexes, cur in zip(rounds, update_cursors, strict=True):
+        changed = {tuple(row) for row in await cur.fetchall()}
+        for i in indexes:
+            result.applied[i] = _key(updates[i].action_id) in changed
+
+    touched: list[ActionId] = [ActionId.of(*row[:4]) for row in result.inserted]
+    touched += [e.action_id for e in events]
+    touched += [u.action_id for u, ok in zip(updates, result.applied, strict=True) if ok]
+    runs = [u.action_id.run for u in updates if u.action_id.name == ROOT_ACTION_NAME]
+    await tx.notify(runs, touched)
+    return result
