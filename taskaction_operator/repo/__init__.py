@@ -28,7 +28,7 @@ from taskaction_operator.repo.listing import (
 )
 from taskaction_operator.repo.migrate import upgrade, upgrade_async
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
-from taskaction_operator.repo.notify import Subscription
+from taskaction_operator.repo.notify import Subscription, Watch
 from taskaction_operator.repo.writer import RepoStats
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "TaskScope",
     "TemporaryRepoError",
     "TriggerScope",
+    "Watch",
     "classify_db_error",
     "upgrade",
     "upgrade_async",

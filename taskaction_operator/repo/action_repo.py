@@ -11,6 +11,7 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 * ``insert_events`` is one transaction for all chunks (upstream commits chunk by chunk).
 * ``update_action_state`` keeps the state in ``action_state``, never in the integer ``phase``.
 * ``create_action(update_triggered_at=True)`` has nothing to update: there is no triggers table.
+* ``abort_run``/``abort_action`` also notify ``abort_requests`` (our channel; ``watch_abort_requests``).
 * ``list_pending_aborts`` is ordered by ``abort_requested_at`` (upstream: unordered).
 * Not-found on GetRun/GetAction is a typed :class:`NotFoundError` (upstream: bare strings).
 """
@@ -188,8 +189,7 @@ class ActionRepo(WatchMixin):
         async with self._tx() as tx:
             cur = await tx.execute(query, params)
             rows: list[Any] = await cur.fetchall()
-            runs, acts = notify(rows)
-            await tx.notify(runs, acts)
+            await tx.notify(*notify(rows))
         return rows
 
     # -- reads ------------------------------------------------------------------------------------
@@ -375,24 +375,29 @@ class ActionRepo(WatchMixin):
         """Mark the run's root ABORTED and request its abort, unconditionally (no phase guard):
         resets the attempt counter, stamps ``abort_requested_at``, sets ``ended_at`` if unset. Only
         the root; children are marked when their CRs are deleted. ``aborted_by`` is ignored, as
-        upstream. Notifies the run and the root action."""
+        upstream. Notifies the run and the root action (and, ours, abort_requests)."""
         del aborted_by
         rows = await self._write_one(
             sql.ABORT_RUN,
             {**sql.run_params(run_id), "reason": reason},
-            lambda rows: ([run_id] if rows else (), [ActionId(run_id, r[0]) for r in rows]),
+            lambda rows: (
+                [run_id] if rows else (),
+                [ActionId(run_id, r[0]) for r in rows],
+                [ActionId(run_id, r[0]) for r in rows],
+            ),
         )
         if not rows:
             raise NotFoundError(f"run not found: {run_id}")
 
     @classified
     async def abort_action(self, action_id: ActionId, reason: str, aborted_by: object = None) -> None:
-        """As :meth:`abort_run` for one action. Notifies the action only (not the run, even for a0)."""
+        """As :meth:`abort_run` for one action. Notifies the action (and, ours, abort_requests), not the
+        run, even for a0."""
         del aborted_by
         rows = await self._write_one(
             sql.ABORT_ACTION,
             {**sql.pk_params(action_id), "reason": reason},
-            lambda rows: ((), [action_id] if rows else ()),
+            lambda rows: ((), [action_id] if rows else (), [action_id] if rows else ()),
         )
         if not rows:
             raise NotFoundError(f"action not found: {action_id}")

@@ -48,6 +48,7 @@ from taskaction_operator.repo.schema import action_events, actions
 
 __all__ = [
     "ABORT_ACTION",
+    "ABORT_CHANNEL",
     "ABORT_RUN",
     "ACTION_CHANNEL",
     "CLEAR_ABORT",
@@ -76,6 +77,9 @@ _TZ = DateTime(timezone=True)
 #: NOTIFY channels and payloads (research §2.6): keys only; watchers re-read the row.
 RUN_CHANNEL = "run_updates"
 ACTION_CHANNEL = "action_updates"
+#: Ours, not upstream's: ``project/domain/run/action`` of each abort_run/abort_action, so that the
+#: abort sweep wakes at once instead of at its next tick. Upstream listeners never LISTEN on it.
+ABORT_CHANNEL = "abort_requests"
 
 
 def run_payload(run: RunId) -> str:
@@ -309,8 +313,10 @@ def _notify() -> str:
 NOTIFY = _notify()
 
 
-def notify_params(runs: Iterable[RunId] = (), actions_: Iterable[ActionId] = ()) -> dict[str, list[str]]:
-    """Parameters for :data:`NOTIFY`: each distinct run and action once, runs first."""
+def notify_params(
+    runs: Iterable[RunId] = (), actions_: Iterable[ActionId] = (), aborts: Iterable[ActionId] = ()
+) -> dict[str, list[str]]:
+    """Parameters for :data:`NOTIFY`: each distinct run, action and abort request once."""
     channels: list[str] = []
     payloads: list[str] = []
     for run in dict.fromkeys(runs):
@@ -318,6 +324,9 @@ def notify_params(runs: Iterable[RunId] = (), actions_: Iterable[ActionId] = ())
         payloads.append(run_payload(run))
     for action in dict.fromkeys(actions_):
         channels.append(ACTION_CHANNEL)
+        payloads.append(action_payload(action))
+    for action in dict.fromkeys(aborts):
+        channels.append(ABORT_CHANNEL)
         payloads.append(action_payload(action))
     return {"channel": channels, "payload": payloads}
 

@@ -1,38 +1,41 @@
-"""The five ``watch_*`` methods of the repository, built on the shared listener and re-reads.
+"""The ``watch_*`` methods of the repository, built on the shared listener and re-reads.
 
-Each method registers a :class:`~.notify.Subscription` with the repository's one listener and returns
-it only once LISTEN is active, so "subscribe, then read a snapshot" never misses an update (it may
-see one twice). What each watch re-reads, per notification and after a reconnect or an overflow:
+Each method returns a :class:`~.notify.Watch`: awaiting it registers a subscription with the
+repository's one listener and returns it only once LISTEN is active, so "subscribe, then read a
+snapshot" never misses an update (it may see one twice); ``async with`` does the same and closes it
+on exit. What each watch re-reads, per notification and after a reconnect or an overflow:
 
-============================  ===========================  =========================================
-watch                          per notification             full re-read (reconnect, overflow)
-============================  ===========================  =========================================
-``watch_run_updates(run)``     the run's root row           the same row
-``watch_all_run_updates()``    the notified run's root      every root updated since the connection
-                                                            was last known alive, minus a margin
-``watch_action_updates(a)``    the action's row             the same row
-``watch_all_action_updates``   each notified action, one    every action of the run
+=============================  ============================  =======================================
+watch                          per notification              full re-read (reconnect, overflow)
+=============================  ============================  =======================================
+``watch_run_updates(run)``     the run's root row            the same row
+``watch_all_run_updates()``    the notified run's root       every root updated since the connection
+                                                             was last known alive, minus a margin
+``watch_action_updates(a)``    the action's row              the same row
+``watch_all_action_updates``   each notified action, one     every action of the run
                                read per action per burst
-``watch_state_updates(a)``     the action's state string    the same; yielded only when it changed
-============================  ===========================  =========================================
+``watch_state_updates(a)``     the action's state string     the same; yielded only when it changed
+``watch_abort_requests()``     the aborted action's id       every pending abort request
+=============================  ============================  =======================================
 
-DELIBERATE DIFFERENCE: upstream's WatchStateUpdates is a stub that never emits; this one works, fed by
-the action_updates notifications that ``update_action_state`` and ``notify_state_update`` send.
+DELIBERATE DIFFERENCES: upstream's WatchStateUpdates is a stub that never emits; this one works, fed
+by the action_updates notifications of ``update_action_state`` and ``notify_state_update``.
+``watch_abort_requests`` is ours (upstream polls), fed by our ``abort_requests`` channel.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, select, tuple_
 
 from taskaction_operator.model import ActionId, RunId
 from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action
-from taskaction_operator.repo.notify import NotificationListener, Subscription
+from taskaction_operator.repo.notify import NotificationListener, Route, Subscription, Watch
 from taskaction_operator.repo.schema import actions
 from taskaction_operator.repo.statements import action_payload, run_payload
 
@@ -40,7 +43,16 @@ __all__ = ["WatchMixin"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _PAGE = 1000
+
+
+def _parse_action(key: str) -> ActionId | None:
+    parts = key.split("/")
+    if len(parts) != 4:
+        log.warning("ignoring malformed action payload %r", key)
+        return None
+    return ActionId.of(*parts)
 
 
 class WatchMixin:
@@ -55,12 +67,26 @@ class WatchMixin:
         async def get_action(self, action_id: ActionId) -> Action: ...
         async def get_action_state(self, action_id: ActionId) -> str | None: ...
         async def list_actions(self, request: ListActionsRequest) -> ActionPage: ...
+        async def list_pending_aborts(self) -> list[Action]: ...
         async def _rows(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Any]: ...
 
-    async def _subscribe(self, sub: Subscription[Any]) -> None:
-        await self.listener.register(sub)
+    def _watch(
+        self,
+        name: str,
+        route: Route,
+        read: Callable[[str], Awaitable[T | None]],
+        resync: Callable[[datetime], Awaitable[Sequence[T]]],
+    ) -> Watch[T]:
+        async def start() -> Subscription[T]:
+            sub = Subscription(
+                self.listener, [route], read, resync, max_pending=self.watch_max_pending, name=name
+            )
+            await self.listener.register(sub)
+            return sub
 
-    async def watch_run_updates(self, run_id: RunId) -> Subscription[Action]:
+        return Watch(start)
+
+    def watch_run_updates(self, run_id: RunId) -> Watch[Action]:
         """The run's root row each time the run is notified (a0 phase updates, abort_run)."""
 
         async def read(_key: str) -> Action:
@@ -69,14 +95,9 @@ class WatchMixin:
         async def resync(_since: datetime) -> list[Action]:
             return [await self.get_run(run_id)]
 
-        sub = Subscription(
-            self.listener, [("run", run_payload(run_id))], read, resync,
-            max_pending=self.watch_max_pending, name=f"run {run_id}",
-        )  # fmt: skip
-        await self._subscribe(sub)
-        return sub
+        return self._watch(f"run {run_id}", ("run", run_payload(run_id)), read, resync)
 
-    async def watch_all_run_updates(self) -> Subscription[Action]:
+    def watch_all_run_updates(self) -> Watch[Action]:
         """Every notified run's root row. After a reconnect or an overflow: every run updated since
         the connection was last known alive (server clock, minus the listener's margin), oldest first."""
 
@@ -87,14 +108,9 @@ class WatchMixin:
                 return None
             return await self.get_run(RunId(*parts))
 
-        sub = Subscription(
-            self.listener, [("runs", "")], read, self._runs_updated_since,
-            max_pending=self.watch_max_pending, name="all runs",
-        )  # fmt: skip
-        await self._subscribe(sub)
-        return sub
+        return self._watch("all runs", ("runs", ""), read, self._runs_updated_since)
 
-    async def watch_action_updates(self, action_id: ActionId) -> Subscription[Action]:
+    def watch_action_updates(self, action_id: ActionId) -> Watch[Action]:
         """The action's row each time it is notified (insert, events, applied update, abort, state)."""
 
         async def read(_key: str) -> Action:
@@ -103,14 +119,9 @@ class WatchMixin:
         async def resync(_since: datetime) -> list[Action]:
             return [await self.get_action(action_id)]
 
-        sub = Subscription(
-            self.listener, [("action", action_payload(action_id))], read, resync,
-            max_pending=self.watch_max_pending, name=f"action {action_id}",
-        )  # fmt: skip
-        await self._subscribe(sub)
-        return sub
+        return self._watch(f"action {action_id}", ("action", action_payload(action_id)), read, resync)
 
-    async def watch_all_action_updates(self, run_id: RunId) -> Subscription[Action]:
+    def watch_all_action_updates(self, run_id: RunId) -> Watch[Action]:
         """Each notified action of the run, one re-read per action per burst. After a reconnect or an
         overflow: every action of the run, in (created_at, name) order."""
 
@@ -120,14 +131,9 @@ class WatchMixin:
         async def resync(_since: datetime) -> list[Action]:
             return await self._all_actions_of(run_id)
 
-        sub = Subscription(
-            self.listener, [("run-actions", run_payload(run_id))], read, resync,
-            max_pending=self.watch_max_pending, name=f"actions of {run_id}",
-        )  # fmt: skip
-        await self._subscribe(sub)
-        return sub
+        return self._watch(f"actions of {run_id}", ("run-actions", run_payload(run_id)), read, resync)
 
-    async def watch_state_updates(self, action_id: ActionId) -> Subscription[str]:
+    def watch_state_updates(self, action_id: ActionId) -> Watch[str]:
         """The action's state string (see ``update_action_state``) whenever the action is notified and
         the state differs from the last one yielded; an action without a state yields nothing."""
         last: list[str | None] = [None]
@@ -143,12 +149,19 @@ class WatchMixin:
             state = await read("")
             return [] if state is None else [state]
 
-        sub = Subscription(
-            self.listener, [("action", action_payload(action_id))], read, resync,
-            max_pending=self.watch_max_pending, name=f"state of {action_id}",
-        )  # fmt: skip
-        await self._subscribe(sub)
-        return sub
+        return self._watch(f"state of {action_id}", ("action", action_payload(action_id)), read, resync)
+
+    def watch_abort_requests(self) -> Watch[ActionId]:
+        """The id of each action whose abort is requested (abort_run, abort_action). After a reconnect
+        or an overflow: every pending abort request (:meth:`list_pending_aborts`)."""
+
+        async def read(key: str) -> ActionId | None:
+            return _parse_action(key)
+
+        async def resync(_since: datetime) -> list[ActionId]:
+            return [a.action_id for a in await self.list_pending_aborts()]
+
+        return self._watch("abort requests", ("aborts", ""), read, resync)
 
     # -- full re-reads ----------------------------------------------------------------------------
     async def _all_actions_of(self, run_id: RunId) -> list[Action]:

@@ -51,9 +51,12 @@ class Tx:
         await cur.execute(query, params)
         return cur
 
-    async def notify(self, runs: Iterable[RunId] = (), actions: Iterable[ActionId] = ()) -> None:
-        """One statement notifying each distinct run on run_updates and action on action_updates."""
-        params = sql.notify_params(runs, actions)
+    async def notify(
+        self, runs: Iterable[RunId] = (), actions: Iterable[ActionId] = (), aborts: Iterable[ActionId] = ()
+    ) -> None:
+        """One statement notifying each distinct run on run_updates, action on action_updates and
+        requested abort on abort_requests."""
+        params = sql.notify_params(runs, actions, aborts)
         if params["channel"]:
             self.stats.notifications += len(params["channel"])
             await self.execute(sql.NOTIFY, params)

@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from taskaction_operator.repo.errors import RepoError, TemporaryRepoError, classify_db_error
 from taskaction_operator.repo.notify.subscription import Route, Subscription
-from taskaction_operator.repo.statements import ACTION_CHANNEL, RUN_CHANNEL
+from taskaction_operator.repo.statements import ABORT_CHANNEL, ACTION_CHANNEL, RUN_CHANNEL
 
 __all__ = ["NotificationListener"]
 
@@ -36,7 +36,8 @@ _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 
 
 class NotificationListener:
-    """LISTENs on ``run_updates`` and ``action_updates`` and offers each key to the matching watchers.
+    """LISTENs on ``run_updates``, ``action_updates`` (and our ``abort_requests``) and offers each key
+    to the matching watchers.
 
     Started lazily by the first :meth:`register`; :meth:`close` stops it and ends every watch.
     """
@@ -138,6 +139,8 @@ class NotificationListener:
             run_key, sep, _ = payload.rpartition("/")
             if sep:
                 targets |= self._routes.get(("run-actions", run_key), set())
+        elif channel == ABORT_CHANNEL:
+            targets |= self._routes.get(("aborts", ""), set())
         for sub in targets:
             sub.offer(payload)
 
@@ -148,7 +151,7 @@ class NotificationListener:
             conn: psycopg.AsyncConnection[Any] | None = None
             try:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo_full, autocommit=True)
-                for channel in (RUN_CHANNEL, ACTION_CHANNEL):
+                for channel in (RUN_CHANNEL, ACTION_CHANNEL, ABORT_CHANNEL):
                     await conn.execute(f"LISTEN {channel}")
                 lost_since = self._last_alive() if self._ever_listened else None
                 await self._ping(conn)

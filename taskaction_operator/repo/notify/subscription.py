@@ -18,9 +18,9 @@ import contextlib
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from taskaction_operator.repo.errors import NotFoundError, TemporaryRepoError
 
@@ -29,15 +29,16 @@ if TYPE_CHECKING:
 
     from taskaction_operator.repo.notify.listener import NotificationListener
 
-__all__ = ["Route", "Subscription"]
+__all__ = ["Route", "Subscription", "Watch"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 #: What a subscription listens to: ``("run", "p/d/r")`` one run, ``("runs", "")`` every run,
-#: ``("action", "p/d/r/a")`` one action, ``("run-actions", "p/d/r")`` every action of a run.
-Route = tuple[Literal["run", "runs", "action", "run-actions"], str]
+#: ``("action", "p/d/r/a")`` one action, ``("run-actions", "p/d/r")`` every action of a run,
+#: ``("aborts", "")`` every abort request.
+Route = tuple[Literal["run", "runs", "action", "run-actions", "aborts"], str]
 
 _RETRY_INITIAL = 0.05
 _RETRY_MAX = 2.0
@@ -176,3 +177,25 @@ class Subscription(Generic[T]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class Watch(Generic[T]):
+    """What a ``watch_*`` method returns: ``await`` it for a subscription that is already listening,
+    or use it as ``async with repo.watch_…(…) as sub:`` to have the subscription closed on exit."""
+
+    def __init__(self, start: Callable[[], Awaitable[Subscription[T]]]) -> None:
+        self._start = start
+        self._sub: Subscription[T] | None = None
+
+    def __await__(self) -> Generator[Any, None, Subscription[T]]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Subscription[T]:
+        self._sub = await self._start()
+        return self._sub
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._sub is not None:
+            await self._sub.aclose()
