@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -199,3 +200,74 @@ class KubeOps:
         self.writes += 1
         with contextlib.suppress(ApiException):
             await asyncio.to_thread(self.core.create_namespaced_event, meta.get("namespace"), event)
+
+    # --- Additions for the actions client (services/actions_client.py) -------------------------
+    async def ensure_namespace(self, name: str) -> bool:
+        """GET the namespace, CREATE it if missing (upstream ``EnsureNamespaceExists``).
+
+        Returns True when this call created it; a concurrent creation (409) counts as existing.
+        """
+        self.reads += 1
+        try:
+            await asyncio.to_thread(self.core.read_namespace, name)
+            return False
+        except ApiException as exc:
+            if _status(exc) != 404:
+                raise
+        self.writes += 1
+        try:
+            await asyncio.to_thread(
+                self.core.create_namespace, client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+            )
+        except ApiException as exc:
+            if _status(exc) == 409:
+                return False
+            raise
+        return True
+
+    async def list_taskactions_versioned(
+        self, namespace: str, label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """TaskActions in one namespace and the list's resourceVersion (where a watch resumes)."""
+        self.reads += 1
+        res = await asyncio.to_thread(
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            label_selector=label_selector,
+        )
+        body = cast(dict[str, Any], res)
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return cast(list[dict[str, Any]], body.get("items", [])), version
+
+    def watch_taskactions_blocking(
+        self,
+        watcher: Any,
+        namespace: str,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+    ) -> Iterator[dict[str, Any]]:
+        """BLOCKING: the raw watch events (``type``, ``raw_object``) of TaskActions from a resourceVersion.
+
+        The only blocking method here: it is meant for a dedicated thread, never the event loop.
+        ``watcher`` is a ``kubernetes.watch.Watch``; its ``stop()`` (from any thread) ends the stream
+        at once. The stream ends when the server closes it after ``timeout_seconds``; an expired
+        resourceVersion raises ApiException 410.
+        """
+        self.reads += 1
+        stream = watcher.stream(
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            _request_timeout=(10, timeout_seconds + 30),
+        )
+        for event in stream:
+            yield cast(dict[str, Any], event)
