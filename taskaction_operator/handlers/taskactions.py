@@ -34,5 +34,5 @@ async def record_taskaction(
         metrics.EVENTS_RECORDED.labels(kind).inc()
         runtime.observe_lag(body)
     if outcome.plan and kind != "DELETED":
-        patch.fns.append(outcome.plan.apply)
+        patch.fns.append(outcome.plan.apply)  # type: ignore[arg-type]  # RawBody is a dict
         runtime.count_patch(outcome.plan)

@@ -166,7 +166,12 @@ class ActionReconciler:
         work: RowWork = Work()
         if not state.created:
             work.actions.append(action_row(obs))
-        promote = obs.parent_id is not None and not state.promoted and not obs.deleting
+        promote = (
+            obs.parent_id is not None
+            and obs.parent != obs.action_id.name  # a self-reference is refused, not promoted
+            and not state.promoted
+            and not obs.deleting
+        )
         if promote:
             assert obs.parent_id is not None
             # Upstream sends the parent's promotion without attempts or cache status; we keep the

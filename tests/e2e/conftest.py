@@ -27,7 +27,11 @@ class Kubectl:
     def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> str:
         proc = subprocess.run(
             [self.binary, "--kubeconfig", self.kubeconfig, *args],
-            input=input, capture_output=True, text=True, timeout=timeout, check=False,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise KubectlError(args, proc.returncode, proc.stderr.strip())
@@ -36,7 +40,11 @@ class Kubectl:
     def try_run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.binary, "--kubeconfig", self.kubeconfig, *args],
-            input=input, capture_output=True, text=True, timeout=60, check=False,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def json(self, *args: str) -> Any:
@@ -64,11 +72,22 @@ def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]
     if rep is not None and rep.failed:
         dump_namespace(request, kubectl, name)
     # Strip finalizers a failed test may have left, then delete without waiting.
-    for item in json.loads(kubectl.run("get", "taskactions", "-n", name, "-o", "json", check=False) or "{}")\
-            .get("items", []):
+    for item in json.loads(
+        kubectl.run("get", "taskactions", "-n", name, "-o", "json", check=False) or "{}"
+    ).get("items", []):
         if item["metadata"].get("finalizers"):
-            kubectl.run("patch", "taskaction", item["metadata"]["name"], "-n", name, "--type", "merge",
-                        "-p", '{"metadata":{"finalizers":null}}', check=False)
+            kubectl.run(
+                "patch",
+                "taskaction",
+                item["metadata"]["name"],
+                "-n",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -77,10 +96,12 @@ def dump_namespace(request: pytest.FixtureRequest, kubectl: Kubectl, name: str) 
     for log in getattr(request.node, "operator_logs", []):
         text = Path(log).read_text(errors="replace") if Path(log).exists() else "(missing)"
         sections.append(f"----- operator log {log} (last 200 lines)\n" + "\n".join(text.splitlines()[-200:]))
-    sections.append("----- TaskActions\n" + kubectl.run("get", "taskactions", "-n", name, "-o", "yaml",
-                                                       check=False))
-    sections.append("----- Events\n" + kubectl.run("get", "events", "-n", name, "--sort-by=.lastTimestamp",
-                                                    check=False))
+    sections.append(
+        "----- TaskActions\n" + kubectl.run("get", "taskactions", "-n", name, "-o", "yaml", check=False)
+    )
+    sections.append(
+        "----- Events\n" + kubectl.run("get", "events", "-n", name, "--sort-by=.lastTimestamp", check=False)
+    )
     text = "\n".join(sections)
     out = ROOT / ".local" / "e2e-diagnostics" / f"{name}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)

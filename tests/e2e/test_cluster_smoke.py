@@ -15,17 +15,31 @@ pytestmark = pytest.mark.cluster
 
 
 def _child(uid: str) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "flyte.org/v1",
-        "kind": "TaskAction",
-        "metadata": {
-            "name": "rdemo1-a1",
-            "ownerReferences": [{"apiVersion": "flyte.org/v1", "kind": "TaskAction", "name": "rdemo1-a0",
-                                 "uid": uid, "blockOwnerDeletion": True}],
-        },
-        "spec": {"runName": "rdemo1", "project": "flytesnacks", "domain": "development",
-                 "actionName": "a1", "parentActionName": "a0"},
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "flyte.org/v1",
+            "kind": "TaskAction",
+            "metadata": {
+                "name": "rdemo1-a1",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "flyte.org/v1",
+                        "kind": "TaskAction",
+                        "name": "rdemo1-a0",
+                        "uid": uid,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "runName": "rdemo1",
+                "project": "flytesnacks",
+                "domain": "development",
+                "actionName": "a1",
+                "parentActionName": "a0",
+            },
+        }
+    )
 
 
 def test_flyte_written_taskaction_is_accepted_and_deleting_root_collects_child(
@@ -50,18 +64,23 @@ def test_flyte_written_taskaction_is_accepted_and_deleting_root_collects_child(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"runName": "r" * 31, "project": "p", "domain": "d", "actionName": "a0"},
-         "spec.runName: Too long: may not be more than 30 bytes"),
+        (
+            {"runName": "r" * 31, "project": "p", "domain": "d", "actionName": "a0"},
+            "spec.runName: Too long: may not be more than 30 bytes",
+        ),
         ({"runName": "r1", "project": "p", "domain": "d"}, "spec.actionName: Required value"),
-        ({"runName": "r1", "project": "p", "domain": "d", "actionName": "a1", "actionType": "trace"},
-         'spec.actionType: Unsupported value: "trace"'),
+        (
+            {"runName": "r1", "project": "p", "domain": "d", "actionName": "a1", "actionType": "trace"},
+            'spec.actionType: Unsupported value: "trace"',
+        ),
     ],
 )
 def test_crd_rejects_invalid_taskaction_with_server_message(
     kubectl: Kubectl, namespace: str, spec: dict[str, str], message: str
 ) -> None:
-    body = yaml.safe_dump({"apiVersion": "flyte.org/v1", "kind": "TaskAction",
-                           "metadata": {"name": "bad"}, "spec": spec})
+    body = yaml.safe_dump(
+        {"apiVersion": "flyte.org/v1", "kind": "TaskAction", "metadata": {"name": "bad"}, "spec": spec}
+    )
     proc = kubectl.try_run("apply", "-n", namespace, "-f", "-", input=body)
     assert proc.returncode != 0
     assert message in proc.stderr
