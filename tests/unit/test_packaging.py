@@ -1,0 +1,241 @@
+"""The install artifacts stay true to each other: the Dockerfile (static checks, hadolint, and its
+recipe run for real by hack/image/verify.sh without Docker), the dependency locks, the scripts under
+hack/ (shellcheck), and the kustomize sources under manifests/ (the CRD copy, the Deployment's
+restricted shape, RBAC comments)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from taskaction_operator.config import PREFIX, Settings
+from tests.conftest import ROOT
+
+IMAGE = ROOT / "hack" / "image"
+BASE = ROOT / "manifests" / "base"
+MY_SCRIPTS = [
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "hack").glob("image/*.sh")),
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "hack").glob("kind/*.sh")),
+    "hack/lint-shell.sh",
+]
+
+
+# --- Dockerfile, statically ---------------------------------------------------------------------
+
+
+def dockerfile() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's stages, each a list of (INSTRUCTION, arguments) with continuations joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[tuple[str, str]]] = [[]]
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instr, _, args = line.partition(" ")
+        if instr.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((instr.upper(), " ".join(args.split())))
+    return stages[1:]
+
+
+def _args(stage: list[tuple[str, str]], instr: str) -> list[str]:
+    return [a for i, a in stage if i == instr]
+
+
+def test_dockerfile_builds_a_wheel_then_installs_it_in_a_slim_python_311_stage() -> None:
+    build, runtime = dockerfile()
+    assert _args(build, "FROM") == ["${PYTHON_IMAGE} AS build"]
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in (ROOT / "Dockerfile").read_text()
+    assert _args(runtime, "FROM")[0].startswith("${PYTHON_IMAGE}")
+    # The stages run the very scripts hack/image/verify.sh runs, so verify.sh proves the recipe.
+    assert any("hack/image/build-wheel.sh" in run for run in _args(build, "RUN"))
+    (install,) = [run for run in _args(runtime, "RUN") if "install.sh" in run]
+    assert "from=build,source=/wheels" in install and "requirements.lock" in install
+    verify = (IMAGE / "verify.sh").read_text()
+    assert "build-wheel.sh" in verify and "install.sh" in verify and "requirements.lock" in verify
+
+
+def test_dockerfile_runs_as_numeric_non_root_user_matching_the_deployment() -> None:
+    users = _args(dockerfile()[-1], "USER")
+    assert users, "the final stage sets no USER (it would run as root)"
+    assert re.fullmatch(r"\d+(:\d+)?", users[-1]), f"USER {users[-1]} is not numeric"
+    uid = int(users[-1].split(":")[0])
+    assert uid != 0
+    pod = yaml.safe_load((BASE / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == uid
+
+
+def test_dockerfile_entrypoint_runs_the_console_script() -> None:
+    (entrypoint,) = _args(dockerfile()[-1], "ENTRYPOINT")
+    assert json.loads(entrypoint) == ["taskaction-operator", "run"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "taskaction-operator" in scripts
+
+
+def test_dockerfile_has_no_healthcheck_and_no_cmd() -> None:
+    instructions = {i for stage in dockerfile() for i, _ in stage}
+    assert "HEALTHCHECK" not in instructions, "Kubernetes probes do this (kopf's /healthz)"
+    assert "CMD" not in instructions
+
+
+def test_dockerfile_final_stage_writes_no_bytecode_and_keeps_home_in_tmp() -> None:
+    runtime = dockerfile()[-1]
+    env = " ".join(_args(runtime, "ENV"))
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "HOME=/tmp" in env
+    # Set after the install, so pip still precompiles bytecode into the (read-only) image.
+    order = [i for i, a in runtime if i == "RUN" or (i == "ENV" and "PYTHONDONTWRITEBYTECODE" in a)]
+    assert order[-1] == "ENV"
+
+
+def test_dockerignore_admits_only_the_build_context() -> None:
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    assert patterns[0] == "*", ".dockerignore must be an allow-list"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied: set[str] = set()
+    for stage in dockerfile():
+        for args in _args(stage, "COPY"):
+            if "--from=" not in args:
+                copied.update(s.rstrip("/") for s in args.split()[:-1])
+    assert copied | {"hack/image"} == allowed
+    for private in (".venv", ".local", ".git", "tests"):
+        assert not any(a == private or a.startswith(private + "/") for a in allowed)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    proc = subprocess.run(
+        ["bash", str(IMAGE / "lint.sh")], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- locks --------------------------------------------------------------------------------------
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_requirements_lock_is_the_runtime_closure_of_the_venv() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(IMAGE / "lock.py")], capture_output=True, text=True, timeout=120, check=True
+    )
+    fresh = {canonicalize_name(n): v for n, v in (line.split("==") for line in proc.stdout.split())}
+    assert _pins(IMAGE / "requirements.lock") == fresh, "the lock is stale: run hack/image/lock.sh"
+    for dev in ("pytest", "ruff", "mypy", "import-linter"):
+        assert dev not in fresh
+
+
+def test_build_lock_satisfies_pyproject_build_system() -> None:
+    pins = _pins(IMAGE / "build.lock")
+    for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]:
+        req = Requirement(spec)
+        assert req.specifier.contains(pins[canonicalize_name(req.name)]), f"{spec}: run hack/image/lock.sh"
+
+
+# --- scripts ------------------------------------------------------------------------------------
+
+
+def test_image_and_kind_scripts_pass_shellcheck() -> None:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "lint-shell.sh"), *MY_SCRIPTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_image_recipe_installs_with_the_lock_and_starts_without_docker() -> None:
+    proc = subprocess.run(
+        ["bash", str(IMAGE / "verify.sh")], cwd=ROOT, capture_output=True, text=True, timeout=880, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "usage" in proc.stdout.lower()
+
+
+# --- manifests ----------------------------------------------------------------------------------
+
+
+def test_manifest_crd_copy_equals_crds() -> None:
+    copy = BASE / "crd" / "taskactions.flyte.org.yaml"
+    assert copy.read_bytes() == (ROOT / "crds" / "taskactions.flyte.org.yaml").read_bytes(), (
+        "manifests/base/crd/ drifted: cp crds/taskactions.flyte.org.yaml manifests/base/crd/"
+    )
+
+
+def test_every_rbac_rule_says_why() -> None:
+    lines = (BASE / "rbac.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("- apiGroups:"):
+            assert lines[i - 1].strip().startswith("#"), (
+                f"rbac.yaml:{i + 1}: a rule without a reason above it"
+            )
+
+
+def _container(doc: dict[str, Any]) -> dict[str, Any]:
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def test_base_deployment_is_restricted_probed_and_configured() -> None:
+    deploy = yaml.safe_load((BASE / "deployment.yaml").read_text())
+    pod = deploy["spec"]["template"]["spec"]
+    c = _container(deploy)
+    assert deploy["spec"]["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert {"mountPath": "/tmp", "name": "tmp"} in c["volumeMounts"]
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert set(c["resources"]) == {"requests", "limits"}
+
+    env = {e["name"]: e for e in c["env"]}
+    known = {PREFIX + f.name.upper() for f in fields(Settings)}
+    assert set(env) <= known, f"not settings of the operator: {set(env) - known}"
+    assert env["TASKACTION_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "taskaction-db", "key": "url"}
+    }
+    assert env["TASKACTION_LEASE_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    liveness = urlsplit(env["TASKACTION_LIVENESS"]["value"])
+    assert ports["healthz"] == liveness.port == 8080 and liveness.path == "/healthz"
+    assert ports["metrics"] == int(env["TASKACTION_METRICS_PORT"]["value"]) == 9090
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}, probe
+
+    service = yaml.safe_load((BASE / "service.yaml").read_text())
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pdb = yaml.safe_load((BASE / "pdb.yaml").read_text())
+    assert pdb["spec"]["minAvailable"] == 1
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == pdb["spec"]["selector"]["matchLabels"] == selector
