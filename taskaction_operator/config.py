@@ -59,7 +59,7 @@ class Settings:
     lease_namespace: str = ""
     #: Seconds a sweep leadership Lease lasts without renewal.
     lease_duration: float = 15.0
-    #: kopf's liveness endpoint; empty disables it.
+    #: kopf's liveness endpoint; an empty value disables it.
     liveness: str = "http://0.0.0.0:8080/healthz"
     #: Port of the Prometheus ``/metrics`` endpoint; 0 disables it.
     metrics_port: int = 9090
@@ -80,7 +80,7 @@ class Settings:
         for f in fields(cls):
             var = PREFIX + f.name.upper()
             raw = env.get(var)
-            if raw is None or (raw == "" and f.name != "namespaces"):
+            if raw is None or (raw == "" and f.name not in {"namespaces", "liveness", "lease_namespace"}):
                 continue
             try:
                 values[f.name] = _convert(f.name, raw)

@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.repo import ActionRepo
+from tests.conftest import LOCAL, ROOT
+from tests.e2e.operator import Db, OperatorProcess
 
 
 class Kubectl:
@@ -109,3 +112,41 @@ def dump_namespace(request: pytest.FixtureRequest, kubectl: Kubectl, name: str) 
     request.node.add_report_section("teardown", "diagnostics", text[-20000:])
     if os.environ.get("CI"):
         print(text[-20000:])
+
+
+@pytest.fixture
+def kube(kubeconfig: str) -> Iterator[KubeOps]:
+    ops = KubeOps.from_kubeconfig(kubeconfig)
+    yield ops
+    ops.close()
+
+
+@pytest.fixture
+def db(database_url: str) -> Db:
+    return Db(database_url)
+
+
+@pytest.fixture
+async def repo(database_url: str) -> AsyncIterator[ActionRepo]:
+    r = await ActionRepo.connect(database_url)
+    yield r
+    await r.close()
+
+
+@pytest.fixture
+def start_operator(
+    request: pytest.FixtureRequest, kubeconfig: str, database_url: str, namespace: str
+) -> Iterator[Any]:
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(
+            kubeconfig=kubeconfig, dsn=database_url, namespace=namespace, log_dir=LOCAL / "e2e-logs", **env
+        )
+        request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(op.log_path)]
+        started.append(op.start())
+        return op
+
+    yield start
+    for op in started:
+        op.stop()

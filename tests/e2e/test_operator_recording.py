@@ -7,7 +7,6 @@ writes them); the operator runs as a real process against the real cluster and d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -17,51 +16,12 @@ from taskaction_operator.k8s import KubeOps
 from taskaction_operator.model import ActionId, RunId
 from taskaction_operator.repo import ActionRepo
 from taskaction_operator.services.observe import RECORD_GUARD_FINALIZER, RECORDED_LABEL
-from tests.conftest import LOCAL
 from tests.e2e.conftest import Kubectl
-from tests.e2e.operator import Db, OperatorProcess, until
+from tests.e2e.operator import Db, until
 from tests.e2e.taskactions import taskaction
 
 pytestmark = pytest.mark.cluster
 QUEUED, INIT, RUNNING, OK, FAILED, ABORTED, TIMED_OUT = 1, 3, 4, 5, 6, 7, 8
-
-
-@pytest.fixture
-def kube(kubeconfig: str) -> Iterator[KubeOps]:
-    ops = KubeOps.from_kubeconfig(kubeconfig)
-    yield ops
-    ops.close()
-
-
-@pytest.fixture
-def db(database_url: str) -> Db:
-    return Db(database_url)
-
-
-@pytest.fixture
-async def repo(database_url: str) -> AsyncIterator[ActionRepo]:
-    r = await ActionRepo.connect(database_url)
-    yield r
-    await r.close()
-
-
-@pytest.fixture
-def start_operator(
-    request: pytest.FixtureRequest, kubeconfig: str, database_url: str, namespace: str
-) -> Iterator[Any]:
-    started: list[OperatorProcess] = []
-
-    def start(**env: str) -> OperatorProcess:
-        op = OperatorProcess(
-            kubeconfig=kubeconfig, dsn=database_url, namespace=namespace, log_dir=LOCAL / "e2e-logs", **env
-        )
-        request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(op.log_path)]
-        started.append(op.start())
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
 
 
 async def create(

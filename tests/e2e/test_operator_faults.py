@@ -1,0 +1,192 @@
+"""Faults mid-run; each ends with the database equal to the cluster's truth, every transition
+recorded once and no event twice.
+
+The executor path of every action is known to the test, so the expected record is written
+independently of the operator's own derivation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from typing import Any
+
+import pytest
+
+from taskaction_operator.devtools.executor import StandInExecutor
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.services.observe import RECORDED_LABEL
+from tests.conftest import ROOT
+from tests.e2e.operator import Db, until
+from tests.e2e.test_operator_recording import children_owned, create
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+EVENT_PHASE = {
+    "Queued": 1,
+    "Initializing": 3,
+    "Executing": 4,
+    "Completed": 5,
+    "PermanentFailure": 6,
+    "TimedOut": 8,
+}
+TREE = [("a0", None), ("a1", "a0"), ("a2", "a0"), ("a3", "a1"), ("a4", "a1"), ("a5", "a2"), ("a6", "a2")]
+FIRST_HALF = ["Queued", "Initializing"]
+ENDINGS = {
+    "a0": "Completed",
+    "a1": "Completed",
+    "a2": "Completed",
+    "a3": "Completed",
+    "a4": "PermanentFailure",
+    "a5": "TimedOut",
+    "a6": "Completed",
+}
+
+
+class Run:
+    """A seven-action, three-level run whose executor path the test records as it drives it."""
+
+    def __init__(self, kube: KubeOps, namespace: str, name: str) -> None:
+        self.kube, self.ns, self.project, self.name = kube, namespace, namespace, name
+        self.ex = StandInExecutor(kube)
+        self.path: dict[str, list[str]] = {a: [] for a, _ in TREE}
+
+    async def create(self) -> None:
+        for action, parent in TREE:
+            await create(self.kube, self.ns, self.project, self.name, action, parent)
+
+    async def drive(self, phases_by_action: dict[str, list[str]]) -> None:
+        async def one(action: str, phases: list[str]) -> None:
+            for phase in phases:
+                await self.ex.move(self.ns, f"{self.name}-{action}", phase)
+                self.path[action].append(phase)
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(one(a, p) for a, p in phases_by_action.items()))
+
+    def expected_events(self, action: str) -> list[tuple[int, int, int]]:
+        return sorted({(1, EVENT_PHASE[p], 0) for p in self.path[action]})
+
+    def expected_phase(self, action: str) -> int:
+        return EVENT_PHASE[self.path[action][-1]] if self.path[action] else 1
+
+
+async def assert_record_matches(run: Run, db: Db, *, aborted: frozenset[str] = frozenset()) -> None:
+    """Every action's row and events equal what the cluster went through; terminal CRs are labelled."""
+    expected = {a: (7 if a in aborted else run.expected_phase(a)) for a, _ in TREE}
+    await until(
+        lambda: db.phases(run.project, run.name) == expected,
+        timeout=60,
+        what=f"phases {expected} (have {db.phases(run.project, run.name)})",
+    )
+    for action, _ in TREE:
+        want = run.expected_events(action)
+        if action in aborted:
+            want = sorted({*want, (1, 7, 0)})
+        assert db.events(run.project, run.name, action) == want, action
+    for obj in await run.kube.list_taskactions(run.ns):
+        action = obj["spec"]["actionName"]
+        if run.expected_phase(action) in (5, 6, 8):
+
+            async def labelled(name: str = obj["metadata"]["name"]) -> bool:
+                o = await run.kube.get_taskaction(run.ns, name)
+                return bool(o and o["metadata"].get("labels", {}).get(RECORDED_LABEL) == "true")
+
+            await until(labelled, what=f"{action} labelled")
+
+
+def script(*args: str) -> None:
+    subprocess.run(["bash", *args], cwd=ROOT, check=True, capture_output=True, timeout=300)
+
+
+async def test_operator_killed_mid_run_and_restarted_loses_nothing(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    op = start_operator()
+    run = Run(kube, namespace, "rkill")
+    await run.create()
+    await run.drive({a: FIRST_HALF for a, _ in TREE})
+    await until(lambda: len(db.phases(run.project, run.name)) == 7, what="recorded before the kill")
+    op.kill()
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a3", "a4", "a5", "a6")})
+    await run.drive({a: ["Executing"] for a in ("a0", "a1", "a2")})
+    start_operator()
+    await run.drive({a: [ENDINGS[a]] for a in ("a1", "a2")})
+    await run.drive({"a0": [ENDINGS["a0"]]})
+    await assert_record_matches(run, db)
+
+
+async def test_database_stopped_for_30_s_mid_run_loses_nothing_and_labels_nothing_early(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    start_operator()
+    run = Run(kube, namespace, "rdbdown")
+    await run.create()
+    await run.drive({a: FIRST_HALF for a, _ in TREE})
+    await until(lambda: db.phases(run.project, run.name).get("a6") == 3, what="recorded before the outage")
+    script("hack/db/db.sh", "stop")
+    try:
+        await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a3", "a4", "a5", "a6")})
+        await run.drive({a: ["Executing"] for a in ("a0", "a1", "a2")})
+        await asyncio.sleep(30)
+        for obj in await kube.list_taskactions(namespace):
+            assert RECORDED_LABEL not in obj["metadata"].get("labels", {}), (
+                "labelled while the database was down"
+            )
+    finally:
+        script("hack/db/db.sh", "start")
+    await run.drive({a: [ENDINGS[a]] for a in ("a1", "a2")})
+    await run.drive({"a0": [ENDINGS["a0"]]})
+    await assert_record_matches(run, db)
+
+
+async def test_apiserver_restarted_mid_run_loses_nothing(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    start_operator()
+    run = Run(kube, namespace, "rapi")
+    await run.create()
+    await run.drive({a: FIRST_HALF for a, _ in TREE})
+    await until(lambda: len(db.phases(run.project, run.name)) == 7, what="recorded before the restart")
+    await asyncio.to_thread(script, "hack/cluster/cluster.sh", "restart", "kube-apiserver")
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a3", "a4", "a5", "a6")})
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a1", "a2")})
+    await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
+    await assert_record_matches(run, db)
+
+
+async def test_subtree_deleted_while_operator_is_down_is_recorded_by_the_guard(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    op = start_operator()
+    run = Run(kube, namespace, "rguard")
+    await run.create()
+    await run.drive({a: FIRST_HALF for a, _ in TREE})
+    await run.drive({"a5": ["Executing", "Completed"]})
+    await until(lambda: db.phases(run.project, run.name).get("a5") == 5, what="a5 recorded SUCCEEDED")
+    await until(lambda: children_owned(kube, namespace), what="ownerReferences")
+
+    async def guarded() -> bool:
+        objs = await kube.list_taskactions(namespace)
+        return all(
+            "flyte.org/record-guard" in (o["metadata"].get("finalizers") or [])
+            for o in objs
+            if o["spec"]["actionName"] != "a5"
+        )
+
+    await until(guarded, what="record guards on every live action")
+    op.stop()
+    await kube.delete_taskaction(namespace, f"{run.name}-a2")  # a2, a5 (succeeded), a6
+    await asyncio.sleep(2)
+    held = await kube.get_taskaction(namespace, f"{run.name}-a2")
+    assert held is not None and held["metadata"].get("deletionTimestamp"), "the guard did not hold a2"
+    start_operator()
+
+    async def subtree_gone() -> bool:
+        names = {o["spec"]["actionName"] for o in await kube.list_taskactions(namespace)}
+        return not names & {"a2", "a5", "a6"}
+
+    await until(subtree_gone, timeout=60, what="subtree gone once recorded")
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a3", "a4")})
+    await run.drive({"a1": ["Executing", ENDINGS["a1"]]})
+    await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
+    await assert_record_matches(run, db, aborted=frozenset({"a2", "a6"}))
