@@ -148,7 +148,7 @@ class ActionsClient:
         validate_action(action, run_spec)
         aid = action_id_of(action)
         name = cr_name(aid)
-        await self._ensure_namespace()
+        await self.ensure_namespace()
         parent: dict[str, Any] | None = None
         pname = parent_name(action)
         if pname is not None:
@@ -171,7 +171,8 @@ class ActionsClient:
                 raise ActionExistsError(f"failed to create TaskAction {name}: already exists") from None
             raise ActionsClientError(f"failed to create TaskAction {name}: {_reason(exc)}") from None
 
-    async def _ensure_namespace(self) -> None:
+    async def ensure_namespace(self) -> None:
+        """Create the namespace unless it exists (once per client; upstream checks before every create)."""
         if not self._namespace_ready:
             await self.kube.ensure_namespace(self.namespace)
             self._namespace_ready = True
@@ -184,7 +185,7 @@ class ActionsClient:
                 raise
         # The namespace went away since we ensured it: ensure again, once.
         self._namespace_ready = False
-        await self._ensure_namespace()
+        await self.ensure_namespace()
         return await self.kube.create_taskaction(self.namespace, body)
 
     # --- abort, status -------------------------------------------------------------------------

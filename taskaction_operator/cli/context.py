@@ -1,0 +1,198 @@
+"""Where the command line's defaults come from, and the connections it opens on demand.
+
+Precedence, highest first (documented in ``taskaction-operator --help``):
+
+* project / domain: ``--project``/``--domain``, ``TASKACTION_PROJECT``/``TASKACTION_DOMAIN``, the
+  config file's ``project:``/``domain:``.
+* namespace of the TaskActions: ``-n/--namespace``, ``TASKACTION_NAMESPACE``, the config file's
+  ``namespace:``, else ``flyte`` (upstream's ``actions.kubernetes.namespace`` default).
+* database: ``--database-url``, ``TASKACTION_DATABASE_URL``, the config file's ``database_url:``,
+  else ``.local/db/dsn`` of the repository checkout the command runs in (development).
+* kubeconfig: ``--kubeconfig``, ``KUBECONFIG``, ``~/.kube/config``, in-cluster.
+
+The config file is ``$TASKACTION_CONFIG``, else ``$XDG_CONFIG_HOME/taskaction/config.yaml``
+(``~/.config/taskaction/config.yaml``): a YAML mapping with any of ``project``, ``domain``,
+``namespace``, ``database_url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.model import ActionId, RunId
+from taskaction_operator.repo import ActionRepo
+from taskaction_operator.services.actions_client import ActionsClient
+from taskaction_operator.services.taskaction_cr import (
+    InvalidActionError,
+    validate_action_name,
+    validate_run_name,
+    validate_scope,
+)
+
+DEFAULT_NAMESPACE = "flyte"
+CONFIG_KEYS = frozenset({"project", "domain", "namespace", "database_url"})
+
+
+class UsageError(Exception):
+    """Bad input on the command line or in a file: exit code 2, nothing changed."""
+
+
+class CommandFailed(Exception):
+    """The command could not do what was asked (not found, timed out, refused): exit code 1."""
+
+
+def config_path(env: Mapping[str, str]) -> Path:
+    if env.get("TASKACTION_CONFIG"):
+        return Path(env["TASKACTION_CONFIG"])
+    base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else Path.home() / ".config"
+    return base / "taskaction" / "config.yaml"
+
+
+def load_config(env: Mapping[str, str]) -> dict[str, str]:
+    """The config file's settings; {} when it does not exist. UsageError when it is malformed."""
+    path = config_path(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        raise UsageError(f"config file {path}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path}: expected a mapping of {', '.join(sorted(CONFIG_KEYS))}")
+    unknown = sorted(str(k) for k in data if k not in CONFIG_KEYS)
+    if unknown:
+        raise UsageError(
+            f"config file {path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(CONFIG_KEYS))})"
+        )
+    return {str(k): str(v) for k, v in data.items() if v is not None}
+
+
+def checkout_dsn(start: Path | None = None) -> str:
+    """The DSN ``hack/db/db.sh up`` wrote, when run inside this repository's checkout; else ""."""
+    candidates = [
+        *(p for p in [(start or Path.cwd()), *(start or Path.cwd()).parents]),
+        Path(__file__).resolve().parents[2],
+    ]
+    for root in candidates:
+        dsn = root / ".local" / "db" / "dsn"
+        if dsn.is_file() and (root / "pyproject.toml").is_file():
+            try:
+                return dsn.read_text(encoding="utf-8").strip()
+            except OSError:
+                return ""
+    return ""
+
+
+@dataclass
+class Context:
+    """Resolved options plus lazily opened connections; close with :meth:`aclose`."""
+
+    args: argparse.Namespace
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _config: dict[str, str] | None = None
+    _repo: ActionRepo | None = None
+    _kube: KubeOps | None = None
+
+    @property
+    def config(self) -> dict[str, str]:
+        if self._config is None:
+            self._config = load_config(self.env)
+        return self._config
+
+    def _opt(self, attr: str, env_var: str, key: str) -> str:
+        value = getattr(self.args, attr, None) or self.env.get(env_var) or self.config.get(key) or ""
+        return str(value)
+
+    # --- identity ------------------------------------------------------------------------------
+    @property
+    def project(self) -> str:
+        return self._opt("project", "TASKACTION_PROJECT", "project")
+
+    @property
+    def domain(self) -> str:
+        return self._opt("domain", "TASKACTION_DOMAIN", "domain")
+
+    @property
+    def namespace(self) -> str:
+        return self._opt("namespace", "TASKACTION_NAMESPACE", "namespace") or DEFAULT_NAMESPACE
+
+    def run_id(self, run: str) -> RunId:
+        """The run named on the command line in the current project and domain (validated)."""
+        project, domain = self.project, self.domain
+        if not project:
+            raise UsageError(
+                "no project: pass --project, set TASKACTION_PROJECT, or add project: to the config file"
+            )
+        if not domain:
+            raise UsageError(
+                "no domain: pass --domain, set TASKACTION_DOMAIN, or add domain: to the config file"
+            )
+        try:
+            validate_scope("project", project)
+            validate_scope("domain", domain)
+            validate_run_name(run)
+        except InvalidActionError as exc:
+            raise UsageError(str(exc)) from None
+        return RunId(project, domain, run)
+
+    def action_id(self, run: str, action: str) -> ActionId:
+        run_id = self.run_id(run)
+        try:
+            validate_action_name(run, action)
+        except InvalidActionError as exc:
+            raise UsageError(str(exc)) from None
+        return ActionId(run_id, action)
+
+    # --- connections ---------------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        dsn = self._opt("database_url", "TASKACTION_DATABASE_URL", "database_url") or checkout_dsn()
+        if not dsn:
+            raise UsageError("no database: pass --database-url or set TASKACTION_DATABASE_URL")
+        if not dsn.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise UsageError("the database URL must be a postgresql:// DSN")
+        return dsn
+
+    async def repo(self) -> ActionRepo:
+        if self._repo is None:
+            self._repo = await ActionRepo.connect(self.database_url, pool_size=2, max_overflow=2)
+        return self._repo
+
+    def kube(self) -> KubeOps:
+        if self._kube is None:
+            kubeconfig = getattr(self.args, "kubeconfig", None) or None
+            try:
+                self._kube = KubeOps.from_kubeconfig(kubeconfig)
+            except Exception as exc:  # the kubernetes config loader raises several unrelated types
+                raise CommandFailed(f"cannot load kubeconfig: {exc}") from None
+        return self._kube
+
+    def actions_client(self) -> ActionsClient:
+        return ActionsClient(self.kube(), self.namespace)
+
+    async def aclose(self) -> None:
+        if self._repo is not None:
+            await self._repo.close()
+            self._repo = None
+        if self._kube is not None:
+            self._kube.close()
+            self._kube = None
+
+
+def env_with(overrides: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: the process environment) with the non-empty ``overrides`` applied."""
+    out = dict(os.environ if env is None else env)
+    out.update({k: str(v) for k, v in overrides.items() if v not in (None, "")})
+    return out

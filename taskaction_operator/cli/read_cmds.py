@@ -1,0 +1,343 @@
+"""Read commands: ``runs list|get|tree|watch``, ``actions get``, ``events`` — all from the database.
+
+They read what the operator recorded (PostgreSQL), not the cluster, so they also show runs whose
+TaskActions are long gone. ``runs watch`` follows the repository's LISTEN/NOTIFY watch: it subscribes
+first, then reads the snapshot, so no update between the two is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+
+import yaml
+
+from taskaction_operator.cli.context import CommandFailed, Context, UsageError
+from taskaction_operator.cli.render import (
+    action_dict,
+    dump,
+    duration_cell,
+    event_dict,
+    human_duration,
+    paint,
+    phase_colour,
+    phase_name,
+    table,
+    tree_dict,
+    tree_table,
+    use_colour,
+)
+from taskaction_operator.model import ActionPhase, RunId
+from taskaction_operator.repo import (
+    KEYSET_SORT,
+    Action,
+    ActionRepo,
+    Filter,
+    FilterOp,
+    ListActionsRequest,
+    NotFoundError,
+    SortBy,
+)
+
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(value: str, what: str) -> datetime:
+    """RFC 3339 (``2026-11-23T12:00:00Z``; a date alone is midnight UTC), or relative: ``90s``, ``2h``,
+    ``3d`` ago."""
+    match = _RELATIVE.match(value.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{what} {value!r} is not a time (RFC 3339, or relative like 30m, 2h, 1d)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_phases(value: str) -> list[ActionPhase]:
+    phases = []
+    for raw in value.split(","):
+        try:
+            phases.append(ActionPhase.from_protobuf(raw.strip().upper()))
+        except ValueError:
+            names = ", ".join(p.name for p in ActionPhase if p is not ActionPhase.UNSPECIFIED)
+            raise UsageError(f"unknown phase {raw.strip()!r} (one of {names})") from None
+    return phases
+
+
+def _colour(ctx: Context) -> bool:
+    return use_colour(getattr(ctx.args, "color", "auto"), env=ctx.env)
+
+
+async def _run_actions(repo: ActionRepo, run_id: RunId) -> list[Action]:
+    """Every action of the run, keyset-paged (created_at, name)."""
+    out: list[Action] = []
+    after = None
+    while True:
+        page = await repo.list_actions(
+            ListActionsRequest(run=run_id, sort_by=KEYSET_SORT, after=after, limit=1000, max_limit=1000)
+        )
+        out += page.actions
+        if not page.has_more or page.next_after is None:
+            return out
+        after = page.next_after
+
+
+async def _get_run(repo: ActionRepo, run_id: RunId) -> Action:
+    try:
+        return await repo.get_run(run_id)
+    except NotFoundError:
+        raise CommandFailed(f"run {run_id} not found") from None
+
+
+RUN_HEADERS = ("RUN", "PROJECT", "DOMAIN", "PHASE", "TASK", "ATTEMPTS", "CREATED", "DURATION")
+
+
+def _run_rows(runs: list[Action]) -> tuple[list[list[str]], list[list[str | None]]]:
+    rows, colours = [], []
+    for r in runs:
+        phase = phase_name(r.phase)
+        created = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r.created_at else "-"
+        rows.append(
+            [
+                r.run_name,
+                r.project,
+                r.domain,
+                phase,
+                r.task_short_name or r.function_name or "-",
+                str(r.attempts),
+                created,
+                duration_cell(r),
+            ]
+        )
+        colours.append([None, None, None, phase_colour(phase), None, None, None, None])
+    return rows, colours
+
+
+# --- runs list / get / tree ----------------------------------------------------------------------
+async def runs_list(ctx: Context) -> int:
+    a = ctx.args
+    if a.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    filters = []
+    if ctx.project:
+        filters.append(Filter.of("project", FilterOp.EQUAL, ctx.project))
+    if ctx.domain:
+        filters.append(Filter.of("domain", FilterOp.EQUAL, ctx.domain))
+    if a.phase:
+        filters.append(Filter.of("phase", FilterOp.VALUE_IN, *(int(p) for p in parse_phases(a.phase))))
+    if a.since:
+        filters.append(
+            Filter.of("created_at", FilterOp.GREATER_THAN_OR_EQUAL, parse_time(a.since, "--since"))
+        )
+    if a.until:
+        filters.append(Filter.of("created_at", FilterOp.LESS_THAN_OR_EQUAL, parse_time(a.until, "--until")))
+    repo = await ctx.repo()
+    runs: list[Action] = []
+    offset = 0
+    while len(runs) < a.limit:
+        page = await repo.list_actions(
+            ListActionsRequest(
+                roots_only=True,
+                filters=filters,
+                sort_by=(SortBy("created_at", descending=True),),
+                limit=min(200, a.limit - len(runs)),
+                offset=offset,
+            )
+        )
+        runs += page.actions
+        if not page.has_more:
+            break
+        offset += len(page.actions)
+    if a.output == "table":
+        if not runs:
+            print("No runs found.", file=sys.stderr)
+            return 0
+        rows, colours = _run_rows(runs)
+        sys.stdout.write(table(RUN_HEADERS, rows, colour=_colour(ctx), colours=colours))
+    else:
+        dump({"items": [action_dict(r) for r in runs]}, a.output)
+    return 0
+
+
+async def runs_get(ctx: Context) -> int:
+    run_id = ctx.run_id(ctx.args.run)
+    run = await _get_run(await ctx.repo(), run_id)
+    if ctx.args.output == "table":
+        rows, colours = _run_rows([run])
+        sys.stdout.write(table(RUN_HEADERS, rows, colour=_colour(ctx), colours=colours))
+        if run.abort_reason:
+            print(f"abort reason: {run.abort_reason}")
+    else:
+        dump(action_dict(run), ctx.args.output)
+    return 0
+
+
+async def runs_tree(ctx: Context) -> int:
+    run_id = ctx.run_id(ctx.args.run)
+    repo = await ctx.repo()
+    await _get_run(repo, run_id)
+    actions = await _run_actions(repo, run_id)
+    if ctx.args.output == "table":
+        sys.stdout.write(tree_table(actions, colour=_colour(ctx)))
+    else:
+        dump({"run": str(run_id), "actions": tree_dict(actions)}, ctx.args.output)
+    return 0
+
+
+# --- runs watch ----------------------------------------------------------------------------------
+async def runs_watch(ctx: Context) -> int:
+    """Follow the run until its root is terminal or the deadline passes (exit 1)."""
+    run_id = ctx.run_id(ctx.args.run)
+    timeout = float(ctx.args.timeout)
+    if timeout < 0:
+        raise UsageError("--timeout must not be negative")
+    repo = await ctx.repo()
+    fmt = ctx.args.output
+    colour = _colour(ctx)
+    redraw = fmt == "table" and sys.stdout.isatty()
+    state: dict[str, Action] = {}
+    drawn = 0
+
+    def show(changed: list[Action]) -> None:
+        nonlocal drawn
+        if redraw:
+            if drawn:
+                sys.stdout.write(f"\x1b[{drawn}F\x1b[J")
+            text = tree_table(list(state.values()), colour=colour)
+            sys.stdout.write(text)
+            drawn = text.count("\n")
+        else:
+            for a in changed:
+                emit_change(a, fmt, colour)
+        sys.stdout.flush()
+
+    async with repo.watch_all_action_updates(run_id) as sub:  # subscribe first, then the snapshot
+        root = await _get_run(repo, run_id)
+        for a in await _run_actions(repo, run_id):
+            state[a.name] = a
+        show(sorted(state.values(), key=lambda a: (a.created_at or datetime.min.replace(tzinfo=UTC), a.name)))
+        root = state.get(root.name, root)
+        try:
+            async with asyncio.timeout(timeout or None):
+                while not ActionPhase(root.phase).is_terminal():
+                    try:
+                        update = await anext(sub)
+                    except StopAsyncIteration:
+                        raise CommandFailed(f"the database watch of run {run_id} ended") from None
+                    old = state.get(update.name)
+                    state[update.name] = update
+                    if update.parent_action_name is None:
+                        root = update
+                    if old is None or (old.phase, old.attempts, old.ended_at) != (
+                        update.phase,
+                        update.attempts,
+                        update.ended_at,
+                    ):
+                        show([update])
+        except TimeoutError:
+            raise CommandFailed(
+                f"timed out after {human_duration(timeout * 1000)} waiting for run {run_id} "
+                f"(phase {phase_name(root.phase)})"
+            ) from None
+    if fmt == "table":
+        summary = f"run {run_id.name} {phase_name(root.phase)} after {human_duration(root.duration_ms)}"
+        print(paint(summary, phase_colour(phase_name(root.phase)), colour))
+    return 0
+
+
+def emit_change(a: Action, fmt: str, colour: bool) -> None:
+    if fmt == "json":
+        print(json.dumps(action_dict(a)))
+    elif fmt == "yaml":
+        sys.stdout.write("---\n" + yaml.safe_dump(action_dict(a), sort_keys=False))
+    else:
+        when = datetime.now(UTC).strftime("%H:%M:%S")
+        phase = phase_name(a.phase)
+        print(
+            f"{when}  {a.name:<12} {paint(phase, phase_colour(phase), colour):<10}  attempt {a.attempts}"
+            f"  {duration_cell(a)}"
+        )
+
+
+# --- actions get / events ------------------------------------------------------------------------
+async def actions_get(ctx: Context) -> int:
+    action_id = ctx.action_id(ctx.args.run, ctx.args.action)
+    try:
+        action = await (await ctx.repo()).get_action(action_id)
+    except NotFoundError:
+        raise CommandFailed(f"action {action_id} not found") from None
+    if ctx.args.output == "table":
+        phase = phase_name(action.phase)
+        row = [
+            action.name,
+            action.parent_action_name or "-",
+            phase,
+            str(action.attempts),
+            duration_cell(action),
+            action.task_short_name or action.function_name or "-",
+        ]
+        sys.stdout.write(
+            table(
+                ("ACTION", "PARENT", "PHASE", "ATTEMPTS", "DURATION", "TASK"),
+                [row],
+                colour=_colour(ctx),
+                colours=[[None, None, phase_colour(phase), None, None, None]],
+            )
+        )
+    else:
+        dump(action_dict(action), ctx.args.output)
+    return 0
+
+
+async def events(ctx: Context) -> int:
+    a = ctx.args
+    action_id = ctx.action_id(a.run, a.action)
+    repo = await ctx.repo()
+    try:
+        await repo.get_action(action_id)
+    except NotFoundError:
+        raise CommandFailed(f"action {action_id} not found") from None
+    if a.attempt is not None and a.attempt < 1:
+        raise UsageError("--attempt must be at least 1")
+    if a.since:
+        since = parse_time(a.since, "--since")
+        attempt = a.attempt or (await repo.get_action(action_id)).attempts or 1
+        found = await repo.list_events_since(action_id, attempt, since, limit=a.limit)
+    else:
+        found = await repo.list_events(action_id, limit=a.limit)
+        if a.attempt is not None:
+            found = [e for e in found if e.attempt == a.attempt]
+    items = [event_dict(e) for e in found]
+    if a.output != "table":
+        dump({"items": items}, a.output)
+        return 0
+    if not items:
+        print("No events found.", file=sys.stderr)
+        return 0
+    rows = [
+        [
+            str(e["attempt"]),
+            e["phase"],
+            str(e["version"]),
+            e["updatedAt"] or "-",
+            e["errorKind"] or "",
+            e["errorMessage"] or "",
+        ]
+        for e in items
+    ]
+    colours = [[None, phase_colour(e["phase"]), None, None, None, None] for e in items]
+    sys.stdout.write(
+        table(
+            ("ATTEMPT", "PHASE", "VERSION", "UPDATED", "ERROR KIND", "ERROR"),
+            rows,
+            colour=_colour(ctx),
+            colours=colours,
+        )
+    )
+    return 0

@@ -1,0 +1,215 @@
+"""Commands that change things: ``enqueue``, ``abort``, ``migrate``, and ``run`` (the operator itself).
+
+``enqueue`` validates the whole run file before touching anything; ``abort`` only *records* the
+request in the database (``abort_run``/``abort_action``), exactly like upstream's AbortRun: the
+operator's abort sweep deletes the TaskAction and Kubernetes' garbage collector its subtree.
+``--wait`` then follows that until the TaskAction is gone and the row reads ABORTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from taskaction_operator.cli.context import CommandFailed, Context, UsageError, checkout_dsn, env_with
+from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name, table
+from taskaction_operator.config import ConfigurationError, Settings
+from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
+from taskaction_operator.repo import ActionRepo, NotFoundError, RepoError, upgrade
+from taskaction_operator.services.actions_client import ActionsClient
+from taskaction_operator.services.enqueue_file import RunFileError, load_run_file, render_taskactions
+from taskaction_operator.services.runs import CreateRunError, RunExistsError, create_run
+from taskaction_operator.services.taskaction_cr import InvalidActionError, action_kind, parent_name
+
+DEFAULT_ABORT_REASON = "User requested abort"  # upstream AbortRun's default
+
+
+# --- enqueue -------------------------------------------------------------------------------------
+async def enqueue(ctx: Context) -> int:
+    a = ctx.args
+    source = "<stdin>" if a.filename == "-" else a.filename
+    text = sys.stdin.read() if a.filename == "-" else None
+    try:
+        rf = load_run_file(source, text=text, project=ctx.project, domain=ctx.domain)
+    except RunFileError as exc:
+        raise UsageError(str(exc)) from None
+    if a.dry_run:
+        docs = render_taskactions(rf, namespace=getattr(a, "namespace", None) or "")
+        if a.output == "json":
+            dump({"apiVersion": "v1", "kind": "List", "items": docs}, "json")
+        else:
+            sys.stdout.write(
+                yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=1 << 20)
+            )
+        return 0
+    client = ctx.actions_client()
+    repo = await ctx.repo()
+    try:
+        await repo.get_run(rf.run_id)
+        raise CommandFailed(f"run {rf.run_id} already exists")
+    except NotFoundError:
+        pass
+    # Reach the cluster before writing anything: an unreachable API server changes nothing.
+    await client.ensure_namespace()
+    try:
+        row = await create_run(repo, client, rf.root, rf.run_spec, source=RunSource.CLI)
+    except (RunExistsError, CreateRunError) as exc:
+        raise CommandFailed(str(exc)) from None
+    except InvalidActionError as exc:
+        raise UsageError(str(exc)) from None
+    created = [rf.root]
+    for child in rf.children:
+        try:
+            # The RunSpec only bakes the run start time into the child's args here (children inherit
+            # the rest from their parent); upstream's SDK enqueues children without one.
+            await client.enqueue(child, rf.run_spec)
+        except Exception as exc:
+            done = ", ".join(c.action_id.name for c in created)
+            raise CommandFailed(
+                f"run {rf.run_id}: enqueued {done}; {child.action_id.name} failed: {exc}; the rest were not "
+                f"enqueued (abort the run with: taskaction-operator abort {rf.run_id.name})"
+            ) from None
+        created.append(child)
+    names = [
+        (c.action_id.name, parent_name(c) or "-", action_kind(c), f"{rf.run_id.name}-{c.action_id.name}")
+        for c in created
+    ]
+    if a.output == "table":
+        sys.stdout.write(table(("ACTION", "PARENT", "TYPE", "TASKACTION"), names))
+        print(f"run {rf.run_id} enqueued in namespace {ctx.namespace}: {len(created)} TaskActions")
+    else:
+        dump(
+            {
+                "run": action_dict(row),
+                "namespace": ctx.namespace,
+                "taskActions": [
+                    {"action": n, "parent": p if p != "-" else None, "type": t, "name": cr}
+                    for n, p, t, cr in names
+                ],
+            },
+            a.output,
+        )
+    return 0
+
+
+# --- abort ---------------------------------------------------------------------------------------
+async def abort(ctx: Context) -> int:
+    a = ctx.args
+    target = ctx.action_id(a.run, a.action) if a.action else ctx.run_id(a.run).root
+    what = f"action {target}" if a.action else f"run {target.run}"
+    if a.timeout < 0:
+        raise UsageError("--timeout must not be negative")
+    reason = a.reason or DEFAULT_ABORT_REASON
+    client = ctx.actions_client() if a.wait else None  # load the kubeconfig before changing anything
+    repo = await ctx.repo()
+    try:
+        if a.action:
+            await repo.abort_action(target, reason)
+        else:
+            await repo.abort_run(target.run, reason)
+    except NotFoundError:
+        raise CommandFailed(f"{what} not found") from None
+    if client is None:
+        print(f"abort of {what} requested ({reason}); the operator's sweep deletes its TaskAction")
+        return 0
+    await wait_aborted(repo, client, target, what, a.timeout)
+    return 0
+
+
+async def wait_aborted(
+    repo: ActionRepo, client: ActionsClient, target: ActionId, what: str, limit: float
+) -> None:
+    """Poll until the TaskAction is gone and the row is ABORTED, showing progress; CommandFailed after
+    ``limit`` seconds."""
+    name = cr_name(target)
+    progress = _Progress(sys.stdout)
+    start = time.monotonic()
+    while True:
+        obj = await client.kube.get_taskaction(client.namespace, name)
+        row = await repo.get_action(target)
+        deleting = obj is not None and bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+        cr_state = "gone" if obj is None else "deleting" if deleting else "present"
+        request = f"pending, {row.abort_attempt_count} attempts" if row.abort_requested_at else "done"
+        status = f"TaskAction {name} {cr_state}; row {phase_name(row.phase)}; abort request {request}"
+        elapsed = time.monotonic() - start
+        progress.show(status, elapsed)
+        if obj is None and ActionPhase(row.phase) is ActionPhase.ABORTED:
+            progress.finish()
+            print(f"{what} aborted in {human_duration(elapsed * 1000)}: {status}")
+            return
+        if elapsed >= limit:
+            progress.finish()
+            hint = " (is the operator running?)" if obj is not None else ""
+            raise CommandFailed(
+                f"timed out after {human_duration(limit * 1000)} waiting for the abort of "
+                f"{what}: {status}{hint}"
+            )
+        await asyncio.sleep(min(0.5, max(0.05, limit - elapsed)))
+
+
+class _Progress:
+    """One status line: rewritten in place on a terminal, printed when it changes otherwise."""
+
+    _SPIN = "|/-\\"
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last = ""
+        self.ticks = 0
+
+    def show(self, status: str, elapsed: float) -> None:
+        if self.tty:
+            self.ticks += 1
+            spin = self._SPIN[self.ticks % len(self._SPIN)]
+            self.stream.write(f"\r\x1b[K{spin} {human_duration(elapsed * 1000)}  {status}")
+            self.stream.flush()
+        elif status != self.last:
+            self.stream.write(f"waiting ({human_duration(elapsed * 1000)}): {status}\n")
+            self.stream.flush()
+        self.last = status
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+# --- migrate, run --------------------------------------------------------------------------------
+async def migrate(ctx: Context) -> int:
+    dsn = ctx.database_url
+    try:
+        await asyncio.to_thread(upgrade, dsn)
+    except RepoError as exc:
+        raise CommandFailed(f"migration failed: {exc}") from None
+    print("database schema is up to date")
+    return 0
+
+
+def run(ctx: Context) -> int:
+    """Start the operator in this process (blocks until SIGINT/SIGTERM)."""
+    a = ctx.args
+    overrides: dict[str, Any] = {
+        "TASKACTION_DATABASE_URL": getattr(a, "database_url", None)
+        or ctx.env.get("TASKACTION_DATABASE_URL")
+        or checkout_dsn(),
+    }
+    if a.all_namespaces:
+        overrides["TASKACTION_NAMESPACES"] = "*"
+    elif getattr(a, "namespace", None):
+        overrides["TASKACTION_NAMESPACES"] = a.namespace
+    try:
+        settings = Settings.from_env(env_with(overrides, ctx.env))
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    if getattr(a, "kubeconfig", None):
+        os.environ["KUBECONFIG"] = a.kubeconfig  # kopf's login reads it
+    from taskaction_operator.main import run_operator  # lazily: kopf and the handlers load only here
+
+    run_operator(settings)
+    return 0
