@@ -1,0 +1,64 @@
+"""Helpers of the repository suite: deadlines instead of sleeps, and row builders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from taskaction_operator.model import ActionId, ActionPhase, RunId
+from taskaction_operator.repo import Action, ActionEvent
+
+T = TypeVar("T")
+
+#: Generous: the machine is shared, and a deadline only costs time when a test fails.
+DEADLINE = 15.0
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = DEADLINE, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy, failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: T = await check()
+    while not last:
+        if loop.time() > deadline:
+            raise AssertionError(f"not reached within {timeout}s: {what or check}; last={last!r}")
+        await asyncio.sleep(0.05)
+        last = await check()
+    return last
+
+
+async def next_item(sub: AsyncIterator[T], timeout: float = DEADLINE) -> T:
+    """The subscription's next item, or a failure after ``timeout`` seconds."""
+    return await asyncio.wait_for(anext(sub), timeout)
+
+
+async def next_matching(sub: AsyncIterator[T], pred: Callable[[T], bool], timeout: float = DEADLINE) -> T:
+    """Skip items (duplicates are allowed) until one matches ``pred``, within ``timeout`` overall."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        item = await asyncio.wait_for(anext(sub), max(0.01, deadline - loop.time()))
+        if pred(item):
+            return item
+
+
+def run(project: str, name: str = "r1", domain: str = "development") -> RunId:
+    return RunId(project, domain, name)
+
+
+def action(aid: ActionId, **fields: Any) -> Action:
+    """A row for ``aid``; non-root actions get ``a0`` as parent unless told otherwise."""
+    if aid.name != "a0":
+        fields.setdefault("parent_action_name", "a0")
+    return Action.new(aid, **fields)
+
+
+def event(aid: ActionId, attempt: int, phase: ActionPhase, version: int = 0, **fields: Any) -> ActionEvent:
+    return ActionEvent(aid.project, aid.domain, aid.run_name, aid.name, attempt, phase, version, **fields)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)

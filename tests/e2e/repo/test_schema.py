@@ -1,0 +1,239 @@
+"""The schema: Flyte's exact columns and indexes, the ORM metadata equal to what the migrations
+build, and concurrent upgrades serialized by the advisory lock."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from taskaction_operator.repo import upgrade
+from taskaction_operator.repo.dsn import to_sqlalchemy_url
+from taskaction_operator.repo.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE, downgrade
+from taskaction_operator.repo.schema import Base
+
+pytestmark = pytest.mark.db
+
+# Research §2.2 / §2.3, written out independently of the ORM: (type, nullable, default).
+ACTIONS = {
+    "project": ("text", False, None),
+    "domain": ("text", False, None),
+    "run_name": ("text", False, "''::text"),
+    "name": ("text", False, None),
+    "parent_action_name": ("text", True, None),
+    "phase": ("integer", False, "1"),
+    "run_source": ("text", False, "''::text"),
+    "action_type": ("integer", False, "0"),
+    "action_group": ("text", True, None),
+    "task_project": ("text", True, None),
+    "task_domain": ("text", True, None),
+    "task_name": ("text", True, None),
+    "task_version": ("text", True, None),
+    "task_type": ("text", False, "''::text"),
+    "task_short_name": ("text", True, None),
+    "function_name": ("text", False, "''::text"),
+    "environment_name": ("text", True, None),
+    "action_spec": ("bytea", True, None),
+    "action_details": ("bytea", True, None),
+    "detailed_info": ("bytea", True, None),
+    "run_spec": ("bytea", True, None),
+    "abort_requested_at": ("timestamp with time zone", True, None),
+    "abort_attempt_count": ("integer", False, "0"),
+    "abort_reason": ("text", True, None),
+    "created_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
+    "updated_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
+    "ended_at": ("timestamp with time zone", True, None),
+    "duration_ms": ("bigint", True, None),
+    "attempts": ("integer", False, "0"),
+    "cache_status": ("integer", False, "0"),
+    "trigger_name": ("text", True, None),
+    "trigger_task_name": ("text", True, None),
+    "trigger_revision": ("bigint", True, None),
+    "created_by": ("bytea", True, None),
+    "created_by_subject": ("text", True, None),
+    "action_state": ("text", True, None),  # ours
+}
+EVENTS = {
+    "project": ("text", False, None),
+    "domain": ("text", False, None),
+    "run_name": ("text", False, None),
+    "name": ("text", False, None),
+    "attempt": ("integer", False, None),
+    "phase": ("integer", False, None),
+    "version": ("integer", False, None),
+    "info": ("bytea", True, None),
+    "error_kind": ("text", True, None),
+    "created_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
+    "updated_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
+}
+INDEXES = {
+    "actions_pkey": (
+        "UNIQUE INDEX actions_pkey ON public.actions USING btree (project, domain, run_name, name)"
+    ),
+    "idx_actions_run_lookup": (
+        "INDEX idx_actions_run_lookup ON public.actions USING btree (project, domain, run_name)"
+    ),
+    "idx_actions_parent": "INDEX idx_actions_parent ON public.actions USING btree (parent_action_name)",
+    "idx_actions_phase": "INDEX idx_actions_phase ON public.actions USING btree (phase)",
+    "idx_actions_created": "INDEX idx_actions_created ON public.actions USING btree (created_at)",
+    "idx_actions_abort_pending": (
+        "INDEX idx_actions_abort_pending ON public.actions USING btree (abort_requested_at)"
+    ),
+    "idx_actions_created_by_subject": (
+        "INDEX idx_actions_created_by_subject ON public.actions USING btree (created_by_subject)"
+    ),
+    "idx_actions_run_created_name": (
+        "INDEX idx_actions_run_created_name ON public.actions USING btree "
+        "(project, domain, run_name, created_at, name)"
+    ),
+    "idx_actions_paused": (
+        "INDEX idx_actions_paused ON public.actions USING btree (project, domain, run_name) WHERE (phase = 9)"
+    ),
+    "action_events_pkey": (
+        "UNIQUE INDEX action_events_pkey ON public.action_events USING btree "
+        "(project, domain, run_name, name, attempt, phase, version)"
+    ),
+    "idx_action_events_error_kind": (
+        "INDEX idx_action_events_error_kind ON public.action_events USING btree (error_kind)"
+    ),
+}
+
+
+def _columns(dsn: str, table: str) -> dict[str, tuple[str, bool, str | None]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT column_name, data_type, is_nullable = 'YES', column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
+            (table,),
+        ).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def test_actions_columns_are_flytes(repo_dsn: str) -> None:
+    assert _columns(repo_dsn, "actions") == ACTIONS
+
+
+def test_action_events_columns_are_flytes(repo_dsn: str) -> None:
+    assert _columns(repo_dsn, "action_events") == EVENTS
+
+
+def test_indexes_and_primary_keys_are_flytes(repo_dsn: str) -> None:
+    with psycopg.connect(repo_dsn) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('actions', 'action_events')"
+        ).fetchall()
+    assert {name: d.replace("CREATE ", "", 1) for name, d in rows} == INDEXES
+
+
+def test_orm_metadata_equals_the_migrated_schema(repo_dsn: str) -> None:
+    """Autogenerate finds nothing to change: the typed models and the migrations agree."""
+    engine = create_engine(to_sqlalchemy_url(repo_dsn), poolclass=NullPool)
+    ours = {"actions", "action_events"}
+
+    def include_name(name: str | None, type_: str, parent: object) -> bool:
+        return type_ != "table" or name in ours
+
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn,
+                opts={"compare_type": True, "compare_server_default": True, "include_name": include_name},
+            )
+            diff = compare_metadata(ctx, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+@pytest.fixture
+def scratch_dsn(repo_dsn: str) -> Iterator[str]:
+    """An empty database of its own, dropped afterwards."""
+    name = f"taskaction_scratch_{uuid.uuid4().hex[:10]}"
+    admin = repo_dsn.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield repo_dsn.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_concurrent_upgrades_both_succeed_and_leave_one_schema(scratch_dsn: str) -> None:
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            start.wait(timeout=30)
+            upgrade(scratch_dsn)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert not any(t.is_alive() for t in threads)
+    with psycopg.connect(scratch_dsn) as conn:
+        assert conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [("m0006",)]
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+        ).fetchall()
+    assert tables == [("action_events",), ("actions",), (VERSION_TABLE,)]
+    assert set(_columns(scratch_dsn, "actions")) == set(ACTIONS)
+
+
+def test_upgrade_waits_for_the_advisory_lock(scratch_dsn: str) -> None:
+    """While another session holds the migration lock, upgrade blocks on it; then it proceeds."""
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            upgrade(scratch_dsn)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    with psycopg.connect(scratch_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        thread = threading.Thread(target=migrate)
+        thread.start()
+        waiting = 0
+        for _ in range(300):  # up to 30 s for the upgrade to queue behind our lock
+            waiting = holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
+                (MIGRATION_LOCK_KEY,),
+            ).fetchone()[0]  # type: ignore[index]
+            if waiting:
+                break
+            done.wait(0.1)
+        assert waiting == 1
+        assert not done.is_set()
+        assert holder.execute("SELECT to_regclass('public.actions')").fetchone() == (None,)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        assert done.wait(60)
+    thread.join(timeout=10)
+    assert errors == []
+    assert set(_columns(scratch_dsn, "actions")) == set(ACTIONS)
+
+
+def test_downgrade_to_base_and_back(scratch_dsn: str) -> None:
+    upgrade(scratch_dsn)
+    downgrade(scratch_dsn, "m0005")
+    assert "action_state" not in _columns(scratch_dsn, "actions")
+    downgrade(scratch_dsn, "base")
+    assert _columns(scratch_dsn, "actions") == {}
+    upgrade(scratch_dsn)
+    assert _columns(scratch_dsn, "actions") == ACTIONS
