@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -17,16 +18,23 @@ DEADLINE = 15.0
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = DEADLINE, what: str = "") -> T:
-    """Poll ``check`` until it returns something truthy, failing after ``timeout`` seconds."""
+async def eventually(
+    check: Callable[[], T | Awaitable[T]], *, timeout: float = DEADLINE, what: str = ""
+) -> T:
+    """Poll ``check`` (sync or async) until it returns something truthy; fail after ``timeout`` s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    last: T = await check()
+
+    async def probe() -> T:
+        result = check()
+        return await result if inspect.isawaitable(result) else result
+
+    last = await probe()
     while not last:
         if loop.time() > deadline:
             raise AssertionError(f"not reached within {timeout}s: {what or check}; last={last!r}")
         await asyncio.sleep(0.05)
-        last = await check()
+        last = await probe()
     return last
 
 

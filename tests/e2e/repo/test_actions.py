@@ -160,7 +160,10 @@ async def test_abort_bookkeeping(repo: ActionRepo, project: str) -> None:
     a1, a2 = ActionId(rid, "c1"), ActionId(rid, "c2")
     for aid in (rid.root, a1, a2):
         await repo.create_action(action(aid))
-    mine = lambda rows: [a.action_id for a in rows if a.project == project]  # noqa: E731
+
+    def mine(rows: list[Action]) -> list[ActionId]:
+        return [a.action_id for a in rows if a.project == project]
+
     assert mine(await repo.list_pending_aborts()) == []
     await repo.abort_action(a2, "first")
     await repo.abort_run(rid, "second")
