@@ -132,6 +132,8 @@ class Observation:
     spec: Mapping[str, Any] = field(repr=False)
     annotations: Mapping[str, str] = field(repr=False)
     events: tuple[PhaseEvent, ...] = ()
+    #: ``status.errorState.kind`` of the last failed attempt: "USER", "SYSTEM" or "".
+    error_kind: str = ""
 
     @property
     def is_root(self) -> bool:
@@ -197,6 +199,7 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
         spec=spec,
         annotations=meta.get("annotations") or {},
         events=phase_events(status.get("phaseHistory"), phase, max(attempts, 1), conditions, end_time),
+        error_kind=str((status.get("errorState") or {}).get("kind") or ""),
     )
 
 

@@ -22,6 +22,13 @@ from taskaction_operator.repo import Action, ActionEvent
 from taskaction_operator.services.observe import Observation, PhaseEvent, decode_bytes
 
 
+#: ``errorState.kind`` on the CR → ``ErrorInfo.Kind``.
+_ERROR_KINDS = {
+    "USER": run_definition_pb2.ErrorInfo.Kind.KIND_USER,
+    "SYSTEM": run_definition_pb2.ErrorInfo.Kind.KIND_SYSTEM,
+}
+
+
 def action_identifier(action_id: ActionId) -> identifier_pb2.ActionIdentifier:
     return identifier_pb2.ActionIdentifier(
         run=identifier_pb2.RunIdentifier(
@@ -124,6 +131,9 @@ def event_row(obs: Observation, ev: PhaseEvent) -> ActionEvent:
     )
     if ev.occurred_at is not None:
         msg.updated_time.FromDatetime(ev.occurred_at)
-    if ev.message and ev.phase.is_terminal() and ev.phase is not ActionPhase.SUCCEEDED:
+    if ev.message and ev.phase is not ActionPhase.SUCCEEDED and ev.phase.is_terminal():
         msg.error_info.message = ev.message
+        kind = _ERROR_KINDS.get(obs.error_kind)
+        if kind is not None:
+            msg.error_info.kind = kind
     return ActionEvent.from_proto(msg)
