@@ -21,7 +21,6 @@ from taskaction_operator.model import ActionId, ActionPhase, ActionType
 from taskaction_operator.repo import Action, ActionEvent
 from taskaction_operator.services.observe import Observation, PhaseEvent, decode_bytes
 
-
 #: ``errorState.kind`` on the CR → ``ErrorInfo.Kind``.
 _ERROR_KINDS = {
     "USER": run_definition_pb2.ErrorInfo.Kind.KIND_USER,
