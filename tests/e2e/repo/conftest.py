@@ -1,11 +1,16 @@
 """Fixtures of the repository suite: the shared database migrated once, a repository per test, and
-a unique project per test (other suites share this database, so tests never truncate tables)."""
+a unique project per test (other suites share this database, so tests never truncate tables).
+
+Abort bookkeeping is the exception: an operator started by another suite sweeps every pending abort
+request in the shared database, whatever its project, and would race these tests' counters. Those
+tests use :func:`private_repo`, on a database of this session's own."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
+import psycopg
 import pytest
 
 from taskaction_operator.repo import ActionRepo, upgrade
@@ -31,3 +36,27 @@ async def repo(repo_dsn: str) -> AsyncIterator[ActionRepo]:
 def project() -> str:
     """A project name no other test uses: the isolation unit of this suite."""
     return f"t-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def private_dsn(database_url: str) -> Iterator[str]:
+    """A migrated database no other suite (and no running operator) knows about; dropped at the end."""
+    name = f"taskaction_repo_{uuid.uuid4().hex[:10]}"
+    base = database_url.rsplit("/", 1)[0]
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(f"{base}/{name}")
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def private_repo(private_dsn: str) -> AsyncIterator[ActionRepo]:
+    r = await ActionRepo.connect(private_dsn, pool_size=2, max_overflow=2)
+    try:
+        yield r
+    finally:
+        await r.close()

@@ -126,7 +126,8 @@ async def test_action_state_lives_in_its_own_column(repo: ActionRepo, project: s
         await repo.get_action_state(missing)
 
 
-async def test_abort_run_marks_only_the_root_unconditionally(repo: ActionRepo, project: str) -> None:
+async def test_abort_run_marks_only_the_root_unconditionally(private_repo: ActionRepo, project: str) -> None:
+    repo = private_repo  # no operator sweeps this database (see conftest)
     rid = run(project)
     await repo.create_action(action(rid.root, phase=ActionPhase.SUCCEEDED, created_at=at(0), ended_at=at(3)))
     await repo.create_action(action(ActionId(rid, "c1"), phase=ActionPhase.RUNNING, created_at=at(1)))
@@ -143,7 +144,8 @@ async def test_abort_run_marks_only_the_root_unconditionally(repo: ActionRepo, p
         await repo.abort_run(run(project, "none"), "x")
 
 
-async def test_abort_sets_ended_at_when_unset(repo: ActionRepo, project: str) -> None:
+async def test_abort_sets_ended_at_when_unset(private_repo: ActionRepo, project: str) -> None:
+    repo = private_repo  # no operator sweeps this database (see conftest)
     aid = ActionId(run(project), "c1")
     created = await repo.create_action(action(aid, phase=ActionPhase.RUNNING, created_at=at(0)))
     await repo.abort_action(aid, "stop")
@@ -155,7 +157,8 @@ async def test_abort_sets_ended_at_when_unset(repo: ActionRepo, project: str) ->
         await repo.abort_action(ActionId(run(project), "none"), "x")
 
 
-async def test_abort_bookkeeping(repo: ActionRepo, project: str) -> None:
+async def test_abort_bookkeeping(private_repo: ActionRepo, project: str) -> None:
+    repo = private_repo  # no operator sweeps this database (see conftest)
     rid = run(project)
     a1, a2 = ActionId(rid, "c1"), ActionId(rid, "c2")
     for aid in (rid.root, a1, a2):
@@ -184,7 +187,8 @@ async def test_abort_bookkeeping(repo: ActionRepo, project: str) -> None:
     assert (await repo.get_action(a2)).abort_attempt_count == 0
 
 
-async def test_abort_notifications(repo: ActionRepo, project: str) -> None:
+async def test_abort_notifications(private_repo: ActionRepo, project: str) -> None:
+    repo = private_repo  # no operator sweeps this database (see conftest)
     rid = run(project)
     await repo.create_action(action(rid.root))
     async with (
