@@ -33,11 +33,17 @@ db-up: ## start the throwaway PostgreSQL; DSN in .local/db/dsn
 db-down: ## stop the throwaway PostgreSQL and remove its data
 	@bash hack/db/db.sh down
 
-lint: $(VENV_STAMP) ## ruff, mypy --strict, import layers
+lint: $(VENV_STAMP) ## ruff, mypy --strict, import layers, shellcheck, hadolint
 	.venv/bin/ruff check taskaction_operator tests benchmarks examples
 	.venv/bin/ruff format --check taskaction_operator tests benchmarks examples
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+	bash hack/lint-shell.sh
+	bash hack/image/lint.sh
+
+image-check: $(VENV_STAMP) ## lint the Dockerfile and prove its install steps in a throwaway venv (no Docker)
+	bash hack/image/lint.sh
+	bash hack/image/verify.sh
 
 unit: $(VENV_STAMP) ## unit tests only (no cluster, no database)
 	.venv/bin/pytest tests/unit -q

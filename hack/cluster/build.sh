@@ -59,7 +59,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-  (cd "$k8s" && go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$k8s" && { go mod tidy -e >/dev/null 2>&1 || true; })
   (cd "$k8s" && go build -tags tools -trimpath -ldflags='-s -w' -o "$bin_dir/" \
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
 fi
@@ -82,7 +82,7 @@ package tools
 
 import _ "go.etcd.io/etcd/server/v3"
 GO
-  (cd "$e" && go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$e" && { go mod tidy -e >/dev/null 2>&1 || true; })
   (cd "$e" && go build -trimpath -ldflags='-s -w' -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3)
 fi
 

@@ -36,11 +36,11 @@ start_component() {
 }
 
 stop_component() {
-  local name=$1 pid i
+  local name=$1 pid
   pid_alive "$name" || { rm -f "$state/$name.pid"; return 0; }
   pid=$(cat "$state/$name.pid")
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$state/$name.pid"
 }

@@ -79,7 +79,7 @@ case "$cmd" in
     fi
     d=$(mktemp -d /tmp/taskaction-pg.XXXXXX)
     chmod 755 "$d"
-    [[ $EUID -eq 0 ]] && chown postgres: "$d" 2>/dev/null || true
+    if [[ $EUID -eq 0 ]]; then chown postgres: "$d" 2>/dev/null || true; fi
     port=$(free_port)
     as_pg "$bindir/initdb" -D "$d/data" -U postgres -A trust -E UTF8 --no-sync >"$state/initdb.log" 2>&1 \
       || die "initdb failed; see $state/initdb.log"
