@@ -72,6 +72,10 @@ k create namespace "$smoke" --dry-run=client -o yaml | k apply -f -
 k -n "$smoke" apply -f "$root/examples/flyte-taskaction.yaml"
 k -n "$smoke" wait taskaction/rdemo1-a0 --for=jsonpath='{.metadata.finalizers[0]}'=flyte.org/record-guard --timeout=60s
 log "the deployed operator reconciled the sample TaskAction"
+# The e2e tests start their own operator per test namespace (some kill or restart it): the deployed
+# replicas would compete with them, so they step aside for the suite.
+k -n "$ns" scale deployment/taskaction-operator --replicas=0
+k -n "$ns" rollout status deployment/taskaction-operator --timeout=120s
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 k -n "$ns" port-forward service/taskaction-postgres "$port:5432" >"$state/port-forward.log" 2>&1 &

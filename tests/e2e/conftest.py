@@ -61,6 +61,17 @@ class KubectlError(RuntimeError):
 
 
 @pytest.fixture(scope="session")
+def local_components(kubeconfig: str, database_url: str) -> None:
+    """Fault tests stop and restart the control plane and PostgreSQL through hack/ scripts; on a
+    cluster or database those scripts did not start (kind, a given DSN) they cannot, so they skip."""
+    from tests.conftest import current_context
+
+    local_db = (LOCAL / "db" / "dsn").exists() and (LOCAL / "db" / "dsn").read_text().strip() == database_url
+    if not current_context(kubeconfig).startswith("taskaction-local") or not local_db:
+        pytest.skip("needs the control plane and PostgreSQL started by hack/cluster and hack/db (not kind)")
+
+
+@pytest.fixture(scope="session")
 def kubectl(kubeconfig: str) -> Kubectl:
     return Kubectl(kubeconfig)
 

@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 from tests.e2e.operator import Db, until
 from tests.e2e.test_operator_recording import children_owned, create
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.usefixtures("local_components")]
 EVENT_PHASE = {
     "Queued": 1,
     "Initializing": 3,
