@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import inspect
 import logging
 import sys
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
-
-from kubernetes.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from taskaction_operator import __version__
-from taskaction_operator.cli import read_cmds, write_cmds
-from taskaction_operator.cli.context import CommandFailed, Context, UsageError
-from taskaction_operator.repo import NotFoundError, RepoError
-from taskaction_operator.services.actions_client import ActionsClientError
-from taskaction_operator.services.taskaction_cr import InvalidActionError
+from taskaction_operator.cli.errors import CommandFailed, UsageError
+
+if TYPE_CHECKING:
+    from taskaction_operator.cli.context import Context
 
 PROG = "taskaction-operator"
 
@@ -72,26 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     _common(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
-    def leaf(group: Any, name: str, handler: Callable[[Context], Any], help_: str) -> argparse.ArgumentParser:
+    def leaf(group: Any, name: str, handler: str, help_: str) -> argparse.ArgumentParser:
+        """A command; ``handler`` is ``module:function`` in this package, imported only when it runs
+        (so ``--help`` and usage errors stay fast)."""
         p: argparse.ArgumentParser = group.add_parser(name, parents=[common], help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
 
-    p = leaf(sub, "run", write_cmds.run, "run the operator (until SIGINT/SIGTERM)")
+    p = leaf(sub, "run", "write_cmds:run", "run the operator (until SIGINT/SIGTERM)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    leaf(sub, "migrate", write_cmds.migrate, "bring the database schema up to date")
+    leaf(sub, "migrate", "write_cmds:migrate", "bring the database schema up to date")
 
     runs = sub.add_parser("runs", help="list, show and follow runs").add_subparsers(
         dest="runs_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
-    p = leaf(runs, "list", read_cmds.runs_list, "list runs, newest first")
+    p = leaf(runs, "list", "read_cmds:runs_list", "list runs, newest first")
     p.add_argument("--phase", help="only these phases, comma-separated (e.g. RUNNING,FAILED)")
     p.add_argument("--since", help="created at or after (RFC 3339, or relative: 30m, 2h, 1d)")
     p.add_argument("--until", help="created at or before (RFC 3339, or relative)")
     p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
-    leaf(runs, "get", read_cmds.runs_get, "show one run").add_argument("run", metavar="RUN")
-    leaf(runs, "tree", read_cmds.runs_tree, "show a run's action tree").add_argument("run", metavar="RUN")
-    p = leaf(runs, "watch", read_cmds.runs_watch, "follow a run until it is terminal")
+    leaf(runs, "get", "read_cmds:runs_get", "show one run").add_argument("run", metavar="RUN")
+    leaf(runs, "tree", "read_cmds:runs_tree", "show a run's action tree").add_argument("run", metavar="RUN")
+    p = leaf(runs, "watch", "read_cmds:runs_watch", "follow a run until it is terminal")
     p.add_argument("run", metavar="RUN")
     p.add_argument(
         "--timeout", type=float, default=3600, help="seconds before giving up, 0: never (default 3600)"
@@ -100,27 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     actions = sub.add_parser("actions", help="show actions").add_subparsers(
         dest="actions_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
-    p = leaf(actions, "get", read_cmds.actions_get, "show one action")
+    p = leaf(actions, "get", "read_cmds:actions_get", "show one action")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION")
 
-    p = leaf(sub, "events", read_cmds.events, "list an action's recorded phase events")
+    p = leaf(sub, "events", "read_cmds:events", "list an action's recorded phase events")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION")
     p.add_argument("--attempt", type=int, help="only this attempt")
     p.add_argument("--since", help="only events updated after this time (of --attempt, default the latest)")
     p.add_argument("--limit", type=int, default=500, help="at most this many events (default 500)")
 
-    p = leaf(sub, "abort", write_cmds.abort, "request the abort of a run or one of its actions")
+    p = leaf(sub, "abort", "write_cmds:abort", "request the abort of a run or one of its actions")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION", nargs="?")
-    p.add_argument("--reason", help=f"recorded with the abort (default: {write_cmds.DEFAULT_ABORT_REASON!r})")
+    p.add_argument("--reason", help="recorded with the abort (default: 'User requested abort')")
     p.add_argument(
         "--wait", action="store_true", help="follow until the TaskAction is gone and the row ABORTED"
     )
     p.add_argument("--timeout", type=float, default=120, help="seconds --wait waits (default 120)")
 
-    p = leaf(sub, "enqueue", write_cmds.enqueue, "create a run described in a YAML file")
+    p = leaf(sub, "enqueue", "write_cmds:enqueue", "create a run described in a YAML file")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="the run file ('-': stdin)")
     p.add_argument(
         "--dry-run", action="store_true", help="print the TaskActions (kubectl YAML), create nothing"
@@ -159,27 +160,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         verbose = int(args.verbose or 0)
         _configure_logging(verbose)
+        from taskaction_operator.cli.context import Context
+
         ctx = Context(args)
-        handler = args.handler
-        if asyncio.iscoroutinefunction(handler):
+        module, _, name = str(args.handler).partition(":")
+        handler = getattr(importlib.import_module(f"taskaction_operator.cli.{module}"), name)
+        if inspect.iscoroutinefunction(handler):
             return int(asyncio.run(_run_async(handler, ctx)))
         return int(handler(ctx))
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     except KeyboardInterrupt:
         return _fail("interrupted", 130, verbose)
-    except (UsageError, InvalidActionError) as exc:
-        return _fail(str(exc), 2, verbose)
-    except (CommandFailed, ActionsClientError) as exc:
-        return _fail(str(exc), 1, verbose)
-    except NotFoundError as exc:
-        return _fail(str(exc), 1, verbose)
-    except RepoError as exc:
-        return _fail(f"database: {exc}", 1, verbose)
-    except ApiException as exc:
-        return _fail(f"kubernetes: {exc.status} {exc.reason}", 1, verbose)
-    except Exception as exc:  # unreachable servers and the unforeseen: still one line
-        return _fail(f"{type(exc).__name__}: {exc}", 1, verbose)
+    except Exception as exc:
+        message, code = _classify(exc)
+        return _fail(message, code, verbose)
+
+
+def _classify(exc: Exception) -> tuple[str, int]:
+    """The one-line message and exit code of an error (imports lazily, like the commands)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from taskaction_operator.repo import NotFoundError, RepoError
+    from taskaction_operator.services.actions_client import ActionsClientError
+    from taskaction_operator.services.enqueue_file import RunFileError
+    from taskaction_operator.services.taskaction_cr import InvalidActionError
+
+    if isinstance(exc, UsageError | InvalidActionError | RunFileError):
+        return str(exc), 2
+    if isinstance(exc, CommandFailed | ActionsClientError | NotFoundError):
+        return str(exc), 1
+    if isinstance(exc, RepoError):
+        return f"database: {exc}", 1
+    if isinstance(exc, ApiException):
+        return f"kubernetes: {exc.status} {exc.reason}", 1
+    return f"{type(exc).__name__}: {exc}", 1  # unreachable servers and the unforeseen: still one line
 
 
 async def _run_async(handler: Callable[[Context], Awaitable[int]], ctx: Context) -> int:

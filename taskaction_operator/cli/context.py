@@ -22,14 +22,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from taskaction_operator.k8s import KubeOps
+from taskaction_operator.cli.errors import CommandFailed, UsageError
 from taskaction_operator.model import ActionId, RunId
-from taskaction_operator.repo import ActionRepo
-from taskaction_operator.services.actions_client import ActionsClient
 from taskaction_operator.services.taskaction_cr import (
     InvalidActionError,
     validate_action_name,
@@ -37,16 +35,15 @@ from taskaction_operator.services.taskaction_cr import (
     validate_scope,
 )
 
+if TYPE_CHECKING:  # imported when first used: commands that need no cluster never load its client
+    from taskaction_operator.k8s import KubeOps
+    from taskaction_operator.repo import ActionRepo
+    from taskaction_operator.services.actions_client import ActionsClient
+
+__all__ = ["CommandFailed", "Context", "UsageError", "checkout_dsn", "env_with", "load_config"]
+
 DEFAULT_NAMESPACE = "flyte"
 CONFIG_KEYS = frozenset({"project", "domain", "namespace", "database_url"})
-
-
-class UsageError(Exception):
-    """Bad input on the command line or in a file: exit code 2, nothing changed."""
-
-
-class CommandFailed(Exception):
-    """The command could not do what was asked (not found, timed out, refused): exit code 1."""
 
 
 def config_path(env: Mapping[str, str]) -> Path:
@@ -167,11 +164,15 @@ class Context:
 
     async def repo(self) -> ActionRepo:
         if self._repo is None:
+            from taskaction_operator.repo import ActionRepo
+
             self._repo = await ActionRepo.connect(self.database_url, pool_size=2, max_overflow=2)
         return self._repo
 
     def kube(self) -> KubeOps:
         if self._kube is None:
+            from taskaction_operator.k8s import KubeOps
+
             kubeconfig = getattr(self.args, "kubeconfig", None) or None
             try:
                 self._kube = KubeOps.from_kubeconfig(kubeconfig)
@@ -180,6 +181,8 @@ class Context:
         return self._kube
 
     def actions_client(self) -> ActionsClient:
+        from taskaction_operator.services.actions_client import ActionsClient
+
         return ActionsClient(self.kube(), self.namespace)
 
     async def aclose(self) -> None:

@@ -1,0 +1,159 @@
+"""The command line without a cluster or database: parsing, defaults and their precedence, and exit
+code 2 with one line for every kind of bad input (all caught before any connection is opened)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taskaction_operator.cli import main
+from taskaction_operator.cli.app import parse_args
+from taskaction_operator.cli.context import Context, UsageError, load_config
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TASKACTION_* from the caller, no user config, no database or cluster reachable."""
+    for var in list(__import__("os").environ):
+        if var.startswith("TASKACTION_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("TASKACTION_CONFIG", str(tmp_path / "absent.yaml"))
+    monkeypatch.setenv("TASKACTION_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("taskaction-operator: error: ")
+    return lines[0]
+
+
+def test_common_options_work_before_and_after_the_command() -> None:
+    a = parse_args(["-o", "json", "runs", "get", "r1"])
+    b = parse_args(["runs", "get", "r1", "-o", "json"])
+    assert a.output == b.output == "json"
+    c = parse_args(["runs", "get", "r1"])
+    assert (c.output, c.color, c.verbose) == ("table", "auto", 0)
+    assert parse_args(["-n", "ns1", "runs", "list"]).namespace == "ns1"
+    assert parse_args(["runs", "list", "-n", "ns2"]).namespace == "ns2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ([], "required: COMMAND"),
+        (["runs"], "required: SUBCOMMAND"),
+        (["nope"], "invalid choice: 'nope'"),
+        (["runs", "list", "-o", "xml"], "invalid choice: 'xml'"),
+        (["runs", "list", "--limit", "ten"], "invalid int value"),
+        (["runs", "get"], "required: RUN"),
+        (["runs", "get", "r1", "--bogus"], "unrecognized arguments: --bogus"),
+        (["abort", "r1", "--timeout", "soon"], "invalid float value"),
+        (["enqueue"], "-f/--filename"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert fragment in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["runs", "get", "Bad_Run", "--project", "p", "--domain", "d"], "DNS-1035"),
+        (["runs", "get", "r" * 31, "--project", "p", "--domain", "d"], "at most 30"),
+        (["runs", "get", "r1", "--project", "p" * 64, "--domain", "d"], "at most 63"),
+        (["runs", "get", "r1", "--domain", "d"], "no project"),
+        (["runs", "get", "r1", "--project", "p"], "no domain"),
+        (["actions", "get", "r1", "A!", "--project", "p", "--domain", "d"], "cannot name a TaskAction"),
+        (["events", "r1", "a" * 31, "--project", "p", "--domain", "d"], "at most 30"),
+        (["abort", "Bad", "--project", "p", "--domain", "d"], "DNS-1035"),
+        (["runs", "list", "--phase", "FINISHED"], "unknown phase 'FINISHED'"),
+        (["runs", "list", "--since", "last week"], "not a time"),
+        (["runs", "list", "--limit", "0"], "--limit must be at least 1"),
+        (["runs", "get", "r1", "-p", "x"], "unrecognized arguments"),
+        (
+            ["runs", "get", "r1", "--project", "p", "--domain", "d", "--database-url", "mysql://x"],
+            "postgresql://",
+        ),
+    ],
+)
+def test_bad_input_exits_2_before_connecting(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert fragment in one_error_line(capsys)
+
+
+def test_invalid_run_files_exit_2_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text(
+        "project: p\ndomain: d\nrun: r1\nactions:\n"
+        "  - {name: a0, taskType: python}\n"
+        "  - {name: a1, parent: a2, taskType: python}\n"
+        "  - {name: a2, parent: a1, taskType: python}\n"
+    )
+    assert main(["enqueue", "-f", str(cycle)]) == 2
+    assert "cycle.yaml: actions[1] (a1): parent cycle: a1 -> a2 -> a1" in one_error_line(capsys)
+    assert main(["enqueue", "-f", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read" in one_error_line(capsys)
+
+
+def test_no_database_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TASKACTION_DATABASE_URL")
+    monkeypatch.setattr("taskaction_operator.cli.context.checkout_dsn", lambda: "")
+    assert main(["runs", "list"]) == 2
+    assert "no database" in one_error_line(capsys)
+
+
+def test_defaults_come_from_flags_then_environment_then_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("project: from-config\ndomain: dev-config\nnamespace: ns-config\n")
+    monkeypatch.setenv("TASKACTION_CONFIG", str(config))
+    ctx = Context(parse_args(["runs", "list"]))
+    assert (ctx.project, ctx.domain, ctx.namespace) == ("from-config", "dev-config", "ns-config")
+    monkeypatch.setenv("TASKACTION_PROJECT", "from-env")
+    ctx = Context(parse_args(["runs", "list"]))
+    assert ctx.project == "from-env"
+    ctx = Context(parse_args(["runs", "list", "--project", "from-flag", "-n", "ns-flag"]))
+    assert (ctx.project, ctx.namespace) == ("from-flag", "ns-flag")
+    monkeypatch.setenv("TASKACTION_CONFIG", str(tmp_path / "none.yaml"))
+    assert Context(parse_args(["runs", "list"])).namespace == "flyte"
+
+
+def test_a_bad_config_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("projekt: typo\n")
+    with pytest.raises(UsageError, match="unknown key 'projekt'"):
+        load_config({"TASKACTION_CONFIG": str(config)})
+    config.write_text("- a list\n")
+    with pytest.raises(UsageError, match="expected a mapping"):
+        load_config({"TASKACTION_CONFIG": str(config)})
+    assert load_config({"TASKACTION_CONFIG": str(tmp_path / "absent.yaml")}) == {}
+    assert load_config({"XDG_CONFIG_HOME": str(tmp_path)}) == {}
+
+
+def test_run_with_an_invalid_setting_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TASKACTION_SWEEP_INTERVAL", "-1")
+    assert main(["run"]) == 2
+    assert "TASKACTION_SWEEP_INTERVAL" in one_error_line(capsys)
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "enqueue" in out and "TASKACTION_PROJECT" in out
