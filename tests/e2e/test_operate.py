@@ -1,0 +1,209 @@
+"""Operating the operator: least-privilege identity, metrics, graceful shutdown, rolling restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.model import RunId
+from taskaction_operator.repo import ActionRepo
+from tests.conftest import LOCAL
+from tests.e2e.conftest import Kubectl
+from tests.e2e.operator import Db, OperatorProcess, until
+from tests.e2e.test_manifests import _rbac_for, render
+from tests.e2e.test_operator_recording import children_owned, create
+
+pytestmark = pytest.mark.cluster
+QUEUED, RUNNING, OK, ABORTED = 1, 4, 5, 7
+
+
+@pytest.fixture
+def service_account_kubeconfig(kubectl: Kubectl, kubeconfig: str, namespace: str) -> Iterator[str]:
+    """A kubeconfig that authenticates as the operator's ServiceAccount from manifests/base (its
+    RBAC created for real, bound in the test namespace), with a token from the API server."""
+    suffix = uuid.uuid4().hex[:8]
+    objects = _rbac_for(render(kubectl, "manifests/base"), namespace, suffix)
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    try:
+        token = kubectl.run(
+            "create", "token", "taskaction-operator", "-n", namespace, "--duration=1h"
+        ).strip()
+        with open(kubeconfig, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        cfg["users"] = [{"name": "operator-sa", "user": {"token": token}}]
+        for ctx in cfg["contexts"]:
+            ctx["context"]["user"] = "operator-sa"
+        path = LOCAL / "e2e-logs" / f"sa-{namespace}.kubeconfig"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(cfg))
+        path.chmod(0o600)
+        yield str(path)
+    finally:
+        for doc in objects:
+            if doc["kind"].startswith("Cluster"):
+                kubectl.run(
+                    "delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", check=False
+                )
+
+
+def operator(
+    request: pytest.FixtureRequest, kubeconfig: str, dsn: str, namespace: str, **env: str
+) -> OperatorProcess:
+    op = OperatorProcess(
+        kubeconfig=kubeconfig, dsn=dsn, namespace=namespace, log_dir=LOCAL / "e2e-logs", **env
+    )
+    request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(op.log_path)]
+    return op
+
+
+async def test_operator_as_its_service_account_records_a_run_a_cascade_and_an_abort(
+    request: pytest.FixtureRequest,
+    kube: KubeOps,
+    db: Db,
+    repo: ActionRepo,
+    database_url: str,
+    namespace: str,
+    service_account_kubeconfig: str,
+) -> None:
+    op = operator(request, service_account_kubeconfig, database_url, namespace).start()
+    try:
+        project, run = namespace, "rrbac"
+        ex = StandInExecutor(kube)
+        await create(kube, namespace, project, run, "a0")
+        await create(kube, namespace, project, run, "a1", "a0")
+        await create(kube, namespace, project, run, "a2", "a1")
+        await create(kube, namespace, project, run, "a3", "a0")
+        await ex.run_through(namespace, f"{run}-a3", SUCCESS_PATH)
+        await ex.run_through(namespace, f"{run}-a2", ["Queued", "Executing"])
+        await until(
+            lambda: db.phases(project, run) == {"a0": RUNNING, "a1": RUNNING, "a2": RUNNING, "a3": OK},
+            what="run recorded",
+        )
+        await until(lambda: children_owned(kube, namespace), what="ownerReferences set by the ServiceAccount")
+        await kube.delete_taskaction(namespace, f"{run}-a1")
+        await until(
+            lambda: db.phases(project, run) == {"a0": RUNNING, "a1": ABORTED, "a2": ABORTED, "a3": OK},
+            what="cascade recorded",
+        )
+        await repo.abort_run(RunId(project, "development", run), "rbac test")
+
+        async def gone() -> bool:
+            return not await kube.list_taskactions(namespace)
+
+        await until(gone, what="abort carried out by the sweep under the ServiceAccount")
+        await until(
+            lambda: db.actions(project, run)["a0"]["abort_requested_at"] is None, what="request cleared"
+        )
+        assert "Forbidden" not in op.log_tail(400) and " 403" not in op.log_tail(400), op.log_tail(60)
+    finally:
+        op.stop()
+
+
+async def test_metrics_report_events_lag_patches_and_leadership(
+    request: pytest.FixtureRequest, kube: KubeOps, db: Db, kubeconfig: str, database_url: str, namespace: str
+) -> None:
+    op = operator(request, kubeconfig, database_url, namespace).start()
+    try:
+        project, run = namespace, "rmetrics"
+        await create(kube, namespace, project, run, "a0")
+        await StandInExecutor(kube).run_through(namespace, f"{run}-a0", SUCCESS_PATH)
+        await until(lambda: db.phases(project, run).get("a0") == OK, what="recorded")
+
+        def value(text: str, name: str) -> float:
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith(name) and not line.startswith("#")
+            )
+
+        text = await until(
+            lambda: (t := op.metrics()) and value(t, "taskaction_sweep_leader") == 1 and t,
+            what="sweep leadership in the metrics",
+        )
+        assert (
+            value(text, 'taskaction_events_received_total{type="LISTED"}')
+            + value(text, 'taskaction_events_received_total{type="ADDED"}')
+            >= 1
+        )
+        assert value(text, 'taskaction_events_recorded_total{type="MODIFIED"}') >= 3
+        assert value(text, "taskaction_recording_lag_seconds_count") >= 4
+        assert value(text, "taskaction_batch_rows_count") >= 1
+        assert value(text, "taskaction_api_writes_total") >= 2  # guard on first sight, label at the end
+        assert "taskaction_db_errors_total" in text
+    finally:
+        op.stop()
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_within_the_grace_period(
+    request: pytest.FixtureRequest, kube: KubeOps, db: Db, kubeconfig: str, database_url: str, namespace: str
+) -> None:
+    op = operator(request, kubeconfig, database_url, namespace).start()
+    project, run = namespace, "rsigterm"
+    ex = StandInExecutor(kube)
+    await create(kube, namespace, project, run, "a0")
+    names = [f"a{i}" for i in range(1, 31)]
+    await asyncio.gather(*(create(kube, namespace, project, run, n, "a0") for n in names))
+    await asyncio.gather(*(ex.run_through(namespace, f"{run}-{n}", SUCCESS_PATH) for n in names))
+    started = time.monotonic()
+    code = await asyncio.to_thread(op.stop)
+    took = time.monotonic() - started
+    assert code == 0, op.log_tail()
+    assert took < 25, f"took {took:.1f} s to stop (grace period 30 s)"
+    successor = operator(request, kubeconfig, database_url, namespace).start()
+    try:
+        want = {"a0": RUNNING, **{n: OK for n in names}}
+        await until(lambda: db.phases(project, run) == want, what="everything recorded after the restart")
+    finally:
+        successor.stop()
+
+
+async def test_rolling_restart_of_two_replicas_under_load_loses_nothing_and_keeps_one_sweep_leader(
+    request: pytest.FixtureRequest, kube: KubeOps, db: Db, kubeconfig: str, database_url: str, namespace: str
+) -> None:
+    a = operator(request, kubeconfig, database_url, namespace).start()
+    b = operator(request, kubeconfig, database_url, namespace).start()
+    c: OperatorProcess | None = None
+    project, run = namespace, "rrolling"
+    ex = StandInExecutor(kube)
+    names = [f"a{i}" for i in range(1, 41)]
+    try:
+        await create(kube, namespace, project, run, "a0")
+        await asyncio.gather(*(create(kube, namespace, project, run, n, "a0") for n in names))
+
+        async def drive() -> None:
+            for phase in SUCCESS_PATH:
+                await asyncio.gather(*(ex.move(namespace, f"{run}-{n}", phase) for n in names))
+                await asyncio.sleep(0.5)
+
+        driving = asyncio.create_task(drive())
+        await asyncio.sleep(0.4)
+        assert await asyncio.to_thread(a.stop) == 0
+        c = operator(request, kubeconfig, database_url, namespace).start()
+        await asyncio.sleep(0.4)
+        assert await asyncio.to_thread(b.stop) == 0
+        await driving
+        await ex.run_through(namespace, f"{run}-a0", SUCCESS_PATH)
+        want = {"a0": OK, **{n: OK for n in names}}
+        await until(lambda: db.phases(project, run) == want, what="every transition recorded")
+        for n in names:
+            assert db.events(project, run, n) == [(1, p, 0) for p in (1, 3, 4, 5)], n
+        lease = await asyncio.to_thread(
+            kube.coordination.read_namespaced_lease, "taskaction-operator-sweep", namespace
+        )
+        await until(
+            lambda: "taskaction_sweep_leader 1.0" in c.metrics(),
+            timeout=30,
+            what="the surviving replica leads the sweep",
+        )
+        assert lease.spec is not None
+    finally:
+        for op in (a, b, c):
+            if op is not None:
+                op.stop()
