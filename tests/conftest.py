@@ -51,7 +51,8 @@ def kubeconfig() -> str:
     """Path of an admin kubeconfig for a real cluster: the caller's ``KUBECONFIG`` or the local one."""
     path = os.environ.get("KUBECONFIG") or _script("bash", "hack/cluster/cluster.sh", "up")
     ctx = current_context(path)
-    if not ctx.startswith(TEST_CONTEXT_PREFIXES) and os.environ.get("TASKACTION_E2E_ALLOW_ANY_CONTEXT") != "1":
+    allow_any = os.environ.get("TASKACTION_E2E_ALLOW_ANY_CONTEXT") == "1"
+    if not ctx.startswith(TEST_CONTEXT_PREFIXES) and not allow_any:
         pytest.exit(
             f"refusing to run e2e tests against kube context {ctx!r} ({path}): it does not look like a test "
             "cluster (taskaction-local or kind-*); set TASKACTION_E2E_ALLOW_ANY_CONTEXT=1 to override",
