@@ -22,9 +22,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from taskaction_operator.k8s import KubeOps  # noqa: E402
-from tests.e2e.operator import Db, OperatorProcess  # noqa: E402
-from tests.e2e.taskactions import taskaction  # noqa: E402
+from taskaction_operator.k8s import KubeOps
+from tests.e2e.operator import Db, OperatorProcess
+from tests.e2e.taskactions import taskaction
 
 
 def api_writes(op: OperatorProcess) -> float:
