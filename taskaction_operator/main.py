@@ -14,6 +14,10 @@ def run_operator(settings: Settings) -> None:
     """Run kopf with our handlers until SIGINT/SIGTERM."""
     import taskaction_operator.handlers  # noqa: F401  (registers the handlers)
 
+    # The operator owns the process's logging: one handler, kopf's, in the chosen format.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
     kopf.configure(
         verbose=False,
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -106,10 +107,10 @@ async def test_operator_as_its_service_account_records_a_run_a_cascade_and_an_ab
         op.stop()
 
 
-async def test_metrics_report_events_lag_patches_and_leadership(
+async def test_metrics_report_events_lag_patches_and_leadership_and_logs_are_json(
     request: pytest.FixtureRequest, kube: KubeOps, db: Db, kubeconfig: str, database_url: str, namespace: str
 ) -> None:
-    op = operator(request, kubeconfig, database_url, namespace).start()
+    op = operator(request, kubeconfig, database_url, namespace, TASKACTION_LOG_FORMAT="json").start()
     try:
         project, run = namespace, "rmetrics"
         await create(kube, namespace, project, run, "a0")
@@ -139,6 +140,9 @@ async def test_metrics_report_events_lag_patches_and_leadership(
         assert "taskaction_db_errors_total" in text
     finally:
         op.stop()
+    lines = [line for line in op.log_path.read_text().splitlines() if line.strip()]
+    assert lines
+    assert all("message" in json.loads(line) for line in lines), "a log line is not JSON"
 
 
 async def test_sigterm_finishes_in_flight_work_and_exits_within_the_grace_period(
