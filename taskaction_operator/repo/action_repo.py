@@ -18,10 +18,9 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from flyteidl2.workflow import run_info_pb2
 from sqlalchemy import Select, bindparam, select
@@ -30,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import statements as sql
 from taskaction_operator.repo.dsn import to_conninfo, to_sqlalchemy_url
-from taskaction_operator.repo.errors import NotFoundError, RepoError, classify_db_error
+from taskaction_operator.repo.errors import NotFoundError, classified
 from taskaction_operator.repo.listing import ActionPage, ListActionsRequest, build_list_query
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
 from taskaction_operator.repo.notify import NotificationListener
@@ -40,30 +39,12 @@ from taskaction_operator.repo.writer import RepoStats, Tx, raw_transaction, writ
 
 __all__ = ["ActionRepo"]
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
 #: Upstream's InsertEvents chunk (rows per statement).
 EVENTS_CHUNK_ROWS = 5000
 #: Rows per INSERT for actions (they carry the larger blobs).
 ACTIONS_CHUNK_ROWS = 1000
 #: ListRootActions' limit when given one ≤ 0.
 ROOT_ACTIONS_DEFAULT_LIMIT = 1000
-
-
-def classified(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """Re-raise any non-repository exception of ``fn`` as its classified :class:`RepoError`."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return await fn(*args, **kwargs)
-        except RepoError:
-            raise
-        except Exception as exc:
-            raise classify_db_error(exc) from exc
-
-    return wrapper
 
 
 def _by_pk(table: Any) -> Any:

@@ -9,6 +9,10 @@ has to import a driver.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
 import psycopg
 from sqlalchemy import exc as sa_exc
 
@@ -18,8 +22,12 @@ __all__ = [
     "PermanentRepoError",
     "RepoError",
     "TemporaryRepoError",
+    "classified",
     "classify_db_error",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class RepoError(Exception):
@@ -121,3 +129,19 @@ def classify_db_error(exc: BaseException) -> RepoError:
     if isinstance(exc, OSError | TimeoutError):
         return TemporaryRepoError(message)
     return PermanentRepoError(message)
+
+
+def classified(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Decorate a coroutine function so that any non-repository exception it raises is re-raised as
+    its classified :class:`RepoError`, ``from`` the original."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await fn(*args, **kwargs)
+        except RepoError:
+            raise
+        except Exception as exc:
+            raise classify_db_error(exc) from exc
+
+    return wrapper

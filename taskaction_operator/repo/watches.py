@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Select, select, tuple_
 
 from taskaction_operator.model import ActionId, RunId
+from taskaction_operator.repo.errors import classified
 from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action
 from taskaction_operator.repo.notify import NotificationListener, Route, Subscription, Watch
@@ -164,6 +165,7 @@ class WatchMixin:
         return self._watch("abort requests", ("aborts", ""), read, resync)
 
     # -- full re-reads ----------------------------------------------------------------------------
+    @classified
     async def _all_actions_of(self, run_id: RunId) -> list[Action]:
         """Every action of the run, keyset-paged like upstream's WatchActions snapshot."""
         out: list[Action] = []
@@ -177,6 +179,7 @@ class WatchMixin:
                 return out
             after = page.next_after
 
+    @classified
     async def _runs_updated_since(self, since: datetime) -> Sequence[Action]:
         c = actions.c
         out: list[Action] = []
