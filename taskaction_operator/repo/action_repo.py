@@ -9,7 +9,8 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
 * NOTIFY is sent inside the writing transaction (upstream: after commit, from another connection).
 * ``insert_events`` is one transaction for all chunks (upstream commits chunk by chunk).
-* ``update_action_state`` keeps the state in ``action_state``, never in the integer ``phase``.
+* ``update_action_state`` keeps the state in ``action_state``, never in the integer ``phase``, and
+  treats it as an opaque string (upstream parses it as JSON and rejects what does not parse).
 * ``create_action(update_triggered_at=True)`` has nothing to update: there is no triggers table.
 * ``abort_run``/``abort_action`` also notify ``abort_requests`` (our channel; ``watch_abort_requests``).
 * ``list_pending_aborts`` is ordered by ``abort_requested_at`` (upstream: unordered).

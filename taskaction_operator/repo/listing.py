@@ -237,6 +237,9 @@ def cast_bool(clause: Any) -> ColumnElement[bool]:
 
 
 def _filter_clause(f: Filter) -> ColumnElement[bool]:
+    # DELIBERATE DIFFERENCE: filters upstream would send to PostgreSQL to fail there (LIKE on a number
+    # or a time, several values for a scalar operator, a value of the wrong type) are refused here as
+    # InvalidArgumentError, before any SQL runs.
     col = _column(f.field)
     if f.op in _LIKE_OPS and (f.field in _INT_COLUMNS or f.field in _TIME_COLUMNS):
         raise InvalidArgumentError(f"{f.op.name} applies to text columns, not {f.field}")
