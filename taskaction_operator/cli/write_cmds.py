@@ -14,13 +14,15 @@ import sys
 import time
 from typing import Any
 
+import urllib3
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError, checkout_dsn, env_with
 from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name, table
 from taskaction_operator.config import ConfigurationError, Settings
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
-from taskaction_operator.repo import ActionRepo, NotFoundError, RepoError, upgrade
+from taskaction_operator.repo import ActionRepo, NotFoundError, RepoError, TemporaryRepoError, upgrade
 from taskaction_operator.services.actions_client import ActionsClient
 from taskaction_operator.services.enqueue_file import RunFileError, load_run_file, render_taskactions
 from taskaction_operator.services.runs import CreateRunError, RunExistsError, create_run
@@ -129,19 +131,26 @@ async def wait_aborted(
     name = cr_name(target)
     progress = _Progress(sys.stdout)
     start = time.monotonic()
+    status = "not read yet"
     while True:
-        obj = await client.kube.get_taskaction(client.namespace, name)
-        row = await repo.get_action(target)
-        deleting = obj is not None and bool((obj.get("metadata") or {}).get("deletionTimestamp"))
-        cr_state = "gone" if obj is None else "deleting" if deleting else "present"
-        request = f"pending, {row.abort_attempt_count} attempts" if row.abort_requested_at else "done"
-        status = f"TaskAction {name} {cr_state}; row {phase_name(row.phase)}; abort request {request}"
         elapsed = time.monotonic() - start
-        progress.show(status, elapsed)
-        if obj is None and ActionPhase(row.phase) is ActionPhase.ABORTED:
-            progress.finish()
-            print(f"{what} aborted in {human_duration(elapsed * 1000)}: {status}")
-            return
+        try:
+            obj = await client.kube.get_taskaction(client.namespace, name)
+            row = await repo.get_action(target)
+        except (TemporaryRepoError, ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+            # A database restart or an API server hiccup is not the end of the wait: retry to the deadline.
+            progress.show(f"{status} (retrying: {type(exc).__name__})", elapsed)
+            obj = row = None
+        if row is not None:
+            deleting = obj is not None and bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+            cr_state = "gone" if obj is None else "deleting" if deleting else "present"
+            request = f"pending, {row.abort_attempt_count} attempts" if row.abort_requested_at else "done"
+            status = f"TaskAction {name} {cr_state}; row {phase_name(row.phase)}; abort request {request}"
+            progress.show(status, elapsed)
+            if obj is None and ActionPhase(row.phase) is ActionPhase.ABORTED:
+                progress.finish()
+                print(f"{what} aborted in {human_duration(elapsed * 1000)}: {status}")
+                return
         if elapsed >= limit:
             progress.finish()
             hint = " (is the operator running?)" if obj is not None else ""
