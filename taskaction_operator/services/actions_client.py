@@ -307,7 +307,7 @@ class ActionsClient:
             return
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
-        version = await self._relist()
+        version = await self.resync()
         self._thread = threading.Thread(
             target=self._watch_thread, args=(version,), name=f"taskaction-watch-{self.namespace}", daemon=True
         )
@@ -380,7 +380,7 @@ class ActionsClient:
         loop = self._loop
         if loop is None or loop.is_closed():
             return None
-        fut: Future[str] = asyncio.run_coroutine_threadsafe(self._relist(), loop)
+        fut: Future[str] = asyncio.run_coroutine_threadsafe(self.resync(), loop)
         try:
             return fut.result(timeout=120)
         except Exception as exc:
@@ -388,8 +388,11 @@ class ActionsClient:
             self._stopping.wait(1.0)
             return None
 
-    async def _relist(self) -> str:
-        """List the namespace and publish the difference from what the watch saw last."""
+    async def resync(self) -> str:
+        """List the namespace and publish the difference from what was seen last; returns the list's
+        resourceVersion. Objects gone since are published as deleted, from the last state seen (like
+        client-go's ``DeletedFinalStateUnknown``). The watch calls it at start and when its
+        resourceVersion expired (410 Gone)."""
         items, version = await self.kube.list_taskactions_versioned(self.namespace)
         self.relists += 1
         seen: set[str] = set()

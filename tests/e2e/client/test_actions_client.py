@@ -258,3 +258,30 @@ async def _collect_until(sub: Subscription, stop: Any, timeout: float = 20) -> l
 
     await asyncio.wait_for(go(), timeout)
     return seen
+
+
+async def test_resync_publishes_what_changed_and_what_vanished_while_not_watching(
+    client: ActionsClient, kube: KubeOps, namespace: str
+) -> None:
+    for action in actions_of(
+        namespace, "r10", task("a0"), task("a1", "a0"), task("a2", "a0"), task("a3", "a0")
+    ):
+        await client.enqueue(action)
+    sub = client.subscribe("r10", "a0")
+    await client.resync()  # what the watch does at start: everything is new
+    assert sorted(u.action_id.name for u in _drain(sub)) == ["a1", "a2", "a3"]
+    # While nobody watches (a watch that expired): a1 moves, a2 disappears, a3 stays as it was.
+    await StandInExecutor(kube).move(namespace, "r10-a1", "Executing")
+    await kube.delete_taskaction(namespace, "r10-a2")
+    await until(lambda: _gone(kube, namespace, "r10-a2"), what="r10-a2 deleted")
+    await client.resync()
+    changed = {u.action_id.name: u for u in _drain(sub)}
+    assert set(changed) == {"a1", "a2"}
+    assert changed["a1"].phase is ActionPhase.RUNNING and not changed["a1"].is_deleted
+    assert changed["a2"].is_deleted and changed["a2"].phase is ActionPhase.ABORTED
+    await client.resync()
+    assert _drain(sub) == []
+
+
+async def _gone(kube: KubeOps, namespace: str, name: str) -> bool:
+    return await kube.get_taskaction(namespace, name) is None
