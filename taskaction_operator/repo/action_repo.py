@@ -36,7 +36,14 @@ from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, re
 from taskaction_operator.repo.notify import NotificationListener
 from taskaction_operator.repo.schema import action_events, actions
 from taskaction_operator.repo.watches import WatchMixin
-from taskaction_operator.repo.writer import RepoStats, Tx, raw_transaction, write_batch
+from taskaction_operator.repo.writer import (
+    BatchResult,
+    CopyConflict,
+    RepoStats,
+    copy_eligible,
+    raw_transaction,
+    write_batch,
+)
 
 __all__ = ["ActionRepo"]
 
@@ -44,6 +51,8 @@ __all__ = ["ActionRepo"]
 EVENTS_CHUNK_ROWS = 5000
 #: Rows per INSERT for actions (they carry the larger blobs).
 ACTIONS_CHUNK_ROWS = 1000
+#: From how many events a batch tries COPY before the idempotent INSERT (0: never).
+COPY_EVENTS_MIN = 64
 #: ListRootActions' limit when given one ≤ 0.
 ROOT_ACTIONS_DEFAULT_LIMIT = 1000
 
@@ -112,6 +121,7 @@ class ActionRepo(WatchMixin):
         *,
         events_chunk_rows: int = EVENTS_CHUNK_ROWS,
         actions_chunk_rows: int = ACTIONS_CHUNK_ROWS,
+        copy_events_min: int = COPY_EVENTS_MIN,
         watch_max_pending: int = 1000,
         listener: NotificationListener | None = None,
         owns_engine: bool = False,
@@ -119,6 +129,7 @@ class ActionRepo(WatchMixin):
         self.engine = engine
         self.events_chunk_rows = events_chunk_rows
         self.actions_chunk_rows = actions_chunk_rows
+        self.copy_events_min = copy_events_min
         self.watch_max_pending = watch_max_pending
         #: Statement/transaction counters (``stats.statements`` is what a batch executed).
         self.stats = RepoStats()
@@ -163,6 +174,31 @@ class ActionRepo(WatchMixin):
 
     def _tx(self) -> Any:
         return raw_transaction(self.engine, self.stats)
+
+    async def _write(
+        self,
+        *,
+        actions: Sequence[Action] = (),
+        events: Sequence[ActionEvent] = (),
+        updates: Sequence[PhaseUpdate] = (),
+        return_rows: bool = False,
+    ) -> BatchResult:
+        """One transaction of :func:`.writer.write_batch`; large event batches try COPY first."""
+        kwargs: dict[str, Any] = {
+            "actions": actions,
+            "updates": updates,
+            "actions_chunk": self.actions_chunk_rows,
+            "events_chunk": self.events_chunk_rows,
+            "return_rows": return_rows,
+        }
+        if copy_eligible(events, self.copy_events_min):
+            try:
+                async with raw_transaction(self.engine, self.stats, copy_events=events) as tx:
+                    return await write_batch(tx, copied_events=events, **kwargs)
+            except CopyConflict:
+                pass  # some key exists: the idempotent INSERT below decides, first write wins
+        async with self._tx() as tx:
+            return await write_batch(tx, events=events, **kwargs)
 
     async def _write_one(
         self, query: str, params: dict[str, Any], notify: Callable[[list[Any]], Any]
@@ -268,11 +304,6 @@ class ActionRepo(WatchMixin):
         return [Action(*r) for r in await self._rows(stmt)]
 
     # -- writes -----------------------------------------------------------------------------------
-    async def _batch(self, tx: Tx, **kwargs: Any) -> Any:
-        return await write_batch(
-            tx, actions_chunk=self.actions_chunk_rows, events_chunk=self.events_chunk_rows, **kwargs
-        )
-
     @classified
     async def create_action(self, action: Action, update_triggered_at: bool = False) -> Action:
         """Insert ``action`` unless its key exists; return the stored row either way.
@@ -282,8 +313,7 @@ class ActionRepo(WatchMixin):
         stamps ``triggers.triggered_at`` in the same transaction, and this schema has no triggers table.
         """
         del update_triggered_at
-        async with self._tx() as tx:
-            result = await self._batch(tx, actions=[action], return_rows=True)
+        result = await self._write(actions=[action], return_rows=True)
         if result.inserted:
             return Action(*result.inserted[0])
         return await self.get_action(action.action_id)
@@ -292,11 +322,11 @@ class ActionRepo(WatchMixin):
     async def insert_events(self, events: Sequence[ActionEvent]) -> None:
         """Insert events; a key already stored is ignored (first write wins, even if the payload
         differs). Chunked by ``events_chunk_rows``; DELIBERATE DIFFERENCE: all chunks commit together
-        (upstream commits each chunk on its own). Notifies each distinct action once."""
+        (upstream commits each chunk on its own). From ``copy_events_min`` events, COPY is tried first
+        and the INSERT only if a key exists (see :mod:`.writer`). Notifies each distinct action once."""
         if not events:
             return
-        async with self._tx() as tx:
-            await self._batch(tx, events=events)
+        await self._write(events=events)
 
     @classified
     async def update_action_phase(
@@ -314,8 +344,7 @@ class ActionRepo(WatchMixin):
         The run is notified whenever ``action_id`` is the root ``a0``, even if blocked (as upstream).
         """
         update = PhaseUpdate(action_id, phase, attempts, cache_status, start_time, end_time)
-        async with self._tx() as tx:
-            result = await self._batch(tx, updates=[update])
+        result = await self._write(updates=[update])
         return bool(result.applied[0])
 
     @classified
@@ -335,8 +364,7 @@ class ActionRepo(WatchMixin):
         """
         if not (actions or events or updates):
             return
-        async with self._tx() as tx:
-            await self._batch(tx, actions=actions, events=events, updates=updates)
+        await self._write(actions=actions, events=events, updates=updates)
 
     @classified
     async def update_action_detailed_info(

@@ -53,6 +53,7 @@ __all__ = [
     "ABORT_RUN",
     "ACTION_CHANNEL",
     "CLEAR_ABORT",
+    "COPY_EVENTS",
     "INSERT_ACTIONS",
     "INSERT_ACTIONS_RETURNING_ROW",
     "INSERT_EVENTS",
@@ -212,6 +213,10 @@ def _insert_events() -> str:
 
 #: Insert events, ON CONFLICT DO NOTHING (first write wins per key).
 INSERT_EVENTS = _insert_events()
+#: COPY of new events (the optimistic fast path of :mod:`.writer`); timestamps take their defaults.
+COPY_EVENTS = "COPY action_events ({}) FROM STDIN".format(
+    ", ".join(name for name, _ in _EVENT_INPUT if name != "created_at")
+)
 
 
 def event_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:

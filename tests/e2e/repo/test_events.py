@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from taskaction_operator.model import ActionId, ActionPhase
-from taskaction_operator.repo import ActionRepo, NotFoundError
-from tests.e2e.repo.helpers import action, event, next_item, run
+from taskaction_operator.repo import ActionRepo, NotFoundError, PermanentRepoError
+from tests.e2e.repo.helpers import action, at, event, next_item, run
 
 pytestmark = pytest.mark.db
 P = ActionPhase
@@ -47,7 +47,8 @@ async def test_error_kind_is_stored(repo: ActionRepo, project: str) -> None:
 
 
 async def test_insert_events_chunks_beyond_one_chunk(repo: ActionRepo, project: str, repo_dsn: str) -> None:
-    """12,001 events with upstream's 5,000-row chunk: three statements, one transaction, all stored."""
+    """12,001 events with upstream's 5,000-row chunk: the COPY meets the re-sent duplicates, so the
+    idempotent INSERT runs: three statements, one transaction, all stored."""
     rid = run(project)
     events = [
         event(ActionId(rid, f"a{i % 100}"), 1 + i // 1000, P.RUNNING, i % 1000 // 100) for i in range(12001)
@@ -56,7 +57,8 @@ async def test_insert_events_chunks_beyond_one_chunk(repo: ActionRepo, project: 
     events += events[4990:5010]
     before = repo.stats.statements
     await repo.insert_events(events)
-    assert repo.stats.statements - before == 4  # three INSERTs of ≤5000 rows, and the NOTIFY
+    # the COPY that failed, three INSERTs of ≤5000 rows, and the NOTIFY
+    assert (repo.stats.statements - before, repo.stats.copy_fallbacks) == (5, 1)
     with psycopg.connect(repo_dsn) as conn:
         count = conn.execute("SELECT count(*) FROM action_events WHERE project = %s", (project,)).fetchone()
     assert count == (12001,)
@@ -135,3 +137,69 @@ async def test_list_events_since_is_strict_and_pages(repo: ActionRepo, project: 
     assert len(await repo.list_events_since(aid, 2, t1)) == 1
     before_all = t1.replace(year=2000)
     assert len(await repo.list_events_since(aid, 1, before_all)) == 7
+
+
+async def test_large_new_batches_are_copied(repo: ActionRepo, project: str) -> None:
+    rid = run(project)
+    events = [
+        event(ActionId(rid, f"c{i % 7}"), 1, P.RUNNING, i, info=bytes([i % 256]) * 3) for i in range(500)
+    ]
+    before = repo.stats.statements
+    async with repo.watch_all_action_updates(rid) as sub:
+        await repo.record_batch(actions=[action(ActionId(rid, "c0"))], events=events)
+        assert (repo.stats.statements - before, repo.stats.copy_fallbacks) == (3, 0)  # COPY, INSERT, NOTIFY
+        assert (await next_item(sub)).name == "c0"  # copied events notify their actions
+    stored = [e for i in range(7) for e in await repo.list_events(ActionId(rid, f"c{i}"))]
+    assert sorted((e.name, e.version, e.info) for e in stored) == sorted(
+        (e.name, e.version, e.info) for e in events
+    )
+    assert all(e.created_at is not None and e.created_at == e.updated_at for e in stored)
+
+
+async def test_copy_falls_back_when_a_key_exists_and_first_write_wins(repo: ActionRepo, project: str) -> None:
+    aid = run(project).root
+    await repo.insert_events([event(aid, 1, P.RUNNING, 7, info=b"first")])
+    await repo.insert_events([event(aid, 1, P.RUNNING, v, info=b"second") for v in range(100)])
+    assert repo.stats.copy_fallbacks == 1
+    got = {e.version: e.info for e in await repo.list_events(aid)}
+    assert len(got) == 100 and got[7] == b"first" and got[8] == b"second"
+
+
+async def test_copy_falls_back_on_duplicates_within_the_batch(repo: ActionRepo, project: str) -> None:
+    aid = run(project).root
+    batch = [event(aid, 1, P.RUNNING, v, info=b"a") for v in range(80)] + [
+        event(aid, 1, P.RUNNING, 3, info=b"b")
+    ]
+    await repo.insert_events(batch)
+    assert repo.stats.copy_fallbacks == 1
+    got = {e.version: e.info for e in await repo.list_events(aid)}
+    assert len(got) == 80 and got[3] == b"a"
+
+
+async def test_bad_data_in_a_copy_fails_like_the_insert(repo: ActionRepo, project: str) -> None:
+    aid = run(project).root
+    with pytest.raises(PermanentRepoError) as info:
+        await repo.insert_events(
+            [event(aid, 1, P.RUNNING, v) for v in range(100)] + [event(aid, 2**40, P.RUNNING)]
+        )
+    assert info.value.sqlstate == "22003"
+    assert repo.stats.copy_fallbacks == 0
+    assert await repo.list_events(aid) == []
+
+
+async def test_a_failure_after_the_copy_rolls_it_back(repo: ActionRepo, project: str) -> None:
+    rid = run(project)
+    with pytest.raises(PermanentRepoError):
+        await repo.record_batch(
+            events=[event(rid.root, 1, P.RUNNING, v) for v in range(100)],
+            actions=[action(rid.root, attempts=2**40)],  # INTEGER overflow, after the COPY
+        )
+    assert await repo.list_events(rid.root) == []
+
+
+async def test_events_with_explicit_created_at_use_the_insert(repo: ActionRepo, project: str) -> None:
+    aid = run(project).root
+    before = repo.stats.statements
+    await repo.insert_events([event(aid, 1, P.RUNNING, v, created_at=at(v)) for v in range(100)])
+    assert repo.stats.statements - before == 2  # INSERT, NOTIFY: no COPY attempted
+    assert [e.created_at for e in await repo.list_events(aid)] == [at(v) for v in range(100)]
