@@ -25,6 +25,7 @@ from typing import Any
 
 from flyteidl2.workflow import run_info_pb2
 from sqlalchemy import Select, bindparam, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
@@ -40,6 +41,7 @@ from taskaction_operator.repo.writer import (
     BatchResult,
     CopyConflict,
     RepoStats,
+    StaleConnectionError,
     copy_eligible,
     raw_transaction,
     write_batch,
@@ -135,6 +137,10 @@ class ActionRepo(WatchMixin):
         self.stats = RepoStats()
         self.listener = listener or NotificationListener(to_conninfo(engine.url))
         self._owns_engine = owns_engine
+        # Each pooled connection may turn out stale once after a database restart (see connect()).
+        pool: Any = engine.sync_engine.pool
+        size = pool.size() if callable(getattr(pool, "size", None)) else 0
+        self._stale_attempts = 2 + int(size) + max(0, int(getattr(pool, "_max_overflow", 0)))
 
     @classmethod
     async def connect(
@@ -143,13 +149,17 @@ class ActionRepo(WatchMixin):
         *,
         pool_size: int = 10,
         max_overflow: int = 10,
-        pool_pre_ping: bool = True,
+        pool_pre_ping: bool = False,
         pool_recycle: float = 3600,
         **kwargs: Any,
     ) -> ActionRepo:
         """A repository with its own pool on ``dsn`` (``postgresql://…``). Does not migrate (see
-        :func:`taskaction_operator.repo.upgrade`). ``pool_pre_ping`` makes pooled connections that
-        died with a database restart get replaced instead of failing a call."""
+        :func:`taskaction_operator.repo.upgrade`).
+
+        Pooled connections that died with a database restart are not pinged before use (that costs
+        a round trip per transaction); a call that meets one before COMMIT is retried on another
+        connection instead, which is safe because nothing was written. ``pool_pre_ping=True``
+        brings the ping back."""
         engine = create_async_engine(
             to_sqlalchemy_url(dsn),
             pool_size=pool_size,
@@ -167,10 +177,19 @@ class ActionRepo(WatchMixin):
 
     # -- helpers ----------------------------------------------------------------------------------
     async def _rows(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
-        async with self.engine.connect() as conn:
-            self.stats.statements += 1
-            result = await conn.execute(stmt, params or {})
-            return list(result.all())
+        for attempt in range(self._stale_attempts):
+            try:
+                async with self.engine.connect() as conn:
+                    self.stats.statements += 1
+                    result = await conn.execute(stmt, params or {})
+                    return list(result.all())
+            except sa_exc.DBAPIError as exc:
+                # A pooled connection died with a database restart: SQLAlchemy has just invalidated
+                # the pool, so a retry gets a fresh connection. Reads are safe to repeat.
+                if not exc.connection_invalidated or attempt + 1 >= self._stale_attempts:
+                    raise
+                self.stats.stale_retries += 1
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _tx(self) -> Any:
         return raw_transaction(self.engine, self.stats)
@@ -191,14 +210,24 @@ class ActionRepo(WatchMixin):
             "events_chunk": self.events_chunk_rows,
             "return_rows": return_rows,
         }
-        if copy_eligible(events, self.copy_events_min):
+        copy = copy_eligible(events, self.copy_events_min)
+        for attempt in range(self._stale_attempts):
             try:
-                async with raw_transaction(self.engine, self.stats, copy_events=events) as tx:
-                    return await write_batch(tx, copied_events=events, **kwargs)
-            except CopyConflict:
-                pass  # some key exists: the idempotent INSERT below decides, first write wins
-        async with self._tx() as tx:
-            return await write_batch(tx, events=events, **kwargs)
+                if copy:
+                    try:
+                        async with raw_transaction(self.engine, self.stats, copy_events=events) as tx:
+                            return await write_batch(tx, copied_events=events, **kwargs)
+                    except CopyConflict:
+                        copy = False  # some key exists: the idempotent INSERT decides, first write wins
+                async with self._tx() as tx:
+                    return await write_batch(tx, events=events, **kwargs)
+            except StaleConnectionError:
+                # Nothing was committed (the connection died before COMMIT): retry on another one.
+                # Each pooled connection can be stale once after a restart, hence the bound.
+                if attempt + 1 >= self._stale_attempts:
+                    raise
+                self.stats.stale_retries += 1
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write_one(
         self, query: str, params: dict[str, Any], notify: Callable[[list[Any]], Any]

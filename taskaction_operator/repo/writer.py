@@ -29,12 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, RunId
 from taskaction_operator.repo import statements as sql
+from taskaction_operator.repo.errors import TemporaryRepoError
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
 
 __all__ = [
     "BatchResult",
     "CopyConflict",
     "RepoStats",
+    "StaleConnectionError",
     "Tx",
     "copy_eligible",
     "raw_transaction",
@@ -51,6 +53,7 @@ class RepoStats:
     transactions: int = 0
     notifications: int = 0
     copy_fallbacks: int = 0
+    stale_retries: int = 0
 
 
 class Tx:
@@ -82,6 +85,11 @@ class CopyConflict(Exception):
     """The events COPY met a key already stored: redo the batch with the idempotent INSERT."""
 
 
+class StaleConnectionError(TemporaryRepoError):
+    """The pooled connection turned out dead (a database restart) before COMMIT was sent: nothing
+    was written, so the whole transaction can be retried on another connection."""
+
+
 @asynccontextmanager
 async def raw_transaction(
     engine: AsyncEngine, stats: RepoStats, *, copy_events: Sequence[ActionEvent] = ()
@@ -97,11 +105,13 @@ async def raw_transaction(
         fairy = await sa_conn.get_raw_connection()
         conn: psycopg.AsyncConnection[Any] = fairy.driver_connection  # type: ignore[assignment]
         stats.transactions += 1
+        committing = False
         try:
             if copy_events:
                 await _copy_events(conn, stats, copy_events)
             async with conn.pipeline():
                 yield Tx(conn, stats)
+                committing = True
                 await conn.commit()
         except BaseException as exc:
             healthy = isinstance(exc, Exception) and not conn.broken and not conn.closed
@@ -113,6 +123,8 @@ async def raw_transaction(
             if not healthy:
                 with contextlib.suppress(Exception):
                     await sa_conn.invalidate()
+                if not committing and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                    raise StaleConnectionError(f"connection lost before commit: {exc}") from exc
             raise
 
 

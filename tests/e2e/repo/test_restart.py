@@ -53,12 +53,20 @@ async def fast_repo(repo_dsn: str) -> AsyncIterator[ActionRepo]:
         await r.close()
 
 
-async def test_watchers_resume_after_the_database_restarts(fast_repo: ActionRepo, project: str) -> None:
+async def test_watchers_resume_after_the_database_restarts(
+    fast_repo: ActionRepo, project: str, repo_dsn: str
+) -> None:
     repo = fast_repo
+    # Two more repositories that only hold pooled connections across the restart, untouched during
+    # the outage: their first call afterwards meets a dead connection and must retry, not fail.
+    writer = await ActionRepo.connect(repo_dsn, pool_size=1, max_overflow=0)
+    reader = await ActionRepo.connect(repo_dsn, pool_size=1, max_overflow=0)
     rid = run(project)
     child = ActionId(rid, "c1")
     await repo.record_batch(actions=[action(rid.root), action(child)])
     await repo.update_action_state(child, "before")
+    await writer.update_action_state(child, "before")
+    assert (await reader.get_action(child)).action_state == "before"
     one = await repo.watch_action_updates(child)
     one_run = await repo.watch_run_updates(rid)
     every_action = await repo.watch_all_action_updates(rid)
@@ -73,6 +81,12 @@ async def test_watchers_resume_after_the_database_restarts(fast_repo: ActionRepo
         finally:
             await _db("start")
         await eventually(lambda: repo.listener.listening and repo.listener.reconnects == 1)
+
+        # stale pooled connections are retried, for writes (nothing was committed) and reads
+        assert await writer.update_action_phase(child, P.INITIALIZING, 1, 0)
+        assert writer.stats.stale_retries == 1
+        assert (await reader.get_action(child)).phase is P.INITIALIZING
+        assert reader.stats.stale_retries == 1
 
         # every watcher re-reads what it watches after the reconnect
         assert (await next_item(one)).action_id == child
@@ -96,3 +110,5 @@ async def test_watchers_resume_after_the_database_restarts(fast_repo: ActionRepo
     finally:
         for sub in (one, one_run, every_action, every_run, state):
             await sub.aclose()
+        await writer.close()
+        await reader.close()
