@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import time
@@ -152,7 +153,7 @@ async def interleaved(
     return {k: statistics.median(v) for k, v in seen.items()}
 
 
-async def writes(repo: ActionRepo, dsn: str, batch: int, total: int) -> dict[str, Any]:
+async def writes(repo: ActionRepo, dsn: str, batch: int, total: int, rounds: int) -> dict[str, Any]:
     """Phase updates and event inserts of ``total`` rows in batches of ``batch``."""
     project = f"benchw-{uuid.uuid4().hex[:8]}"
     ids = [
@@ -254,11 +255,11 @@ async def writes(repo: ActionRepo, dsn: str, batch: int, total: int) -> dict[str
         await repo_updates(0)  # warm-up (prepares statements on the pooled connections)
         stmts_per_row = (repo.stats.statements - before) / total
         await raw_updates(0)
-        upd = await interleaved(3, {"repo": repo_updates, "raw": raw_updates})
+        upd = await interleaved(rounds, {"repo": repo_updates, "raw": raw_updates})
         await repo_events(0)
         await raw_events_insert(0)
         ev = await interleaved(
-            3, {"repo": repo_events, "raw_copy": raw_events_copy, "raw_insert": raw_events_insert}
+            rounds, {"repo": repo_events, "raw_copy": raw_events_copy, "raw_insert": raw_events_insert}
         )
     finally:
         await raw.close()
@@ -368,6 +369,7 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="actions to seed for the read benchmark")
     parser.add_argument("--write-rows", type=int, default=2000, help="rows per write measurement")
     parser.add_argument("--samples", type=int, default=300, help="latency samples per read query")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per write figure (median)")
     parser.add_argument("--in-place", action="store_true", help="use --dsn's database itself")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database (and its seed)")
     args = parser.parse_args()
@@ -383,7 +385,7 @@ async def main() -> None:
             total = (
                 max(batch * 3, min(args.write_rows, batch * 50)) if batch > 1 else min(args.write_rows, 500)
             )
-            w = await writes(repo, dsn, batch, total)
+            w = await writes(repo, dsn, batch, total, args.rounds)
             u, e = w["updates"], w["events"]
             for what, ours, theirs, how, stmts in (
                 (
@@ -401,14 +403,17 @@ async def main() -> None:
                 )
         print()
         print(table(rows))
-        print("  (repo/raw: how many times faster the raw baseline is; target ≤ 1.5x for batches)")
+        print("  (repo/raw: how many times faster the raw baseline is; target ≤ 1.5x for batches;")
+        print(f"   medians of {args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f})")
         print()
         lat = await reads(repo, args.rows, project, args.samples)
         rows = [["read latency, ms", "p50", "p99", "p99 < 20 ms"]]
         for name, (p50, p99) in lat.items():
             rows.append([name, f"{p50:.2f}", f"{p99:.2f}", "yes" if p99 < 20 else "NO"])
         print(table(rows))
-        print(f"  ({args.rows:,} actions, {args.samples} samples each)")
+        print(
+            f"  ({args.rows:,} actions, {args.samples} samples each; load average {os.getloadavg()[0]:.1f})"
+        )
     finally:
         await repo.close()
         if not args.keep and not args.in_place:
