@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = leaf(sub, "run", "write_cmds:run", "run the operator (until SIGINT/SIGTERM)")
+    p = leaf(
+        sub,
+        "run",
+        "write_cmds:run",
+        "run the operator until SIGINT/SIGTERM; it watches -n NS[,NS...], else TASKACTION_NAMESPACES, "
+        "else every namespace",
+    )
     p.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     leaf(sub, "migrate", "write_cmds:migrate", "bring the database schema up to date")
 

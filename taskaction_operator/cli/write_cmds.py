@@ -9,6 +9,7 @@ operator's abort sweep deletes the TaskAction and Kubernetes' garbage collector 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from taskaction_operator.cli.context import CommandFailed, Context, UsageError, checkout_dsn, env_with
+from taskaction_operator.cli.context import CommandFailed, Context, UsageError, env_with
 from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name, table
 from taskaction_operator.config import ConfigurationError, Settings
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
@@ -203,11 +204,9 @@ async def migrate(ctx: Context) -> int:
 def run(ctx: Context) -> int:
     """Start the operator in this process (blocks until SIGINT/SIGTERM)."""
     a = ctx.args
-    overrides: dict[str, Any] = {
-        "TASKACTION_DATABASE_URL": getattr(a, "database_url", None)
-        or ctx.env.get("TASKACTION_DATABASE_URL")
-        or checkout_dsn(),
-    }
+    overrides: dict[str, Any] = {}
+    with contextlib.suppress(UsageError):  # if none: Settings names the missing variable itself
+        overrides["TASKACTION_DATABASE_URL"] = ctx.database_url
     if a.all_namespaces:
         overrides["TASKACTION_NAMESPACES"] = "*"
     elif getattr(a, "namespace", None):
