@@ -19,9 +19,9 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flyteidl2.workflow import run_info_pb2
 from sqlalchemy import Select, bindparam, select
@@ -48,6 +48,8 @@ from taskaction_operator.repo.writer import (
 )
 
 __all__ = ["ActionRepo"]
+
+_T = TypeVar("_T")
 
 #: Upstream's InsertEvents chunk (rows per statement).
 EVENTS_CHUNK_ROWS = 5000
@@ -211,19 +213,27 @@ class ActionRepo(WatchMixin):
             "return_rows": return_rows,
         }
         copy = copy_eligible(events, self.copy_events_min)
+
+        async def attempt() -> BatchResult:
+            nonlocal copy
+            if copy:
+                try:
+                    async with raw_transaction(self.engine, self.stats, copy_events=events) as tx:
+                        return await write_batch(tx, copied_events=events, **kwargs)
+                except CopyConflict:
+                    copy = False  # some key exists: the idempotent INSERT decides, first write wins
+            async with self._tx() as tx:
+                return await write_batch(tx, events=events, **kwargs)
+
+        return await self._retry_stale(attempt)
+
+    async def _retry_stale(self, transaction: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``transaction``, again on another connection if it met a stale one before COMMIT
+        (nothing was written). Each pooled connection can be stale once after a restart."""
         for attempt in range(self._stale_attempts):
             try:
-                if copy:
-                    try:
-                        async with raw_transaction(self.engine, self.stats, copy_events=events) as tx:
-                            return await write_batch(tx, copied_events=events, **kwargs)
-                    except CopyConflict:
-                        copy = False  # some key exists: the idempotent INSERT decides, first write wins
-                async with self._tx() as tx:
-                    return await write_batch(tx, events=events, **kwargs)
+                return await transaction()
             except StaleConnectionError:
-                # Nothing was committed (the connection died before COMMIT): retry on another one.
-                # Each pooled connection can be stale once after a restart, hence the bound.
                 if attempt + 1 >= self._stale_attempts:
                     raise
                 self.stats.stale_retries += 1
@@ -233,11 +243,15 @@ class ActionRepo(WatchMixin):
         self, query: str, params: dict[str, Any], notify: Callable[[list[Any]], Any]
     ) -> list[Any]:
         """Run one write statement and its notifications (computed from the returned rows) in a tx."""
-        async with self._tx() as tx:
-            cur = await tx.execute(query, params)
-            rows: list[Any] = await cur.fetchall()
-            await tx.notify(*notify(rows))
-        return rows
+
+        async def attempt() -> list[Any]:
+            async with self._tx() as tx:
+                cur = await tx.execute(query, params)
+                rows: list[Any] = await cur.fetchall()
+                await tx.notify(*notify(rows))
+            return rows
+
+        return await self._retry_stale(attempt)
 
     # -- reads ------------------------------------------------------------------------------------
     @classified
@@ -473,5 +487,9 @@ class ActionRepo(WatchMixin):
     @classified
     async def notify_state_update(self, action_id: ActionId) -> None:
         """Tell the action's watchers (and state watchers) to re-read it."""
-        async with self._tx() as tx:
-            await tx.notify((), [action_id])
+
+        async def attempt() -> None:
+            async with self._tx() as tx:
+                await tx.notify((), [action_id])
+
+        await self._retry_stale(attempt)
