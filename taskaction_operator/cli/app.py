@@ -100,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(runs, "tree", "read_cmds:runs_tree", "show a run's action tree").add_argument("run", metavar="RUN")
     p = leaf(runs, "watch", "read_cmds:runs_watch", "follow a run until it is terminal")
     p.add_argument("run", metavar="RUN")
-    p.add_argument(
-        "--timeout", type=float, default=3600, help="seconds before giving up, 0: never (default 3600)"
-    )
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before giving up (default 3600)")
 
     actions = sub.add_parser("actions", help="show actions").add_subparsers(
         dest="actions_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser

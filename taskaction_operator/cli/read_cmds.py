@@ -195,8 +195,8 @@ async def runs_watch(ctx: Context) -> int:
     """Follow the run until its root is terminal or the deadline passes (exit 1)."""
     run_id = ctx.run_id(ctx.args.run)
     timeout = float(ctx.args.timeout)
-    if timeout < 0:
-        raise UsageError("--timeout must not be negative")
+    if timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     repo = await ctx.repo()
     fmt = ctx.args.output
     colour = _colour(ctx)
@@ -224,7 +224,7 @@ async def runs_watch(ctx: Context) -> int:
         show(sorted(state.values(), key=lambda a: (a.created_at or datetime.min.replace(tzinfo=UTC), a.name)))
         root = state.get(root.name, root)
         try:
-            async with asyncio.timeout(timeout or None):
+            async with asyncio.timeout(timeout):
                 while not ActionPhase(root.phase).is_terminal():
                     try:
                         update = await anext(sub)

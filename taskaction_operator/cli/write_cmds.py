@@ -105,8 +105,8 @@ async def abort(ctx: Context) -> int:
     a = ctx.args
     target = ctx.action_id(a.run, a.action) if a.action else ctx.run_id(a.run).root
     what = f"action {target}" if a.action else f"run {target.run}"
-    if a.timeout < 0:
-        raise UsageError("--timeout must not be negative")
+    if a.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     reason = a.reason or DEFAULT_ABORT_REASON
     client = ctx.actions_client() if a.wait else None  # load the kubeconfig before changing anything
     repo = await ctx.repo()

@@ -76,6 +76,8 @@ def test_usage_errors_exit_2_with_one_line(
         (["runs", "list", "--phase", "FINISHED"], "unknown phase 'FINISHED'"),
         (["runs", "list", "--since", "last week"], "not a time"),
         (["runs", "list", "--limit", "0"], "--limit must be at least 1"),
+        (["runs", "watch", "r1", "--timeout", "0", "--project", "p", "--domain", "d"], "positive"),
+        (["abort", "r1", "--wait", "--timeout", "-1", "--project", "p", "--domain", "d"], "positive"),
         (["runs", "get", "r1", "-p", "x"], "unrecognized arguments"),
         (
             ["runs", "get", "r1", "--project", "p", "--domain", "d", "--database-url", "mysql://x"],
