@@ -40,12 +40,16 @@ class KubeDeleter:
         self._reconciler = reconciler
         self._namespaces = namespaces
 
-    async def locate(self, action_id: ActionId) -> list[tuple[str, str]]:
-        found = self._reconciler.locate(
-            action_id.project, action_id.domain, action_id.run_name, action_id.name
-        )
-        if found is not None:
-            return [found]
+    async def locate(self, action_id: ActionId) -> list[tuple[str, str]] | None:
+        """Where the action's TaskAction is; ``[]`` when it is gone; None when it is not ours.
+
+        A cluster-wide operator sees everything, so not found means gone (upstream's rule). A
+        namespace-scoped one only answers for actions it has seen or finds in its namespaces; the
+        others belong to another operator sharing the database, and their requests are left alone.
+        """
+        seen = self._reconciler.locate(action_id)
+        if seen is not None:
+            return [seen] if await self.exists(*seen) else []
         selector = ",".join(
             [
                 f"flyte.org/project={action_id.project}",
@@ -58,12 +62,13 @@ class KubeDeleter:
         for ns in self._namespaces or (None,):
             for item in await self._kube.list_taskactions(ns, selector):
                 places.append((item["metadata"]["namespace"], item["metadata"]["name"]))
-        if not places and self._namespaces:
-            name = cr_name(action_id)
-            for ns in self._namespaces:
-                if await self._kube.get_taskaction(ns, name) is not None:
-                    places.append((ns, name))
-        return places
+        if not self._namespaces:
+            return places
+        name = cr_name(action_id)
+        for ns in self._namespaces:
+            if (ns, name) not in places and await self._kube.get_taskaction(ns, name) is not None:
+                places.append((ns, name))
+        return places or None
 
     async def delete(self, namespace: str, name: str) -> None:
         await self._kube.delete_taskaction(namespace, name)

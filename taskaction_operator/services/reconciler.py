@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ from taskaction_operator.services.recorder import Recorder, Work
 from taskaction_operator.services.rows import action_row, event_row
 
 log = logging.getLogger(__name__)
+
+#: Most actions whose place is remembered for the abort sweep (oldest forgotten first).
+_PLACES_MAX = 500_000
 
 Warning_ = tuple[str, str]  # (reason, message) of a Warning Event
 EventKey = tuple[int, int, int]
@@ -84,19 +88,16 @@ class ActionReconciler:
         self._known: dict[tuple[str, str], _Known] = {}
         self._parent_seen: dict[tuple[str, str], asyncio.Event] = {}
         self._orphans: dict[tuple[str, str], asyncio.Task[None]] = {}
+        #: Where every action seen since start lives, deleted ones included (the abort sweep asks).
+        self._places: OrderedDict[ActionId, tuple[str, str]] = OrderedDict()
 
     @property
     def tracked(self) -> int:
         return len(self._states)
 
-    def locate(self, project: str, domain: str, run: str, name: str) -> tuple[str, str] | None:
-        """(namespace, CR name) of an action this process has seen, for the abort sweep."""
-        want = (project, domain, run)
-        target = cr_name(ActionId.of(project, domain, run, name))
-        for (ns, cr), known in self._known.items():
-            if cr == target and known.run == want:
-                return ns, cr
-        return None
+    def locate(self, action_id: ActionId) -> tuple[str, str] | None:
+        """(namespace, CR name) of an action this process has seen since it started, even if deleted."""
+        return self._places.get(action_id)
 
     async def close(self) -> None:
         for task in list(self._orphans.values()):
@@ -114,6 +115,7 @@ class ActionReconciler:
             return Outcome(PatchPlan(), (("InvalidTaskAction", f"not recorded: {exc}"),), committed=False)
         key = (obs.namespace, obs.name)
         self._index(obs, key, deleted)
+        self._remember(obs.action_id, key)
         if obs.labelled_recorded:
             # Recorded earlier: ignored, but never left holding our finalizer.
             self._states.pop(obs.uid, None)
@@ -140,6 +142,12 @@ class ActionReconciler:
             self._states.pop(obs.uid, None)
         plan = plan_patch(obs, guard=self._guard, committed=committed, parent_uid=parent_uid)
         return Outcome(plan, tuple(warnings), committed)
+
+    def _remember(self, action_id: ActionId, place: tuple[str, str]) -> None:
+        self._places[action_id] = place
+        self._places.move_to_end(action_id)
+        while len(self._places) > _PLACES_MAX:
+            self._places.popitem(last=False)
 
     def forget(self, uid: str) -> None:
         self._states.pop(uid, None)

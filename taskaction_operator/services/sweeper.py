@@ -26,6 +26,9 @@ from taskaction_operator.model import ActionId, cr_name
 
 log = logging.getLogger(__name__)
 
+#: Seconds before a pending abort of another operator's action is looked at again.
+FOREIGN_RECHECK = 30.0
+
 
 def full_jitter(attempt: int, initial: float, cap: float, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): uniform in [0, ceiling)."""
@@ -52,7 +55,9 @@ class AbortStore(Protocol):
 class TaskActionDeleter(Protocol):
     """Find, delete and confirm the deletion of an action's TaskAction."""
 
-    async def locate(self, action_id: ActionId) -> list[tuple[str, str]]: ...
+    async def locate(self, action_id: ActionId) -> list[tuple[str, str]] | None:
+        """Where its TaskAction is: ``[]`` when gone, None when another operator owns it."""
+
     async def delete(self, namespace: str, name: str) -> None: ...
     async def exists(self, namespace: str, name: str) -> bool: ...
     async def warn(self, namespace: str, name: str, reason: str, message: str) -> None: ...
@@ -65,6 +70,7 @@ class SweepStats:
     gave_up: int = 0
     retried: int = 0
     sweeps: int = 0
+    foreign: int = 0
     backoff: dict[ActionId, float] = field(default_factory=dict)
 
 
@@ -153,6 +159,18 @@ class AbortSweeper:
     async def _attempt(self, aid: ActionId) -> None:
         loop = asyncio.get_running_loop()
         try:
+            located = await self._deleter.locate(aid)
+        except Exception as exc:
+            self._next_at[aid] = loop.time() + self.initial_delay
+            log.warning("abort of %s: could not look for its TaskAction: %s", aid, exc)
+            return
+        if located is None:
+            # Another operator's action (a namespace-scoped replica sharing the database): not ours
+            # to count, delete or clear. Looked at again after a while, in case it shows up here.
+            self.stats.foreign += 1
+            self._next_at[aid] = loop.time() + max(self.interval, FOREIGN_RECHECK)
+            return
+        try:
             count = await self._store.mark_abort_attempt(aid)
         except Exception as exc:
             if self._is_not_found(exc):
@@ -164,9 +182,8 @@ class AbortSweeper:
             return
         self.stats.attempts += 1
         error: str | None = None
-        places: list[tuple[str, str]] = []
+        places = located
         try:
-            places = await self._deleter.locate(aid)
             for ns, name in places:
                 await self._deleter.delete(ns, name)
             remaining = await self._wait_gone(places)
