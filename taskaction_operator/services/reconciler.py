@@ -191,7 +191,7 @@ class ActionReconciler:
         if obs.phase is not ActionPhase.UNSPECIFIED:
             attempts = max(obs.attempts, 1)
             update_key = (int(obs.phase), attempts, obs.cache_status)
-            if update_key != state.last_update or obs.deleting:
+            if update_key != state.last_update:
                 work.updates.append(
                     PhaseUpdate(
                         obs.action_id,
