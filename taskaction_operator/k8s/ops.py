@@ -119,33 +119,17 @@ class KubeOps:
         self, namespace: str, name: str, ops: list[dict[str, Any]], *, status: bool = False
     ) -> dict[str, Any] | None:
         """Apply a JSON patch (RFC 6902); None when the object is gone. A failed ``test`` raises 422."""
-        self.writes += 1
-        fn = (
-            self.custom.patch_namespaced_custom_object_status
-            if status
-            else self.custom.patch_namespaced_custom_object
-        )
-        try:
-            obj = await asyncio.to_thread(
-                fn,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                ops,
-                _content_type="application/json-patch+json",
-            )
-        except ApiException as exc:
-            if _status(exc) == 404:
-                return None
-            raise
-        return cast(dict[str, Any], obj)
+        return await self._patch(namespace, name, ops, "application/json-patch+json", status)
 
     async def merge_patch_taskaction(
         self, namespace: str, name: str, patch: dict[str, Any], *, status: bool = False
     ) -> dict[str, Any] | None:
         """Apply a JSON merge patch; None when the object is gone."""
+        return await self._patch(namespace, name, patch, "application/merge-patch+json", status)
+
+    async def _patch(
+        self, namespace: str, name: str, body: Any, content_type: str, status: bool
+    ) -> dict[str, Any] | None:
         self.writes += 1
         fn = (
             self.custom.patch_namespaced_custom_object_status
@@ -154,14 +138,7 @@ class KubeOps:
         )
         try:
             obj = await asyncio.to_thread(
-                fn,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                _content_type="application/merge-patch+json",
+                fn, GROUP, VERSION, namespace, PLURAL, name, body, _content_type=content_type
             )
         except ApiException as exc:
             if _status(exc) == 404:

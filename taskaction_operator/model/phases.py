@@ -17,12 +17,12 @@ class _ProtoEnum(enum.IntEnum):
     """An IntEnum whose members mirror a protobuf enum that carries a name prefix."""
 
     @classmethod
-    def _proto(cls) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def _proto(cls) -> Any:
+        return _PROTOS[cls.__name__][0]
 
     @classmethod
     def _prefix(cls) -> str:
-        return ""
+        return str(_PROTOS[cls.__name__][1])
 
     def to_protobuf_name(self) -> str:
         """The protobuf enum value's name, e.g. ``ACTION_PHASE_QUEUED``."""
@@ -62,14 +62,6 @@ class ActionPhase(_ProtoEnum):
     PAUSED = 9
     RECOVERED = 10
 
-    @classmethod
-    def _proto(cls) -> Any:
-        return phase_pb2.ActionPhase
-
-    @classmethod
-    def _prefix(cls) -> str:
-        return "ACTION_PHASE_"
-
     def is_terminal(self) -> bool:
         """SUCCEEDED, FAILED, ABORTED, TIMED_OUT and RECOVERED, as in every upstream implementation."""
         return self in TERMINAL_PHASES
@@ -96,14 +88,6 @@ class ActionType(_ProtoEnum):
     TRACE = 2
     CONDITION = 3
 
-    @classmethod
-    def _proto(cls) -> Any:
-        return run_definition_pb2.ActionType
-
-    @classmethod
-    def _prefix(cls) -> str:
-        return "ACTION_TYPE_"
-
 
 class RunSource(_ProtoEnum):
     """``flyteidl2.workflow.RunSource``; stored as its *name* in ``actions.run_source``."""
@@ -114,14 +98,6 @@ class RunSource(_ProtoEnum):
     SCHEDULE_TRIGGER = 3
     TRACKED = 4
     ARTIFACT_TRIGGER = 5
-
-    @classmethod
-    def _proto(cls) -> Any:
-        return run_definition_pb2.RunSource
-
-    @classmethod
-    def _prefix(cls) -> str:
-        return "RUN_SOURCE_"
 
 
 class CatalogCacheStatus(_ProtoEnum):
@@ -136,6 +112,11 @@ class CatalogCacheStatus(_ProtoEnum):
     CACHE_SKIPPED = 6
     CACHE_EVICTED = 7
 
-    @classmethod
-    def _proto(cls) -> Any:
-        return catalog_pb2.CatalogCacheStatus
+
+#: Each enum's protobuf enum and the prefix its value names carry.
+_PROTOS: dict[str, tuple[Any, str]] = {
+    "ActionPhase": (phase_pb2.ActionPhase, "ACTION_PHASE_"),
+    "ActionType": (run_definition_pb2.ActionType, "ACTION_TYPE_"),
+    "RunSource": (run_definition_pb2.RunSource, "RUN_SOURCE_"),
+    "CatalogCacheStatus": (catalog_pb2.CatalogCacheStatus, ""),
+}
