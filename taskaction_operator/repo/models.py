@@ -222,8 +222,9 @@ class PhaseUpdate:
 
     action_id: ActionId
     phase: ActionPhase
-    attempts: int
-    cache_status: int
+    #: None keeps the row's value (ours: upstream's parent promotion writes zeroes here).
+    attempts: int | None
+    cache_status: int | None
     start_time: datetime | None = None
     end_time: datetime | None = None
 

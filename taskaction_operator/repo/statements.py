@@ -254,8 +254,8 @@ def _update_phases() -> str:
         update(actions)
         .values(
             phase=u.c.phase,
-            attempts=u.c.attempts,
-            cache_status=u.c.cache_status,
+            attempts=func.coalesce(u.c.attempts, actions.c.attempts),
+            cache_status=func.coalesce(u.c.cache_status, actions.c.cache_status),
             updated_at=func.now(),
             created_at=start,
             ended_at=case((with_end, end), else_=actions.c.ended_at),
@@ -311,8 +311,8 @@ def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dic
         params["run_name"].append(a.run_name)
         params["name"].append(a.name)
         params["phase"].append(int(u.phase))
-        params["attempts"].append(int(u.attempts))
-        params["cache_status"].append(int(u.cache_status))
+        params["attempts"].append(None if u.attempts is None else int(u.attempts))
+        params["cache_status"].append(None if u.cache_status is None else int(u.cache_status))
         params["start_time"].append(u.start_time)
         params["end_time"].append(u.end_time)
     return params

@@ -182,9 +182,9 @@ class ActionReconciler:
         )
         if promote:
             assert obs.parent_id is not None
-            # Upstream sends the parent's promotion without attempts or cache status; we keep the
-            # parent's own values (1 and 0 are what a fresh parent row holds) rather than zeroing them.
-            work.updates.append(PhaseUpdate(obs.parent_id, ActionPhase.RUNNING, 1, 0))
+            # Upstream sends the parent's promotion without attempts or cache status, which zeroes
+            # them; we keep the parent's own values (None: unchanged).
+            work.updates.append(PhaseUpdate(obs.parent_id, ActionPhase.RUNNING, None, None))
         new_events = [ev for ev in obs.events if ev.key not in state.events]
         work.events.extend(event_row(obs, ev) for ev in new_events)
         update_key = None

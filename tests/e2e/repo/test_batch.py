@@ -173,3 +173,15 @@ async def test_overlapping_batches_in_opposite_orders_do_not_deadlock(repo: Acti
 
     await asyncio.gather(churn(ids), churn(ids[::-1]), churn(ids[25:] + ids[:25]))
     assert {(await repo.get_action(a)).phase for a in ids} == {P.SUCCEEDED}
+
+
+async def test_an_update_without_attempts_or_cache_status_keeps_the_stored_ones(
+    repo: ActionRepo, project: str
+) -> None:
+    """Parent promotion sends RUNNING alone; the parent's attempts and cache status stay as they are."""
+    aid = run(project).root
+    await repo.create_action(action(aid))
+    await repo.record_batch(updates=[PhaseUpdate(aid, ActionPhase.RUNNING, 3, 2)])
+    await repo.record_batch(updates=[PhaseUpdate(aid, ActionPhase.RUNNING, None, None)])
+    row = await repo.get_action(aid)
+    assert (row.phase, row.attempts, row.cache_status) == (ActionPhase.RUNNING, 3, 2)
