@@ -3,8 +3,9 @@
 A raw ``on.event`` handler, deliberately: kopf stores no progress or diff-base annotations for it
 and posts no per-handler Events, so the operator's own API writes are only the ones it plans (the
 ownerReference and the record-guard finalizer on first sight, the recorded label when terminal, the
-finalizer's release on deletion), each folded into one JSON patch that kopf applies after the
-handler, guarded by the object's resourceVersion.
+finalizer's release on deletion), folded into one patch that kopf applies after the handler: a
+resourceVersion-guarded JSON patch when finalizers change (a list other writers share), otherwise a
+merge patch, which cannot conflict with the executor's status writes.
 """
 
 from __future__ import annotations
@@ -34,5 +35,10 @@ async def record_taskaction(
         metrics.EVENTS_RECORDED.labels(kind).inc()
         runtime.observe_lag(body)
     if outcome.plan and kind != "DELETED":
-        patch.fns.append(outcome.plan.apply)  # type: ignore[arg-type]  # RawBody is a dict
+        if outcome.plan.touches_finalizers:
+            # One JSON patch, guarded by the resourceVersion (kopf re-applies it on the next event
+            # if another writer got there first).
+            patch.fns.append(outcome.plan.apply)  # type: ignore[arg-type]  # RawBody is a dict
+        else:
+            patch.update(outcome.plan.as_merge_patch())
         runtime.count_patch(outcome.plan)

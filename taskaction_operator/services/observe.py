@@ -287,6 +287,24 @@ class PatchPlan:
     def __bool__(self) -> bool:
         return bool(self.owner_reference or self.add_guard or self.remove_guard or self.label_recorded)
 
+    @property
+    def touches_finalizers(self) -> bool:
+        """Finalizers are a list others write too: only a resourceVersion-guarded patch is safe."""
+        return self.add_guard or self.remove_guard
+
+    def as_merge_patch(self) -> dict[str, Any]:
+        """The plan as a JSON merge patch, for plans that leave finalizers alone: labels merge, and the
+        ownerReference is set once on an object that has none (upstream replaces the list too), so no
+        resourceVersion guard is needed and the patch cannot conflict with the executor's writes."""
+        if self.touches_finalizers:
+            raise ValueError("a plan that changes finalizers needs a guarded JSON patch")
+        meta: dict[str, Any] = {}
+        if self.owner_reference is not None:
+            meta["ownerReferences"] = [dict(self.owner_reference)]
+        if self.label_recorded:
+            meta["labels"] = {RECORDED_LABEL: "true"}
+        return {"metadata": meta} if meta else {}
+
     def apply(self, body: dict[str, Any]) -> None:
         """Mutate a body into the planned shape (idempotent: kopf diffs the result into a JSON patch)."""
         meta = body.setdefault("metadata", {})

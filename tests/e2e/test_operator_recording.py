@@ -43,10 +43,11 @@ def warnings(kubectl: Kubectl, ns: str, reason: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize("guard", ["true", "false"])
 async def test_three_level_run_is_recorded_with_history_owners_and_labels(
-    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any, guard: str
 ) -> None:
-    start_operator()
+    start_operator(TASKACTION_RECORD_GUARD=guard)
     project, run = namespace, "r3level"
     ex = StandInExecutor(kube)
     bodies = {"a0": await create(kube, namespace, project, run, "a0")}

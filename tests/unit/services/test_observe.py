@@ -177,3 +177,34 @@ def test_deleting_object_releases_guard_only_after_commit_and_is_never_labelled(
 def test_guard_off_plans_no_finalizer() -> None:
     obs = observe(body([cond("Progressing", "True", "Queued")]))
     assert not plan_patch(obs, guard=False, committed=True, parent_uid=None)
+
+
+def test_plans_without_finalizer_changes_are_merge_patches() -> None:
+    child = observe(body([cond("Progressing", "True", "Queued")]))
+    plan = plan_patch(child, guard=False, committed=True, parent_uid="pu")
+    assert not plan.touches_finalizers
+    assert plan.as_merge_patch() == {
+        "metadata": {
+            "ownerReferences": [
+                {
+                    "apiVersion": "flyte.org/v1",
+                    "kind": "TaskAction",
+                    "name": "r1-a0",
+                    "uid": "pu",
+                    "blockOwnerDeletion": True,
+                }
+            ]
+        }
+    }
+    done = observe(body([cond("Succeeded", "True", "Completed")]))
+    done_plan = plan_patch(done, guard=False, committed=True, parent_uid=None)
+    assert done_plan.as_merge_patch() == {"metadata": {"labels": {RECORDED_LABEL: "true"}}}
+
+
+def test_plans_that_change_finalizers_refuse_the_merge_form() -> None:
+    plan = plan_patch(
+        observe(body([cond("Progressing", "True", "Queued")])), guard=True, committed=True, parent_uid="pu"
+    )
+    assert plan.touches_finalizers
+    with pytest.raises(ValueError, match="guarded JSON patch"):
+        plan.as_merge_patch()
