@@ -70,6 +70,9 @@ class KubeOps:
         self, namespace: str | None = None, label_selector: str = ""
     ) -> list[dict[str, Any]]:
         """TaskActions in one namespace (or all), optionally by label selector."""
+        return cast(list[dict[str, Any]], (await self._list(namespace, label_selector)).get("items", []))
+
+    async def _list(self, namespace: str | None, label_selector: str) -> dict[str, Any]:
         self.reads += 1
         if namespace:
             res = await asyncio.to_thread(
@@ -84,7 +87,7 @@ class KubeOps:
             res = await asyncio.to_thread(
                 self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, label_selector=label_selector
             )
-        return cast(list[dict[str, Any]], cast(dict[str, Any], res).get("items", []))
+        return cast(dict[str, Any], res)
 
     async def create_taskaction(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
@@ -206,16 +209,7 @@ class KubeOps:
         self, namespace: str, label_selector: str = ""
     ) -> tuple[list[dict[str, Any]], str]:
         """TaskActions in one namespace and the list's resourceVersion (where a watch resumes)."""
-        self.reads += 1
-        res = await asyncio.to_thread(
-            self.custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            label_selector=label_selector,
-        )
-        body = cast(dict[str, Any], res)
+        body = await self._list(namespace, label_selector)
         version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return cast(list[dict[str, Any]], body.get("items", [])), version
 
