@@ -49,6 +49,7 @@ from _bench import apiserver, bare_db, dbwatch
 from _bench.generator import LoadGenerator
 from _bench.operator_proc import OperatorProcess, metric_sum
 from _bench.profile import top_frames
+from _bench.rawapi import RawApi
 from _bench.stats import first_at_or_after, percentile, rate_from_times, steady_rate, summary
 from _bench.workload import DOMAIN, TERMINAL, Node, run_tree, workload
 from kubernetes.client.exceptions import ApiException
@@ -86,6 +87,7 @@ class Ctx:
     args: argparse.Namespace
     kube: KubeOps
     out_dir: Path
+    api: RawApi
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
 
@@ -324,7 +326,7 @@ async def run_phase(
         poller.start()
         if profile and not op.start_profile(ctx.out_dir / f"pyspy-{ns}.txt"):
             ctx.notes.append("py-spy not installed: no profile")
-        gen = LoadGenerator(ctx.kube, ns, project, runs, rate=rate, concurrency=a.concurrency)
+        gen = LoadGenerator(ctx.api, ns, project, runs, rate=rate, concurrency=a.concurrency)
         gstats = await gen.run(gen_timeout)
         log(
             f"  generator done: {gstats.patches} patches, {gstats.creates} creates, {gstats.errors} errors "
@@ -529,7 +531,7 @@ async def abort_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         await asyncio.to_thread(op.start)
         repo = await ActionRepo.connect(ctx.dsn)
         gen = LoadGenerator(
-            ctx.kube, ns, project, [nodes], rate=None, concurrency=ctx.args.concurrency, stop_at=stop_at
+            ctx.api, ns, project, [nodes], rate=None, concurrency=ctx.args.concurrency, stop_at=stop_at
         )
         planned = gen.transitions_planned
         gstats = await gen.run(300)
@@ -784,9 +786,8 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
     out_dir = LOCAL / "bench" / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     kube = KubeOps.from_kubeconfig(kubeconfig)
-    kube.api_client.configuration.connection_pool_maxsize = max(32, args.concurrency)
-    kube.api_client.user_agent = "taskaction-bench/generator"
-    ctx = Ctx(kubeconfig, dsn, stamp, args, kube, out_dir)
+    api = RawApi(kube.api_client.configuration, args.concurrency)
+    ctx = Ctx(kubeconfig, dsn, stamp, args, kube, out_dir, api)
     report.update(
         {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -802,6 +803,7 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
         }
     )
     sizes = [int(x) for x in args.actions.split(",") if x.strip()]
+    await api.__aenter__()
     try:
         for i, size in enumerate(sizes):
             if ctx.over_budget():
@@ -827,6 +829,7 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
                     prof_runs = workload(args.profile_size or size, args.run_size)
                     report["profile"] = await run_phase(ctx, "profile", prof_runs, rate=None, profile=True)
     finally:
+        await api.__aexit__(None, None, None)
         kube.close()
         report["notes"] = ctx.notes
         report["host"]["loadavg_end"] = os.getloadavg()
@@ -843,7 +846,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--actions", default="1000,10000", help="sizes, comma-separated (default 1000,10000)")
     ap.add_argument("--rate", type=float, default=200.0, help="offered transitions/s of the rate phase")
     ap.add_argument("--run-size", type=int, default=100, help="actions per run (default 100)")
-    ap.add_argument("--concurrency", type=int, default=8, help="generator threads (default 8)")
+    ap.add_argument(
+        "--concurrency", type=int, default=32, help="generator requests in flight (default 32)"
+    )
     ap.add_argument("--abort-size", type=int, default=1000, help="actions of the aborted run (0: skip)")
     ap.add_argument("--abort-timeout", type=float, default=300.0)
     ap.add_argument("--bare-db-batch", type=int, default=100, help="transitions per bare-loop transaction")

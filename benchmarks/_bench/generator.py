@@ -4,24 +4,21 @@ Each action is driven by one coroutine: it waits for its parent to be RUNNING, c
 (as a running parent does in Flyte), moves it QUEUED → INITIALIZING → RUNNING by status patches,
 waits for all its children to end, then writes its terminal phase (SUCCEEDED, or FAILED for every
 tenth action). Status is written exactly as the stand-in executor writes it (``build_status``),
-through the status subresource. API calls run in a dedicated thread pool of ``concurrency`` threads
-(the official client is blocking); an optional pacer holds transitions to an offered rate.
+through the status subresource. API calls go through ``RawApi`` (aiohttp on this event loop) with at
+most ``concurrency`` requests in flight; an optional pacer holds transitions to an offered rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from _bench.rawapi import ApiError, RawApi
 from _bench.workload import RECORDED_AS, Node, body
 from taskaction_operator.devtools.executor import _Track, build_status
-from taskaction_operator.k8s import GROUP, PLURAL, VERSION, KubeOps
 
 
 class Pacer:
@@ -69,7 +66,7 @@ class GenStats:
 class LoadGenerator:
     def __init__(
         self,
-        kube: KubeOps,
+        api: RawApi,
         namespace: str,
         project: str,
         runs: list[list[Node]],
@@ -80,7 +77,7 @@ class LoadGenerator:
     ) -> None:
         """``stop_at(node)``: how many of the node's four transitions to write (default all 4); a node
         stopped before its terminal phase does not wait for its children."""
-        self.kube = kube
+        self.api = api
         self.namespace = namespace
         self.project = project
         self.runs = runs
@@ -88,40 +85,25 @@ class LoadGenerator:
         self.concurrency = concurrency
         self.stop_at = stop_at or (lambda node: 4)
         self.stats = GenStats()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-gen")
         self._sem = asyncio.Semaphore(concurrency)
 
     @property
     def transitions_planned(self) -> int:
         return sum(min(4, self.stop_at(n)) for run in self.runs for n in run)
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    async def _call(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         async with self._sem:
-            loop = asyncio.get_running_loop()
-
-            def call() -> None:
-                resp = fn(*args, _preload_content=False, **kwargs)
-                resp.read()
-                resp.release_conn()
-
-            await loop.run_in_executor(self._pool, call)
+            await fn(*args)
 
     def _error(self, what: str, exc: BaseException) -> None:
         self.stats.errors += 1
         if len(self.stats.error_samples) < 10:
-            reason = exc.reason if isinstance(exc, ApiException) else repr(exc)
+            reason = str(exc) if isinstance(exc, ApiError) else repr(exc)
             self.stats.error_samples.append(f"{what}: {reason}")
 
     async def _create(self, node: Node) -> bool:
         try:
-            await self._call(
-                self.kube.custom.create_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                body(self.project, node),
-            )
+            await self._call(self.api.create, self.namespace, body(self.project, node))
         except Exception as exc:
             self._error(f"create {node.cr}", exc)
             return False
@@ -133,16 +115,7 @@ class LoadGenerator:
         await self.pacer.acquire()
         status = build_status(track, phase)
         try:
-            await self._call(
-                self.kube.custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                node.cr,
-                {"status": status},
-                _content_type="application/merge-patch+json",
-            )
+            await self._call(self.api.patch_status, self.namespace, node.cr, {"status": status})
         except Exception as exc:
             self._error(f"patch {node.cr} {phase}", exc)
             return
@@ -189,5 +162,4 @@ class LoadGenerator:
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
             self.stats.finished = time.time()
-            self._pool.shutdown(wait=False, cancel_futures=True)
         return self.stats

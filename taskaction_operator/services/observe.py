@@ -306,17 +306,30 @@ class PatchPlan:
         return {"metadata": meta} if meta else {}
 
     def apply(self, body: dict[str, Any]) -> None:
-        """Mutate a body into the planned shape (idempotent: kopf diffs the result into a JSON patch)."""
+        """Mutate a body into the planned shape (idempotent: kopf diffs the result into a JSON patch).
+
+        kopf calls this on the freshest body it knows, which may be newer than the observation the
+        plan came from: when the guarded patch loses a race, kopf keeps it and applies it again with
+        the object's next event. So the guard is only added to a body that is still unfinished
+        (not terminal, not labelled, not deleting); a later terminal plan releases it in any case.
+        """
         meta = body.setdefault("metadata", {})
         if self.owner_reference is not None and not meta.get("ownerReferences"):
             meta["ownerReferences"] = [dict(self.owner_reference)]
         finalizers = list(meta.get("finalizers") or [])
-        if self.add_guard and RECORD_GUARD_FINALIZER not in finalizers:
+        if self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished(body):
             meta["finalizers"] = [*finalizers, RECORD_GUARD_FINALIZER]
         if self.remove_guard and RECORD_GUARD_FINALIZER in finalizers:
             meta["finalizers"] = [f for f in finalizers if f != RECORD_GUARD_FINALIZER]
         if self.label_recorded:
             meta.setdefault("labels", {})[RECORDED_LABEL] = "true"
+
+
+def _finished(body: Mapping[str, Any]) -> bool:
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp") or (meta.get("labels") or {}).get(RECORDED_LABEL) == "true":
+        return True
+    return phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal()
 
 
 def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: str | None) -> PatchPlan:
@@ -325,7 +338,8 @@ def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: st
     - a child without ownerReferences gets one to its parent (when the parent's uid is known);
     - with the record guard on, a live non-terminal object carries the guard finalizer;
     - once the terminal phase is committed, the recorded label is set and the guard released in
-      the same patch (nothing is left to guard);
+      the same patch (nothing is left to guard); with the guard on, that patch always checks the
+      freshest body for the guard, since a guard may have been added after this observation;
     - a deleting object's guard is released once its end is committed.
     Nothing that depends on the database is planned unless ``committed``.
     """
@@ -339,7 +353,7 @@ def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: st
     return PatchPlan(
         owner_reference=owner,
         add_guard=guard and not has_guard and not obs.phase.is_terminal(),
-        remove_guard=terminal_done and has_guard,
+        remove_guard=terminal_done and (has_guard or guard),
         label_recorded=terminal_done,
     )
 

@@ -161,6 +161,35 @@ def test_terminal_label_only_after_commit_and_it_releases_the_guard() -> None:
     assert b["metadata"]["finalizers"] == ["flyte.org/plugin-finalizer"]
 
 
+def test_a_stale_guard_plan_applied_to_a_newer_body_adds_no_guard_to_a_finished_object() -> None:
+    # kopf re-applies a guarded patch that lost a race to the object's next (newer) body.
+    plan = plan_patch(observe(body()), guard=True, committed=True, parent_uid="pu")
+    assert plan.add_guard
+    for newer in (
+        body([cond("Succeeded", "True", "Completed")]),
+        body([cond("Progressing", "True", "Executing")], labels={RECORDED_LABEL: "true"}),
+        body([cond("Progressing", "True", "Executing")], deletionTimestamp=T0),
+    ):
+        plan.apply(newer)
+        assert RECORD_GUARD_FINALIZER not in newer["metadata"].get("finalizers", [])
+        assert len(newer["metadata"]["ownerReferences"]) == 1
+    running = body([cond("Progressing", "True", "Executing")])
+    plan.apply(running)
+    assert running["metadata"]["finalizers"] == [RECORD_GUARD_FINALIZER]
+
+
+def test_with_the_guard_on_a_terminal_plan_releases_a_guard_its_observation_did_not_show() -> None:
+    seen = body([cond("Succeeded", "True", "Completed")])
+    plan = plan_patch(observe(seen), guard=True, committed=True, parent_uid=None)
+    assert plan.label_recorded and plan.remove_guard and plan.touches_finalizers
+    fresher = body([cond("Succeeded", "True", "Completed")], finalizers=[RECORD_GUARD_FINALIZER])
+    plan.apply(fresher)
+    assert fresher["metadata"]["labels"][RECORDED_LABEL] == "true"
+    assert fresher["metadata"]["finalizers"] == []
+    unguarded = plan_patch(observe(seen), guard=False, committed=True, parent_uid=None)
+    assert not unguarded.touches_finalizers
+
+
 def test_deleting_object_releases_guard_only_after_commit_and_is_never_labelled() -> None:
     obs = observe(
         body(
