@@ -228,6 +228,18 @@ def finish_watcher(proc: Any, out: Path, wait: float) -> dict[str, Any]:
     return result
 
 
+def watch_lag(acks: dict[tuple[str, str, int], float], live: dict[str, Any], runs: list[list[Node]]) -> Any:
+    """The bare watch client's lag: from each status patch's acknowledgement to the event's arrival
+    at a client that does nothing else; the floor under the operator's recording lag."""
+    by_cr = {n.cr: (n.run, n.name) for run in runs for n in run}
+    lags = []
+    for name, phase, t in live.get("arrivals") or ():
+        ack = acks.get((*by_cr.get(name, ("", "")), int(phase)))
+        if ack is not None:
+            lags.append(t - ack)
+    return {k: r(v) if isinstance(v, float) else v for k, v in summary(lags).items()}
+
+
 def lag_figures(
     rows: list[tuple[str, str, int, int, float]],
     acks: dict[tuple[str, str, int], float],
@@ -483,6 +495,7 @@ async def run_phase(
             "transitions": live.get("transitions"),
             "events": live.get("events"),
             "per_s_steady": r(rate_from_times(times), 1),
+            "lag_s": watch_lag(gstats.acks, live, runs),
             "error": live.get("error"),
         }
     if replayed is not None:
@@ -607,6 +620,89 @@ async def abort_phase(ctx: Ctx, size: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Restart over many live, unfinished TaskActions
+# --------------------------------------------------------------------------------------------------
+async def restart_phase(ctx: Ctx, size: int) -> dict[str, Any]:
+    """N actions driven to RUNNING (nothing finished, so nothing is filtered out of the watch), the
+    operator that recorded them stopped, a fresh one started: how long it takes to list and re-check
+    all N, at what peak RSS and CPU, and that the records did not change."""
+    label = f"n{size}-restart"
+    ns = f"bench-{ctx.stamp}-{label}"
+    project = ns
+    runs = workload(size, ctx.args.run_size)
+    log(f"phase {label}: {size} actions driven to RUNNING, then a fresh operator over them")
+    res: dict[str, Any] = {"phase": label, "namespace": ns, "project": project, "actions": size}
+    await ctx.kube.ensure_namespace(ns)
+
+    def operator(tag: str) -> OperatorProcess:
+        return OperatorProcess(
+            namespace=ns,
+            dsn=ctx.dsn,
+            kubeconfig=ctx.kubeconfig,
+            log_path=ctx.out_dir / f"operator-{ns}-{tag}.log",
+            guard=True,
+            plain=ctx.args.plain_operator,
+        )
+
+    first, second = operator("first"), operator("second")
+    try:
+        await asyncio.to_thread(first.start)
+        gen = LoadGenerator(
+            ctx.api, ns, project, runs, rate=None, concurrency=ctx.args.concurrency, stop_at=lambda n: 3
+        )
+        planned = gen.transitions_planned
+        gstats = await gen.run(max(300.0, planned / 20))
+        poller = dbwatch.CountPoller(ctx.dsn, project)
+        poller.start()
+        try:
+            recorded = await wait_recorded(poller, planned, max(120.0, planned / 40))
+        finally:
+            poller.stop()
+        await quiesce(first)
+        await asyncio.to_thread(first.stop)
+        before = await asyncio.to_thread(dbwatch.event_rows, ctx.dsn, project)
+        res["before"] = {
+            "transitions": gstats.patches,
+            "generator_errors": gstats.errors,
+            "recorded": recorded is not None,
+            "event_rows": len(before),
+        }
+        t0 = time.monotonic()
+        await asyncio.to_thread(second.start)
+        started = time.monotonic() - t0
+        listed_at = None
+        deadline = time.monotonic() + max(120.0, size / 20)
+        while time.monotonic() < deadline:
+            m = await asyncio.to_thread(second.metrics)
+            if metric_sum(m, "taskaction_events_received_total", type="LISTED") >= size:
+                listed_at = time.monotonic() - t0
+                break
+            await asyncio.sleep(0.25)
+        await quiesce(second)
+        caught_up = time.monotonic() - t0
+        s1 = second.sample()
+        m1 = await asyncio.to_thread(second.metrics)
+        after = await asyncio.to_thread(dbwatch.event_rows, ctx.dsn, project)
+        res["second"] = {
+            "ready_s": r(started, 2),
+            "all_listed_s": r(listed_at, 2) if listed_at is not None else None,
+            "quiet_s": r(caught_up, 2),
+            "listed": metric_sum(m1, "taskaction_events_received_total", type="LISTED"),
+            "rss_peak_mb": r(s1.hwm_mb, 1) if s1 else None,
+            "cpu_s": r(s1.cpu_s, 2) if s1 else None,
+            "api_writes": metric_sum(m1, "taskaction_api_writes_total"),
+            "event_rows_after": len(after),
+            "records_unchanged": sorted(x[:4] for x in after) == sorted(x[:4] for x in before),
+        }
+    finally:
+        for op in (first, second):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(op.stop)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns), 1)
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------
 def git_state() -> dict[str, Any]:
@@ -653,6 +749,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     )
     noguard = report.get("noguard") or {}
     abort = report.get("abort") or {}
+    restart = (sizes[big].get("restart") or {}).get("second") or {} if big else {}
     return {
         "size": int(big) if big else None,
         "recorded_per_s": rec,
@@ -666,6 +763,11 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "lag_p50_s": lag.get("p50"),
         "lag_p99_s": lag.get("p99"),
         "lag_max_s": lag.get("max"),
+        "watch_lag_p50_s": ((ratep.get("bare_watch") or {}).get("lag_s") or {}).get("p50"),
+        "watch_lag_p99_s": ((ratep.get("bare_watch") or {}).get("lag_s") or {}).get("p99"),
+        "restart_rss_peak_mb": restart.get("rss_peak_mb"),
+        "restart_quiet_s": restart.get("quiet_s"),
+        "restart_records_unchanged": restart.get("records_unchanged"),
         "rate_achieved_per_s": (ratep.get("generator") or {}).get("per_s_steady"),
         "rss_peak_mb": rss or None,
         "cpu_ms_per_transition": (full.get("operator") or {}).get("cpu_ms_per_transition"),
@@ -682,6 +784,10 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "abort_s": abort.get("abort_s"),
         "abort_size": abort.get("actions"),
     }
+
+
+def _pair(a: Any, b: Any) -> str | None:
+    return None if a is None and b is None else f"{a} / {b}"
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -708,10 +814,28 @@ def print_table(report: dict[str, Any]) -> None:
         ("lag p99 at offered rate (s)", h["lag_p99_s"], "< 1 s", verdict(h["lag_p99_s"], 1.0)),
         ("lag max at offered rate (s)", h["lag_max_s"], "", ""),
         (
+            "  bare watch client's lag p50 / p99, same run (s)",
+            _pair(h["watch_lag_p50_s"], h["watch_lag_p99_s"]),
+            "",
+            "",
+        ),
+        (
             "operator peak RSS (MB)",
             h["rss_peak_mb"],
             "< 250 MB at 10,000 live",
             verdict(h["rss_peak_mb"], 250.0) if ten_k else "n/a (<10,000)",
+        ),
+        (
+            f"restart over {size} live unfinished: peak RSS (MB)",
+            h["restart_rss_peak_mb"],
+            "< 250 MB at 10,000 live",
+            verdict(h["restart_rss_peak_mb"], 250.0) if ten_k else "n/a (<10,000)",
+        ),
+        (
+            "  restart: all re-checked and quiet after (s); records unchanged",
+            _pair(h["restart_quiet_s"], h["restart_records_unchanged"]),
+            "",
+            "",
         ),
         ("operator CPU per transition, full speed (ms)", h["cpu_ms_per_transition"], "", ""),
         ("DB statements per transition, full speed", h["statements_per_transition"], "", ""),
@@ -767,7 +891,15 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{rec['lag_s']['commit']['p99']}/{rec['lag_s']['commit']['max']} s  "
                 f"cpu {op.get('cpu_s')} s  rss {op.get('rss_peak_mb')} MB  "
                 f"writes/action {p['operator_metrics']['api_writes_per_action']}  "
-                f"watch {(p.get('bare_watch') or {}).get('per_s_steady')}/s"
+                f"watch {(p.get('bare_watch') or {}).get('per_s_steady')}/s "
+                f"watch lag p99 {((p.get('bare_watch') or {}).get('lag_s') or {}).get('p99')} s"
+            )
+        rs = (phases.get("restart") or {}).get("second")
+        if rs:
+            print(
+                f"  {size_s:>6} restart  listed {rs['listed']} quiet after {rs['quiet_s']} s  "
+                f"rss {rs['rss_peak_mb']} MB  cpu {rs['cpu_s']} s  writes {rs['api_writes']}  "
+                f"records unchanged {rs['records_unchanged']}"
             )
         if phases.get("bare_db"):
             print(
@@ -812,10 +944,12 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
             entry: dict[str, Any] = {}
             report["sizes"][str(size)] = entry
             runs = workload(size, args.run_size)
-            entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate)
+            entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
             entry["full"] = await run_phase(
                 ctx, f"n{size}-full", runs, rate=None, watch=True, replay=not args.no_replay
             )
+            if not args.no_restart:
+                entry["restart"] = await restart_phase(ctx, size)
             log(f"phase bare-db {size}")
             entry["bare_db"] = await asyncio.to_thread(
                 bare_db.run, dsn, f"bench-{stamp}-n{size}-baredb", runs, batch=args.bare_db_batch
@@ -846,9 +980,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--actions", default="1000,10000", help="sizes, comma-separated (default 1000,10000)")
     ap.add_argument("--rate", type=float, default=200.0, help="offered transitions/s of the rate phase")
     ap.add_argument("--run-size", type=int, default=100, help="actions per run (default 100)")
-    ap.add_argument(
-        "--concurrency", type=int, default=32, help="generator requests in flight (default 32)"
-    )
+    ap.add_argument("--concurrency", type=int, default=32, help="generator requests in flight (default 32)")
     ap.add_argument("--abort-size", type=int, default=1000, help="actions of the aborted run (0: skip)")
     ap.add_argument("--abort-timeout", type=float, default=300.0)
     ap.add_argument("--bare-db-batch", type=int, default=100, help="transitions per bare-loop transaction")
@@ -860,6 +992,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-guard-off", action="store_true", help="skip the TASKACTION_RECORD_GUARD=false phase"
     )
     ap.add_argument("--no-replay", action="store_true", help="skip the bare watch replay")
+    ap.add_argument(
+        "--no-restart", action="store_true", help="skip the restart over N live unfinished actions"
+    )
     ap.add_argument(
         "--plain-operator",
         action="store_true",

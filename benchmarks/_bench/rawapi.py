@@ -10,6 +10,7 @@ kubeconfig and kind's client certificates both work).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from typing import Any
@@ -77,10 +78,8 @@ class RawApi:
             payload = await resp.read()
             if resp.status >= 300:
                 reason = resp.reason or ""
-                try:
+                with contextlib.suppress(ValueError):
                     reason = json.loads(payload).get("message", reason)
-                except ValueError:
-                    pass
                 raise ApiError(resp.status, reason)
 
     async def create(self, namespace: str, body: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """A bare watch client: the official kubernetes client's ``watch.Watch`` on the TaskActions of one
 namespace, nothing else. It counts events and *transitions* (a new (object, phase) pair, the phase read
-from ``status.conditions`` the way the executor writes them) with their arrival times, and writes them
+from ``status.conditions`` the way the executor writes them) with their arrival times (per object and
+phase, so that the API server's own delivery lag can be set against the operator's), and writes them
 as JSON when it has seen ``--expect`` transitions, or at ``--timeout``, or on SIGTERM.
 
 Run as a separate process (``python watcher.py …``) so that it shares no interpreter with the load
@@ -61,6 +62,7 @@ def main() -> int:
         Path(a.ready).write_text(rv)
     seen: set[tuple[str, int]] = set()
     times: list[float] = []
+    arrivals: list[tuple[str, int, float]] = []  # (object name, phase, first arrival)
     events = 0
     first_event = last_event = 0.0
     error = ""
@@ -95,6 +97,7 @@ def main() -> int:
                 if key[1] and key not in seen:
                     seen.add(key)
                     times.append(now)
+                    arrivals.append((key[0], key[1], now))
                 if stop["flag"] or len(seen) >= a.expect or now > deadline:
                     break
         except Exception as exc:  # e.g. 410 Gone on a replay from an evicted resourceVersion
@@ -111,6 +114,7 @@ def main() -> int:
                 "first_event": first_event,
                 "last_event": last_event,
                 "times": times,
+                "arrivals": arrivals,
                 "error": error,
                 "streams": streams,
             }
