@@ -6,6 +6,10 @@ ownerReference and the record-guard finalizer on first sight, the recorded label
 finalizer's release on deletion), folded into one patch that kopf applies after the handler: a
 resourceVersion-guarded JSON patch when finalizers change (a list other writers share), otherwise a
 merge patch, which cannot conflict with the executor's status writes.
+
+Only TaskActions not yet labelled terminal-status-recorded are watched (see ``lifecycle.startup``):
+setting the label ends an object's stream with a DELETED event of its last unlabelled state, which is
+terminal and already recorded, so it writes nothing.
 """
 
 from __future__ import annotations

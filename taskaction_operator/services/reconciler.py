@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Most actions whose place is remembered for the abort sweep (oldest forgotten first).
 _PLACES_MAX = 500_000
+#: Seconds before an ownerReference or terminal patch already planned for an object is planned again.
+_RESEND_AFTER = 2.0
 
 Warning_ = tuple[str, str]  # (reason, message) of a Warning Event
 EventKey = tuple[int, int, int]
@@ -52,6 +56,9 @@ class _ObjectState:
     last_update: tuple[int, int, int] | None = None
     promoted: bool = False
     parent_problem: str | None = None
+    #: When an ownerReference / terminal patch was last planned (the reconciler's clock).
+    owner_sent: float = -math.inf
+    terminal_sent: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +86,13 @@ class ActionReconciler:
         *,
         guard: bool,
         parent_wait: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._recorder = recorder
         self._kube = kube
         self._guard = guard
         self._parent_wait = parent_wait
+        self._clock = clock
         self._states: dict[str, _ObjectState] = {}
         self._known: dict[tuple[str, str], _Known] = {}
         self._parent_seen: dict[tuple[str, str], asyncio.Event] = {}
@@ -141,7 +150,31 @@ class ActionReconciler:
         if deleted:
             self._states.pop(obs.uid, None)
         plan = plan_patch(obs, guard=self._guard, committed=committed, parent_uid=parent_uid)
+        if not deleted:
+            plan = self._without_repeats(plan, state)
         return Outcome(plan, tuple(warnings), committed)
+
+    def _without_repeats(self, plan: PatchPlan, state: _ObjectState) -> PatchPlan:
+        """Drop what was sent moments ago: events already in flight when a patch went out still show
+        the object without it (they would plan it again: a second write). An ownerReference or a
+        terminal patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds;
+        a guarded patch that lost its race is re-applied by kopf itself with the next event."""
+        now = self._clock()
+        owner = plan.owner_reference
+        if owner is not None:
+            if now - state.owner_sent < _RESEND_AFTER:
+                owner = None
+            else:
+                state.owner_sent = now
+        label, release = plan.label_recorded, plan.remove_guard
+        if label:
+            if now - state.terminal_sent < _RESEND_AFTER:
+                label = release = False
+            else:
+                state.terminal_sent = now
+        if owner is plan.owner_reference and label == plan.label_recorded:
+            return plan
+        return replace(plan, owner_reference=owner, label_recorded=label, remove_guard=release)
 
     def _remember(self, action_id: ActionId, place: tuple[str, str]) -> None:
         self._places[action_id] = place
