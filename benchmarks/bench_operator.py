@@ -91,6 +91,17 @@ class Ctx:
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
 
+    def operator(self, ns: str, *, guard: bool = True, tag: str = "") -> OperatorProcess:
+        """The operator under test for namespace ``ns`` (not started), logging under the artifacts."""
+        return OperatorProcess(
+            namespace=ns,
+            dsn=self.dsn,
+            kubeconfig=self.kubeconfig,
+            log_path=self.out_dir / f"operator-{ns}{'-' + tag if tag else ''}.log",
+            guard=guard,
+            plain=self.args.plain_operator,
+        )
+
     def over_budget(self) -> bool:
         return time.monotonic() - self.started > self.args.budget_s
 
@@ -306,14 +317,7 @@ async def run_phase(
     }
     log(f"phase {label}: {n} actions in {len(runs)} runs, rate {rate or 'full speed'}, guard {guard}")
     await ctx.kube.ensure_namespace(ns)
-    op = OperatorProcess(
-        namespace=ns,
-        dsn=ctx.dsn,
-        kubeconfig=ctx.kubeconfig,
-        log_path=ctx.out_dir / f"operator-{ns}.log",
-        guard=guard,
-        plain=a.plain_operator,
-    )
+    op = ctx.operator(ns, guard=guard)
     watcher: Any = None
     poller = listener = None
     gen_timeout = (expect / rate * 3 + 60) if rate else max(120.0, expect / 40)
@@ -531,14 +535,7 @@ async def abort_phase(ctx: Ctx, size: int) -> dict[str, Any]:
 
     res: dict[str, Any] = {"phase": label, "namespace": ns, "project": project, "actions": size}
     await ctx.kube.ensure_namespace(ns)
-    op = OperatorProcess(
-        namespace=ns,
-        dsn=ctx.dsn,
-        kubeconfig=ctx.kubeconfig,
-        log_path=ctx.out_dir / f"operator-{ns}.log",
-        guard=True,
-        plain=ctx.args.plain_operator,
-    )
+    op = ctx.operator(ns)
     repo = None
     try:
         await asyncio.to_thread(op.start)
@@ -634,17 +631,7 @@ async def restart_phase(ctx: Ctx, size: int) -> dict[str, Any]:
     res: dict[str, Any] = {"phase": label, "namespace": ns, "project": project, "actions": size}
     await ctx.kube.ensure_namespace(ns)
 
-    def operator(tag: str) -> OperatorProcess:
-        return OperatorProcess(
-            namespace=ns,
-            dsn=ctx.dsn,
-            kubeconfig=ctx.kubeconfig,
-            log_path=ctx.out_dir / f"operator-{ns}-{tag}.log",
-            guard=True,
-            plain=ctx.args.plain_operator,
-        )
-
-    first, second = operator("first"), operator("second")
+    first, second = ctx.operator(ns, tag="first"), ctx.operator(ns, tag="second")
     try:
         await asyncio.to_thread(first.start)
         gen = LoadGenerator(
