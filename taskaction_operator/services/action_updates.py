@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskaction_operator.model import ActionId, ActionPhase
-from taskaction_operator.services.observe import RECORDED_LABEL, InvalidTaskAction, observe
+from taskaction_operator.services.observe import InvalidTaskAction, observe
 from taskaction_operator.services.taskaction_cr import output_uri
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,6 @@ def update_from_taskaction(body: Mapping[str, Any], *, deleted: bool = False) ->
         short_name=str(spec.get("shortName") or ""),
         resource_version=str((body.get("metadata") or {}).get("resourceVersion") or ""),
     )
-
-
-def is_recorded(body: Mapping[str, Any]) -> bool:
-    """Labelled terminal-status-recorded: invisible to the informer and its subscribers (§1.6)."""
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    return labels.get(RECORDED_LABEL) == "true"
 
 
 class _Slot:

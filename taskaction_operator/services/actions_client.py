@@ -45,9 +45,9 @@ from taskaction_operator.services.action_updates import (
     ActionUpdate,
     SubscriberRegistry,
     Subscription,
-    is_recorded,
     update_from_taskaction,
 )
+from taskaction_operator.services.observe import is_recorded
 from taskaction_operator.services.taskaction_cr import (
     LABEL_DOMAIN,
     LABEL_PROJECT,

@@ -179,7 +179,6 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
     elif phase.is_terminal():
         end_time = _terminal_time(conditions) or now
     attempts = _int(status.get("attempts"))
-    labels: Mapping[str, str] = meta.get("labels") or {}
     return Observation(
         action_id=action_id,
         namespace=str(meta.get("namespace") or ""),
@@ -193,7 +192,7 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
         created_at=parse_time(meta.get("creationTimestamp")),
         end_time=end_time,
         deleting=deleting,
-        labelled_recorded=labels.get(RECORDED_LABEL) == "true",
+        labelled_recorded=is_recorded(body),
         finalizers=tuple(meta.get("finalizers") or ()),
         owner_references=tuple(meta.get("ownerReferences") or ()),
         spec=spec,
@@ -325,9 +324,14 @@ class PatchPlan:
             meta.setdefault("labels", {})[RECORDED_LABEL] = "true"
 
 
+def is_recorded(body: Mapping[str, Any]) -> bool:
+    """Labelled terminal-status-recorded: invisible to the informer and its subscribers (§1.6)."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return labels.get(RECORDED_LABEL) == "true"
+
+
 def _finished(body: Mapping[str, Any]) -> bool:
-    meta = body.get("metadata") or {}
-    if meta.get("deletionTimestamp") or (meta.get("labels") or {}).get(RECORDED_LABEL) == "true":
+    if (body.get("metadata") or {}).get("deletionTimestamp") or is_recorded(body):
         return True
     return phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal()
 
