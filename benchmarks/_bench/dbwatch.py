@@ -21,7 +21,41 @@ class CountSample:
     extra: Any = None
 
 
-class CountPoller(threading.Thread):
+class _DbThread(threading.Thread):
+    """A daemon thread that holds one autocommit connection for ``max_s`` seconds or until
+    ``stop()``, reconnecting (and counting it) when the shared database restarts."""
+
+    def __init__(self, name: str, dsn: str, max_s: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self.dsn, self.max_s = dsn, max_s
+        self._halt = threading.Event()
+        self.error = ""
+        self.reconnects = 0
+
+    def _session(self, conn: psycopg.Connection[Any], deadline: float) -> None:
+        raise NotImplementedError
+
+    def _lost(self) -> None:
+        """Called after a lost connection, before the pause and the reconnect."""
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.max_s
+        while not self._halt.is_set() and time.monotonic() < deadline:
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                    self._session(conn, deadline)
+            except Exception as exc:
+                self.error = repr(exc)
+                self.reconnects += 1
+                self._lost()
+                self._halt.wait(0.5)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+class CountPoller(_DbThread):
     """Every ``interval`` s: count ``action_events`` and ``actions`` rows of ``project`` (and call
     ``also()``, e.g. to sample the operator's /proc); stops on ``stop()`` or after ``max_s``."""
 
@@ -34,81 +68,54 @@ class CountPoller(threading.Thread):
         max_s: float = 3600,
         also: Callable[[], Any] | None = None,
     ) -> None:
-        super().__init__(name="bench-count-poller", daemon=True)
-        self.dsn, self.project, self.interval, self.max_s, self.also = dsn, project, interval, max_s, also
+        super().__init__("bench-count-poller", dsn, max_s)
+        self.project, self.interval, self.also = project, interval, also
         self.samples: list[CountSample] = []
-        self._halt = threading.Event()
-        self.error = ""
-        self.reconnects = 0
 
-    def run(self) -> None:
-        deadline = time.monotonic() + self.max_s
+    def _session(self, conn: psycopg.Connection[Any], deadline: float) -> None:
         while not self._halt.is_set() and time.monotonic() < deadline:
-            try:
-                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
-                    while not self._halt.is_set() and time.monotonic() < deadline:
-                        row = conn.execute(
-                            "SELECT (SELECT count(*) FROM action_events WHERE project = %s),"
-                            " (SELECT count(*) FROM actions WHERE project = %s)",
-                            (self.project, self.project),
-                        ).fetchone()
-                        assert row is not None
-                        extra = self.also() if self.also else None
-                        self.samples.append(CountSample(time.time(), int(row[0]), int(row[1]), extra))
-                        self._halt.wait(self.interval)
-            except Exception as exc:  # the shared database restarted: note it, reconnect
-                self.error = repr(exc)
-                self.reconnects += 1
-                self._halt.wait(0.5)
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM action_events WHERE project = %s),"
+                " (SELECT count(*) FROM actions WHERE project = %s)",
+                (self.project, self.project),
+            ).fetchone()
+            assert row is not None
+            extra = self.also() if self.also else None
+            self.samples.append(CountSample(time.time(), int(row[0]), int(row[1]), extra))
+            self._halt.wait(self.interval)
 
     def latest(self) -> CountSample | None:
         return self.samples[-1] if self.samples else None
 
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
 
-
-class NotifyListener(threading.Thread):
+class NotifyListener(_DbThread):
     """LISTEN on ``action_updates``: the operator notifies each touched action inside the recording
-    transaction, and PostgreSQL delivers at COMMIT, so an arrival time is (just after) a commit time."""
+    transaction, and PostgreSQL delivers at COMMIT, so an arrival time is (just after) a commit time.
+    Notifications sent while disconnected are lost (counted in ``reconnects``)."""
 
     def __init__(self, dsn: str, project: str, *, max_s: float = 3600) -> None:
-        super().__init__(name="bench-notify", daemon=True)
-        self.dsn, self.prefix, self.max_s = dsn, project + "/", max_s
+        super().__init__("bench-notify", dsn, max_s)
+        self.prefix = project + "/"
         #: "run/action" -> arrival times, ascending
         self.arrivals: dict[str, list[float]] = {}
         self.count = 0
-        self._halt = threading.Event()
         self.ready = threading.Event()
-        self.error = ""
-        self.reconnects = 0
 
-    def run(self) -> None:
-        deadline = time.monotonic() + self.max_s
+    def _session(self, conn: psycopg.Connection[Any], deadline: float) -> None:
+        conn.execute("LISTEN action_updates")
+        self.ready.set()
         while not self._halt.is_set() and time.monotonic() < deadline:
-            try:
-                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute("LISTEN action_updates")
-                    self.ready.set()
-                    while not self._halt.is_set() and time.monotonic() < deadline:
-                        for n in conn.notifies(timeout=0.5):
-                            now = time.time()
-                            if n.payload.startswith(self.prefix):
-                                _, _, run, action = n.payload.split("/", 3)
-                                self.arrivals.setdefault(f"{run}/{action}", []).append(now)
-                                self.count += 1
-                            if self._halt.is_set():
-                                break
-            except Exception as exc:  # notifications sent while disconnected are lost: noted
-                self.error = repr(exc)
-                self.reconnects += 1
-                self.ready.set()
-                self._halt.wait(0.5)
+            for n in conn.notifies(timeout=0.5):
+                now = time.time()
+                if n.payload.startswith(self.prefix):
+                    _, _, run, action = n.payload.split("/", 3)
+                    self.arrivals.setdefault(f"{run}/{action}", []).append(now)
+                    self.count += 1
+                if self._halt.is_set():
+                    break
 
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
+    def _lost(self) -> None:
+        self.ready.set()
 
 
 def event_rows(dsn: str, project: str) -> list[tuple[str, str, int, int, float]]:

@@ -61,7 +61,6 @@ def main() -> int:
     if a.ready:
         Path(a.ready).write_text(rv)
     seen: set[tuple[str, int]] = set()
-    times: list[float] = []
     arrivals: list[tuple[str, int, float]] = []  # (object name, phase, first arrival)
     events = 0
     first_event = last_event = 0.0
@@ -96,7 +95,6 @@ def main() -> int:
                 key = (obj["metadata"]["name"], phase_of(obj))
                 if key[1] and key not in seen:
                     seen.add(key)
-                    times.append(now)
                     arrivals.append((key[0], key[1], now))
                 if stop["flag"] or len(seen) >= a.expect or now > deadline:
                     break
@@ -113,7 +111,7 @@ def main() -> int:
                 "transitions": len(seen),
                 "first_event": first_event,
                 "last_event": last_event,
-                "times": times,
+                "times": [t for _, _, t in arrivals],
                 "arrivals": arrivals,
                 "error": error,
                 "streams": streams,
