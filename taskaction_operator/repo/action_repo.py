@@ -204,7 +204,14 @@ class ActionRepo(WatchMixin):
         updates: Sequence[PhaseUpdate] = (),
         return_rows: bool = False,
     ) -> BatchResult:
-        """One transaction of :func:`.writer.write_batch`; large event batches try COPY first."""
+        """One transaction of :func:`.writer.write_batch`; large event batches try COPY first.
+
+        Rows are inserted in key order (a stable sort: among equal keys the first still wins): an
+        insert of a key another transaction is inserting waits for that transaction, so concurrent
+        batches over the same new keys must meet them in one order or deadlock.
+        """
+        actions = sorted(actions, key=sql.action_key)
+        events = sorted(events, key=sql.event_key)
         kwargs: dict[str, Any] = {
             "actions": actions,
             "updates": updates,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -63,8 +63,10 @@ __all__ = [
     "UPDATE_DETAILED_INFO",
     "UPDATE_PHASES",
     "UPDATE_STATE",
+    "action_key",
     "action_params",
     "action_payload",
+    "event_key",
     "event_params",
     "notify_params",
     "phase_guard",
@@ -243,7 +245,19 @@ _UPDATE_INPUT: list[tuple[str, TypeEngine[Any]]] = [
 
 
 def _update_phases() -> str:
-    u = _unnest(_UPDATE_INPUT)
+    # The rows are first locked in key order (a materialized CTE: ORDER BY below FOR UPDATE), then
+    # updated from it. The UPDATE's own join visits rows in whatever order its plan and the rows'
+    # physical places give, so two batches over the same actions could otherwise each hold a row the
+    # other waits for: a deadlock (two writers: an operator and a PutStatus client, or two replicas).
+    src = _unnest(_UPDATE_INPUT)
+    u = (
+        select(*(src.c[name] for name, _ in _UPDATE_INPUT))
+        .join_from(src, actions, _pk_matches(actions, src))
+        .order_by(*_ACTION_KEY)
+        .with_for_update(of=actions)
+        .cte("u")
+        .prefix_with("MATERIALIZED")
+    )
     # S: the start after this update. LEAST ignores NULL, so no start_time leaves created_at alone
     # and a start_time can only move it earlier.
     start = func.least(actions.c.created_at, u.c.start_time)
@@ -281,8 +295,8 @@ def phase_update_rounds(updates: Sequence[PhaseUpdate]) -> list[list[int]]:
 
     Round *k* holds the *k*-th update of every action, so running the rounds in order applies each
     action's updates in the order given (the guard makes that order matter), while actions that are
-    updated once, the usual case, all go in one statement. Each round is sorted by key so that
-    concurrent batches lock rows in the same order.
+    updated once, the usual case, all go in one statement. (Lock order is the statement's business:
+    :data:`UPDATE_PHASES` locks its rows in key order whatever the order of its input.)
     """
     rounds: list[list[int]] = []
     seen: dict[ActionId, int] = {}
@@ -292,13 +306,28 @@ def phase_update_rounds(updates: Sequence[PhaseUpdate]) -> list[list[int]]:
         if k == len(rounds):
             rounds.append([])
         rounds[k].append(index)
-    for r in rounds:
-        r.sort(key=lambda i: _key_tuple(updates[i].action_id))
     return rounds
 
 
-def _key_tuple(a: ActionId) -> tuple[str, str, str, str]:
+class _Keyed(Protocol):
+    @property
+    def project(self) -> str: ...
+    @property
+    def domain(self) -> str: ...
+    @property
+    def run_name(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def action_key(a: _Keyed) -> tuple[str, str, str, str]:
+    """The primary key of ``actions`` for an :class:`ActionId`, an :class:`Action` or an event."""
     return (a.project, a.domain, a.run_name, a.name)
+
+
+def event_key(e: ActionEvent) -> tuple[str, str, str, str, int, int, int]:
+    """The primary key of ``action_events``."""
+    return (e.project, e.domain, e.run_name, e.name, e.attempt, int(e.phase), e.version)
 
 
 def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dict[str, list[Any]]:

@@ -175,10 +175,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _key(a: ActionId) -> tuple[str, str, str, str]:
-    return (a.project, a.domain, a.run_name, a.name)
-
-
 async def write_batch(
     tx: Tx,
     *,
@@ -211,7 +207,7 @@ async def write_batch(
     for indexes, cur in zip(rounds, update_cursors, strict=True):
         changed = {tuple(row) for row in await cur.fetchall()}
         for i in indexes:
-            result.applied[i] = _key(updates[i].action_id) in changed
+            result.applied[i] = sql.action_key(updates[i].action_id) in changed
 
     touched: list[ActionId] = [ActionId.of(*row[:4]) for row in result.inserted]
     touched += [e.action_id for e in (*events, *copied_events)]

@@ -7,6 +7,7 @@ tests use :func:`private_repo`, on a database of this session's own."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -38,9 +39,9 @@ def project() -> str:
     return f"t-{uuid.uuid4().hex[:16]}"
 
 
-@pytest.fixture(scope="session")
-def private_dsn(database_url: str) -> Iterator[str]:
-    """A migrated database no other suite (and no running operator) knows about; dropped at the end."""
+@contextlib.contextmanager
+def _new_database(database_url: str) -> Iterator[str]:
+    """A database of its own, migrated to head, dropped on exit."""
     name = f"taskaction_repo_{uuid.uuid4().hex[:10]}"
     base = database_url.rsplit("/", 1)[0]
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
@@ -51,6 +52,20 @@ def private_dsn(database_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(base + "/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def private_dsn(database_url: str) -> Iterator[str]:
+    """A migrated database no other suite (and no running operator) knows about; dropped at the end."""
+    with _new_database(database_url) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def empty_dsn(database_url: str) -> Iterator[str]:
+    """A migrated database with no rows, for this test alone: where the plan depends on table size."""
+    with _new_database(database_url) as dsn:
+        yield dsn
 
 
 @pytest.fixture
