@@ -114,6 +114,9 @@ async def test_metrics_report_events_lag_patches_and_leadership_and_logs_are_jso
     try:
         project, run = namespace, "rmetrics"
         await create(kube, namespace, project, run, "a0")
+        # Only once the operator has seen the action is each transition sure to reach it as an event of
+        # its own: an object it first lists already carries every transition made before.
+        await until(lambda: "a0" in db.phases(project, run), what="a0 seen")
         await StandInExecutor(kube).run_through(namespace, f"{run}-a0", SUCCESS_PATH)
         await until(lambda: db.phases(project, run).get("a0") == OK, what="recorded")
 
