@@ -517,6 +517,44 @@ async def run_phase(
     return res
 
 
+async def ceiling_phase(ctx: Ctx, size: int, runs: list[list[Node]], rate: float) -> dict[str, Any]:
+    """The offered-rate workload with no operator at all, the bare watch client its only reader: what
+    the API server (and the machine) can deliver without the operator's share of the cores, and the
+    lag floor under it. The operator's rate-phase lag is to be read against this."""
+    ns = f"bench-{ctx.stamp}-n{size}-ceiling"
+    n = sum(len(run) for run in runs)
+    expect = 4 * n
+    log(f"phase n{size}-ceiling: {n} actions, rate {rate}, no operator")
+    await ctx.kube.ensure_namespace(ns)
+    gen_timeout = expect / rate * 3 + 60
+    watcher = start_watcher(ctx, ns, expect, gen_timeout + 60, "ceiling")
+    try:
+        for _ in range(300):
+            if watcher[2].exists() or watcher[0].poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        gen = LoadGenerator(ctx.api, ns, ns, runs, rate=rate, concurrency=ctx.args.concurrency)
+        gstats = await gen.run(gen_timeout)
+        live = await asyncio.to_thread(finish_watcher, watcher[0], watcher[1], 60)
+    finally:
+        if watcher[0].poll() is None:
+            watcher[0].kill()
+        cleanup_s = await cleanup_namespace(ctx.kube, ns)
+    times = live.get("times") or []
+    return {
+        "phase": f"n{size}-ceiling",
+        "actions": n,
+        "offered_rate": rate,
+        "generator_per_s_steady": r(rate_from_times(sorted(gstats.acks.values())), 1),
+        "generator_errors": gstats.errors,
+        "bare_watch_per_s_steady": r(rate_from_times(times), 1),
+        "bare_watch_transitions": live.get("transitions"),
+        "bare_watch_lag_s": watch_lag(gstats.acks, live, runs),
+        "error": live.get("error"),
+        "cleanup_s": r(cleanup_s, 1),
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Abort of one run
 # --------------------------------------------------------------------------------------------------
@@ -717,9 +755,9 @@ def verdict(value: float | None, target: float, *, at_least: bool = False) -> st
 
 def headline(report: dict[str, Any]) -> dict[str, Any]:
     sizes: dict[str, Any] = report["sizes"]
-    measured = sorted(int(k) for k, v in sizes.items() if v.get("full"))
+    measured = sorted(int(k) for k, v in sizes.items() if v.get("full") or v.get("rate"))
     big = str(measured[-1]) if measured else None
-    full = sizes[big]["full"] if big else {}
+    full = sizes[big].get("full") or {} if big else {}
     ratep = sizes[big].get("rate", {}) if big else {}
     rec = (full.get("recorded") or {}).get("per_s_steady")
     watch = (full.get("bare_watch") or {}).get("per_s_steady")
@@ -737,6 +775,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     noguard = report.get("noguard") or {}
     abort = report.get("abort") or {}
     restart = (sizes[big].get("restart") or {}).get("second") or {} if big else {}
+    ceiling = sizes[big].get("ceiling") or {} if big else {}
     return {
         "size": int(big) if big else None,
         "recorded_per_s": rec,
@@ -752,6 +791,9 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "lag_max_s": lag.get("max"),
         "watch_lag_p50_s": ((ratep.get("bare_watch") or {}).get("lag_s") or {}).get("p50"),
         "watch_lag_p99_s": ((ratep.get("bare_watch") or {}).get("lag_s") or {}).get("p99"),
+        "ceiling_achieved_per_s": ceiling.get("generator_per_s_steady"),
+        "ceiling_watch_lag_p50_s": (ceiling.get("bare_watch_lag_s") or {}).get("p50"),
+        "ceiling_watch_lag_p99_s": (ceiling.get("bare_watch_lag_s") or {}).get("p99"),
         "restart_rss_peak_mb": restart.get("rss_peak_mb"),
         "restart_quiet_s": restart.get("quiet_s"),
         "restart_records_unchanged": restart.get("records_unchanged"),
@@ -803,6 +845,18 @@ def print_table(report: dict[str, Any]) -> None:
         (
             "  bare watch client's lag p50 / p99, same run (s)",
             _pair(h["watch_lag_p50_s"], h["watch_lag_p99_s"]),
+            "",
+            "",
+        ),
+        (
+            f"  no operator at all, offered {report['args']['rate']}/s: achieved (transitions/s)",
+            h["ceiling_achieved_per_s"],
+            "",
+            "",
+        ),
+        (
+            "  no operator at all: bare watch client's lag p50 / p99 (s)",
+            _pair(h["ceiling_watch_lag_p50_s"], h["ceiling_watch_lag_p99_s"]),
             "",
             "",
         ),
@@ -881,6 +935,14 @@ def print_table(report: dict[str, Any]) -> None:
                 f"watch {(p.get('bare_watch') or {}).get('per_s_steady')}/s "
                 f"watch lag p99 {((p.get('bare_watch') or {}).get('lag_s') or {}).get('p99')} s"
             )
+        c = phases.get("ceiling")
+        if c:
+            print(
+                f"  {size_s:>6} ceiling (no operator) gen {c['generator_per_s_steady']}/s  "
+                f"watch {c['bare_watch_per_s_steady']}/s  watch lag p50/p99/max "
+                f"{c['bare_watch_lag_s'].get('p50')}/{c['bare_watch_lag_s'].get('p99')}/"
+                f"{c['bare_watch_lag_s'].get('max')} s"
+            )
         rs = (phases.get("restart") or {}).get("second")
         if rs:
             print(
@@ -931,7 +993,11 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
             entry: dict[str, Any] = {}
             report["sizes"][str(size)] = entry
             runs = workload(size, args.run_size)
+            if not args.no_ceiling:
+                entry["ceiling"] = await ceiling_phase(ctx, size, runs, args.rate)
             entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
+            if args.rate_only:
+                continue
             entry["full"] = await run_phase(
                 ctx, f"n{size}-full", runs, rate=None, watch=True, replay=not args.no_replay
             )
@@ -981,6 +1047,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-replay", action="store_true", help="skip the bare watch replay")
     ap.add_argument(
         "--no-restart", action="store_true", help="skip the restart over N live unfinished actions"
+    )
+    ap.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the offered-rate workload without an operator (the lag floor)",
+    )
+    ap.add_argument(
+        "--rate-only",
+        action="store_true",
+        help="only the offered-rate phases (and the ceiling): for iterating on lag and memory",
     )
     ap.add_argument(
         "--plain-operator",
