@@ -53,6 +53,9 @@ class Settings:
     record_guard: bool = True
     #: Most rows one database transaction of the recorder carries.
     batch_max: int = 500
+    #: Most connections to the API server for requests (patches, Events); each watch stream holds one
+    #: more. Each open TLS connection costs ~300 KB of memory; too few and patches queue under load.
+    api_connections: int = 64
     #: How long a child whose parent does not exist yet keeps being retried, in seconds.
     parent_wait: float = 600.0
     #: Namespace of the sweep leader's Lease; empty: the first watched namespace, else ``default``.
@@ -101,6 +104,7 @@ class Settings:
             (self.abort_initial_delay > 0, "ABORT_INITIAL_DELAY", "must be > 0"),
             (self.abort_max_delay >= self.abort_initial_delay, "ABORT_MAX_DELAY", "must be >= initial"),
             (self.batch_max >= 1, "BATCH_MAX", "must be >= 1"),
+            (self.api_connections >= 1, "API_CONNECTIONS", "must be >= 1"),
             (self.parent_wait >= 0, "PARENT_WAIT", "must be >= 0"),
             (self.lease_duration >= 3, "LEASE_DURATION", "must be >= 3"),
             (0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be a port number or 0"),
@@ -116,7 +120,7 @@ def _convert(name: str, raw: str) -> Any:
         return _namespaces(raw)
     if name in {"migrate", "record_guard"}:
         return _bool(raw)
-    if name in {"abort_max_attempts", "batch_max", "metrics_port"}:
+    if name in {"abort_max_attempts", "batch_max", "metrics_port", "api_connections"}:
         return int(raw)
     if name in {"sweep_interval", "abort_initial_delay", "abort_max_delay", "parent_wait", "lease_duration"}:
         return float(raw)

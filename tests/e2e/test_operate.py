@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -214,3 +217,73 @@ async def test_rolling_restart_of_two_replicas_under_load_loses_nothing_and_keep
         for op in (a, b, c):
             if op is not None:
                 op.stop()
+
+
+def _connections_to(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` to ``port`` (from /proc: no tools needed)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table, encoding="ascii") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                remote, state, inode = fields[2], fields[3], fields[9]
+                if state == "01" and inode in inodes and int(remote.rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
+@pytest.mark.parametrize("limit", [2, 200])
+async def test_connections_to_the_api_server_stay_within_the_limit_under_load(
+    request: pytest.FixtureRequest,
+    kube: KubeOps,
+    db: Db,
+    kubeconfig: str,
+    database_url: str,
+    namespace: str,
+    limit: int,
+) -> None:
+    """kopf's requests share TASKACTION_API_CONNECTIONS connections (plus one for the watch stream)
+    however many objects change at once, and nothing waits for ever on a free one: 60 children
+    patched concurrently are all recorded and owned with two."""
+    op = operator(request, kubeconfig, database_url, namespace, TASKACTION_API_CONNECTIONS=str(limit)).start()
+    assert op.proc is not None
+    port = urlsplit(kube.api_client.configuration.host).port or 443
+    project, run = namespace, "rconns"
+    names = [f"a{i}" for i in range(1, 61)]
+    ex = StandInExecutor(kube)
+    seen: list[int] = []
+    sampling = True
+
+    async def sample() -> None:
+        while sampling:
+            seen.append(_connections_to(op.proc.pid, port))  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        await create(kube, namespace, project, run, "a0")
+        await asyncio.gather(*(create(kube, namespace, project, run, n, "a0") for n in names))
+        for phase in SUCCESS_PATH:
+            await asyncio.gather(*(ex.move(namespace, f"{run}-{n}", phase) for n in names))
+        await ex.run_through(namespace, f"{run}-a0", SUCCESS_PATH)
+        want = {"a0": OK, **{n: OK for n in names}}
+        await until(lambda: db.phases(project, run) == want, what="every transition recorded")
+        await until(lambda: children_owned(kube, namespace), what="owners set")
+    finally:
+        sampling = False
+        await sampler
+        op.stop()
+    # The official client (lease renewals, parent look-ups) runs in the default executor's threads:
+    # at most one connection each.
+    bound = limit + 1 + min(32, (os.cpu_count() or 1) + 4)
+    if limit == 2:
+        assert max(seen) <= bound, seen
+    else:  # the same load with room to spare opens more: the limit is what holds the line above
+        assert max(seen) > 2 + 1 + min(32, (os.cpu_count() or 1) + 4), seen

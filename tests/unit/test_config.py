@@ -25,8 +25,20 @@ def test_defaults_and_namespaces() -> None:
         ({**DSN, "TASKACTION_ABORT_MAX_ATTEMPTS": "0"}, "TASKACTION_ABORT_MAX_ATTEMPTS: must be >= 1"),
         ({**DSN, "TASKACTION_RECORD_GUARD": "maybe"}, "expected true or false"),
         ({**DSN, "TASKACTION_LOG_FORMAT": "xml"}, "TASKACTION_LOG_FORMAT"),
+        ({**DSN, "TASKACTION_API_CONNECTIONS": "0"}, "TASKACTION_API_CONNECTIONS: must be >= 1"),
+        ({**DSN, "TASKACTION_API_CONNECTIONS": "many"}, "TASKACTION_API_CONNECTIONS='many'"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace("*", r"\*")):
         Settings.from_env(env)
+
+
+def test_connections_for_kopf_leave_one_per_watch_stream() -> None:
+    from taskaction_operator.handlers.lifecycle import connection_limit
+
+    assert Settings.from_env(DSN).api_connections == 64
+    clusterwide = Settings.from_env({**DSN, "TASKACTION_API_CONNECTIONS": "8"})
+    assert connection_limit(clusterwide) == 9  # one stream
+    both = Settings.from_env({**DSN, "TASKACTION_API_CONNECTIONS": "8", "TASKACTION_NAMESPACES": "a,b"})
+    assert connection_limit(both) == 10  # a stream per namespace
