@@ -16,7 +16,11 @@ a project of its own (``bench-<stamp>-<phase>``):
   → RUNNING → SUCCEEDED (every tenth FAILED) by status patches at an offered ``--rate`` transitions/s;
 * ``full``: the same at full speed, with a bare watch client (another process) on the same namespace,
   then a replay of the same events to the bare watch client alone;
-* ``bare-db``: a bare psycopg loop committing the same rows (no operator, no Kubernetes).
+* ``bare-db``: a bare psycopg loop committing the same rows (no operator, no Kubernetes);
+* ``ceiling`` (first): the offered-rate workload with no operator at all, the bare watch client its only
+  reader: what the machine delivers, and the lag floor, when the operator takes no share of the cores.
+
+``--rate-only`` runs the ceiling and rate phases alone (for iterating on lag and memory).
 
 After the first size: ``noguard`` (full speed, ``TASKACTION_RECORD_GUARD=false``), ``abort`` (one
 run of ``--abort-size`` actions, ``ActionRepo.abort_run``, time until every row is ABORTED or terminal
