@@ -186,18 +186,20 @@ async def write_batch(
     return_rows: bool = False,
     copied_events: Sequence[ActionEvent] = (),
 ) -> BatchResult:
-    """Insert ``actions`` and ``events`` (ON CONFLICT DO NOTHING), apply ``updates`` under the phase
+    """Insert ``events`` and ``actions`` (ON CONFLICT DO NOTHING), apply ``updates`` under the phase
     guard in the order given, then notify, all in ``tx``. Notifications follow upstream's table
     (research §2.6): an action when its row was inserted, each distinct action of the events, an
     action whose update was applied, and the run of every root (``a0``) update even when blocked.
     ``copied_events`` were already stored by the transaction's COPY: they are only notified.
     """
+    # Events first, as on the COPY path (which COPYs them before anything else): concurrent batches
+    # over the same new keys must take the tables in one order, as they take the keys (sorted).
+    for chunk in _chunks(events, events_chunk):
+        await tx.execute(sql.INSERT_EVENTS, sql.event_params(chunk))
     insert_sql = sql.INSERT_ACTIONS_RETURNING_ROW if return_rows else sql.INSERT_ACTIONS
     action_cursors = [
         await tx.execute(insert_sql, sql.action_params(chunk)) for chunk in _chunks(actions, actions_chunk)
     ]
-    for chunk in _chunks(events, events_chunk):
-        await tx.execute(sql.INSERT_EVENTS, sql.event_params(chunk))
     rounds = sql.phase_update_rounds(updates)
     update_cursors = [await tx.execute(sql.UPDATE_PHASES, sql.update_params(updates, r)) for r in rounds]
 

@@ -164,7 +164,7 @@ async def test_concurrent_writers_end_in_the_state_the_guard_allows(repo_dsn: st
             await w.close()
 
 
-async def _concurrently(*writes: Coroutine[Any, Any, None]) -> None:
+async def _concurrently(*writes: Coroutine[Any, Any, Any]) -> None:
     """Run ``writes`` at once; the first failure cancels (and awaits) the others, so no write is left
     holding a pooled connection after the test."""
     async with asyncio.TaskGroup() as tg:
@@ -221,6 +221,31 @@ async def test_overlapping_inserts_in_different_orders_do_not_deadlock(
         listed = await repo.list_actions(ListActionsRequest(run=rid, limit=200))
         assert sorted(a.name for a in listed.actions) == [a.name for a in ids]
         assert [len(await repo.list_events(a)) for a in ids[::50]] == [1] * 4
+
+
+async def test_copy_and_insert_paths_racing_on_the_same_new_keys_do_not_deadlock(
+    repo: ActionRepo, repo_dsn: str, project: str
+) -> None:
+    """A large batch COPYs its events before anything else; a batch on the INSERT path must take
+    the same keys in the same order of tables (events, then actions), or two writers recording the
+    same new objects (two replicas) could each wait for the other."""
+    inserting = await ActionRepo.connect(repo_dsn, pool_size=4, max_overflow=4, copy_events_min=0)
+    try:
+        for r in range(6):
+            rid = run(project, f"r{r}")
+            ids = [ActionId(rid, f"c{i:03d}") for i in range(100)]
+            rows = [action(a) for a in ids]
+            events = [event(a, 1, P.QUEUED) for a in ids]
+            assert len(events) >= repo.copy_events_min  # so `repo` takes the COPY path
+            await _concurrently(
+                repo.record_batch(actions=rows, events=events),
+                inserting.record_batch(actions=rows, events=events),
+            )
+            listed = await repo.list_actions(ListActionsRequest(run=rid, limit=200))
+            assert len(listed.actions) == len(ids)
+            assert [len(await repo.list_events(a)) for a in ids[::25]] == [1] * 4
+    finally:
+        await inserting.close()
 
 
 async def test_an_update_without_attempts_or_cache_status_keeps_the_stored_ones(
