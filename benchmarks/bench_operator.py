@@ -227,6 +227,15 @@ def start_watcher(ctx: Ctx, ns: str, expect: int, timeout: float, tag: str, from
     return proc, out, ready
 
 
+async def watcher_ready(watcher: Any, timeout: float = 30) -> None:
+    """Until the watcher of :func:`start_watcher` has its watch open (or has exited)."""
+    proc, _out, ready = watcher
+    for _ in range(int(timeout / 0.1)):
+        if ready.exists() or proc.poll() is not None:
+            return
+        await asyncio.sleep(0.1)
+
+
 def finish_watcher(proc: Any, out: Path, wait: float) -> dict[str, Any]:
     try:
         proc.wait(wait)
@@ -331,10 +340,7 @@ async def run_phase(
         res["operator_pid"] = op.pid
         if watch:
             watcher = start_watcher(ctx, ns, expect, gen_timeout + rec_timeout, "live")
-            for _ in range(300):
-                if watcher[2].exists() or watcher[0].poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
+            await watcher_ready(watcher)
         listener = dbwatch.NotifyListener(ctx.dsn, project)
         listener.start()
         listener.ready.wait(30)
@@ -533,10 +539,7 @@ async def ceiling_phase(ctx: Ctx, size: int, runs: list[list[Node]], rate: float
     gen_timeout = expect / rate * 3 + 60
     watcher = start_watcher(ctx, ns, expect, gen_timeout + 60, "ceiling")
     try:
-        for _ in range(300):
-            if watcher[2].exists() or watcher[0].poll() is not None:
-                break
-            await asyncio.sleep(0.1)
+        await watcher_ready(watcher)
         gen = LoadGenerator(ctx.api, ns, ns, runs, rate=rate, concurrency=ctx.args.concurrency)
         gstats = await gen.run(gen_timeout)
         live = await asyncio.to_thread(finish_watcher, watcher[0], watcher[1], 60)
