@@ -4,19 +4,32 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 KUBECONFIG_LOCAL := .local/cluster/kubeconfig
+DEV_LOCK := hack/venv.lock
 
-.PHONY: help venv lint unit e2e test demo demo-down cluster-up cluster-down cluster-status db-up db-down kind-e2e bench image-check
+.PHONY: help venv relock lint unit e2e test demo demo-down cluster-up cluster-down cluster-status db-up db-down kind-e2e bench image-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): pyproject.toml
+# The venv is exactly hack/venv.lock (pip included, --no-deps: nothing unpinned slips in), then the
+# project itself, editable, its build backend pinned by hack/image/build.lock; `pip check` proves
+# the lock is closed. Only `make relock` resolves afresh.
+$(VENV_STAMP): pyproject.toml $(DEV_LOCK)
 	@test -x $(PY) || python3 -m venv .venv
-	@.venv/bin/pip install -q --upgrade pip
-	@.venv/bin/pip install -q -e '.[dev]'
+	@.venv/bin/pip install -q --disable-pip-version-check --no-deps -r $(DEV_LOCK)
+	@PIP_CONSTRAINT=$(CURDIR)/hack/image/build.lock .venv/bin/pip install -q --no-deps -e .
+	@.venv/bin/pip check -q || { echo "hack/venv.lock is not closed over pyproject.toml: run 'make relock'" >&2; exit 1; }
 	@touch $@
 
-venv: $(VENV_STAMP) ## create .venv with the project and its dev tools
+venv: $(VENV_STAMP) ## create .venv with the project and its dev tools, pinned by hack/venv.lock
+
+relock: ## resolve every dependency afresh into a new .venv and rewrite the locks (then commit them)
+	rm -rf .venv
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[dev]'
+	bash hack/image/lock.sh
+	@touch $(VENV_STAMP)
 
 cluster-up: ## start the local control plane (builds it once, cached); kubeconfig in .local/cluster/kubeconfig
 	@bash hack/cluster/cluster.sh up

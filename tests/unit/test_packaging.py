@@ -142,6 +142,32 @@ def test_requirements_lock_is_the_runtime_closure_of_the_venv() -> None:
         assert dev not in fresh
 
 
+def test_the_venv_is_the_dev_lock_and_the_runtime_lock_agrees_with_it() -> None:
+    """`make venv` installs hack/venv.lock with --no-deps, so a fresh clone gets this venv whatever
+    was released since; the runtime closure above is then a true check, not a race with PyPI."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--disable-pip-version-check", "--exclude-editable", "--all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    installed = {canonicalize_name(n): v for n, v in (line.split("==") for line in proc.stdout.split())}
+    dev = _pins(ROOT / "hack" / "venv.lock")
+    assert installed == dev, "the venv is not hack/venv.lock: run `make venv` (or `make relock`)"
+    runtime = _pins(IMAGE / "requirements.lock")
+    assert {n: dev.get(n) for n in runtime} == runtime, "requirements.lock and hack/venv.lock disagree"
+    for tool in ("pip", "pytest", "ruff", "mypy", "import-linter"):
+        assert tool in dev
+
+
+def test_the_makefile_installs_the_venv_from_the_lock_only() -> None:
+    recipe = (ROOT / "Makefile").read_text().split("$(VENV_STAMP): ", 1)[1].split("\n\n", 1)[0]
+    installs = [line for line in recipe.splitlines() if "pip install" in line]
+    assert installs and all("--no-deps" in line for line in installs), installs
+    assert "pip check" in recipe
+
+
 def test_build_lock_satisfies_pyproject_build_system() -> None:
     pins = _pins(IMAGE / "build.lock")
     for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]:
