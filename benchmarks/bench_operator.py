@@ -58,7 +58,9 @@ from _bench.stats import first_at_or_after, percentile, rate_from_times, steady_
 from _bench.workload import DOMAIN, TERMINAL, Node, run_tree, workload
 from kubernetes.client.exceptions import ApiException
 
-from taskaction_operator.k8s import GROUP, PLURAL, VERSION, KubeOps
+from taskaction_operator.crd.names import GROUP, PLURAL, VERSION
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import RunId
 from taskaction_operator.repo import ActionRepo
 
@@ -122,7 +124,7 @@ async def cleanup_namespace(kube: KubeOps, ns: str, timeout: float = 300) -> flo
         )
         for item in listed.get("items", []):
             if item["metadata"].get("finalizers"):
-                with contextlib.suppress(ApiException):
+                with contextlib.suppress(KubeError):
                     await kube.merge_patch_taskaction(
                         ns, item["metadata"]["name"], {"metadata": {"finalizers": None}}
                     )

@@ -14,8 +14,8 @@ from prometheus_client.core import CounterMetricFamily
 
 from taskaction_operator import metrics
 from taskaction_operator.config import ConfigurationError, Settings
-from taskaction_operator.handlers import runtime as runtime_mod
-from taskaction_operator.main import run_operator
+from taskaction_operator.controller import runtime as runtime_mod
+from taskaction_operator.controller.main import run_operator
 
 _RUNTIME: list[Any] = []
 _original_start = runtime_mod.Runtime.start.__func__  # type: ignore[attr-defined]

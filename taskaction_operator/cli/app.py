@@ -183,12 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _classify(exc: Exception) -> tuple[str, int]:
     """The one-line message and exit code of an error (imports lazily, like the commands)."""
-    from kubernetes.client.exceptions import ApiException
-
+    from taskaction_operator.client.actions_client import ActionsClientError
+    from taskaction_operator.client.run_file import RunFileError
+    from taskaction_operator.client.taskaction_cr import InvalidActionError
+    from taskaction_operator.k8s.errors import KubeError
     from taskaction_operator.repo import NotFoundError, RepoError
-    from taskaction_operator.services.actions_client import ActionsClientError
-    from taskaction_operator.services.enqueue_file import RunFileError
-    from taskaction_operator.services.taskaction_cr import InvalidActionError
 
     if isinstance(exc, UsageError | InvalidActionError | RunFileError):
         return str(exc), 2
@@ -196,7 +195,7 @@ def _classify(exc: Exception) -> tuple[str, int]:
         return str(exc), 1
     if isinstance(exc, RepoError):
         return f"database: {exc}", 1
-    if isinstance(exc, ApiException):
+    if isinstance(exc, KubeError):
         return f"kubernetes: {exc.status} {exc.reason}", 1
     return f"{type(exc).__name__}: {exc}", 1  # unreachable servers and the unforeseen: still one line
 

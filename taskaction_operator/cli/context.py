@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from taskaction_operator.cli.errors import CommandFailed, UsageError
-from taskaction_operator.model import ActionId, RunId
-from taskaction_operator.services.taskaction_cr import (
+from taskaction_operator.client.taskaction_cr import (
     InvalidActionError,
     validate_action_name,
     validate_run_name,
     validate_scope,
 )
+from taskaction_operator.model import ActionId, RunId
 
 if TYPE_CHECKING:  # imported when first used: commands that need no cluster never load its client
+    from taskaction_operator.client.actions_client import ActionsClient
     from taskaction_operator.k8s import KubeOps
     from taskaction_operator.repo import ActionRepo
-    from taskaction_operator.services.actions_client import ActionsClient
 
 __all__ = ["CommandFailed", "Context", "UsageError", "checkout_dsn", "env_with", "load_config"]
 
@@ -181,7 +181,7 @@ class Context:
         return self._kube
 
     def actions_client(self) -> ActionsClient:
-        from taskaction_operator.services.actions_client import ActionsClient
+        from taskaction_operator.client.actions_client import ActionsClient
 
         return ActionsClient(self.kube(), self.namespace)
 

@@ -31,6 +31,7 @@ from taskaction_operator.cli.render import (
     use_colour,
 )
 from taskaction_operator.model import ActionPhase, RunId
+from taskaction_operator.model.times import parse_rfc3339
 from taskaction_operator.repo import (
     KEYSET_SORT,
     Action,
@@ -46,17 +47,16 @@ _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_time(value: str, what: str) -> datetime:
+def parse_since(value: str, what: str) -> datetime:
     """RFC 3339 (``2026-11-23T12:00:00Z``; a date alone is midnight UTC), or relative: ``90s``, ``2h``,
     ``3d`` ago."""
     match = _RELATIVE.match(value.strip())
     if match:
         return datetime.now(UTC) - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{what} {value!r} is not a time (RFC 3339, or relative like 30m, 2h, 1d)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parse_rfc3339(value)
+    if parsed is None:
+        raise UsageError(f"{what} {value!r} is not a time (RFC 3339, or relative like 30m, 2h, 1d)")
+    return parsed
 
 
 def parse_phases(value: str) -> list[ActionPhase]:
@@ -133,10 +133,10 @@ async def runs_list(ctx: Context) -> int:
         filters.append(Filter.of("phase", FilterOp.VALUE_IN, *(int(p) for p in parse_phases(a.phase))))
     if a.since:
         filters.append(
-            Filter.of("created_at", FilterOp.GREATER_THAN_OR_EQUAL, parse_time(a.since, "--since"))
+            Filter.of("created_at", FilterOp.GREATER_THAN_OR_EQUAL, parse_since(a.since, "--since"))
         )
     if a.until:
-        filters.append(Filter.of("created_at", FilterOp.LESS_THAN_OR_EQUAL, parse_time(a.until, "--until")))
+        filters.append(Filter.of("created_at", FilterOp.LESS_THAN_OR_EQUAL, parse_since(a.until, "--until")))
     repo = await ctx.repo()
     runs: list[Action] = []
     offset = 0
@@ -306,7 +306,7 @@ async def events(ctx: Context) -> int:
     if a.attempt is not None and a.attempt < 1:
         raise UsageError("--attempt must be at least 1")
     if a.since:
-        since = parse_time(a.since, "--since")
+        since = parse_since(a.since, "--since")
         attempt = a.attempt or (await repo.get_action(action_id)).attempts or 1
         found = await repo.list_events_since(action_id, attempt, since, limit=a.limit)
     else:

@@ -17,17 +17,17 @@ from typing import Any
 
 import urllib3
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError, env_with
 from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name, table
+from taskaction_operator.client.actions_client import ActionsClient
+from taskaction_operator.client.run_file import RunFileError, load_run_file, render_taskactions
+from taskaction_operator.client.runs import CreateRunError, RunExistsError, create_run
+from taskaction_operator.client.taskaction_cr import InvalidActionError, action_kind, parent_name
 from taskaction_operator.config import ConfigurationError, Settings
+from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
 from taskaction_operator.repo import ActionRepo, NotFoundError, RepoError, TemporaryRepoError, upgrade
-from taskaction_operator.services.actions_client import ActionsClient
-from taskaction_operator.services.enqueue_file import RunFileError, load_run_file, render_taskactions
-from taskaction_operator.services.runs import CreateRunError, RunExistsError, create_run
-from taskaction_operator.services.taskaction_cr import InvalidActionError, action_kind, parent_name
 
 DEFAULT_ABORT_REASON = "User requested abort"  # upstream AbortRun's default
 
@@ -138,7 +138,7 @@ async def wait_aborted(
         try:
             obj = await client.kube.get_taskaction(client.namespace, name)
             row = await repo.get_action(target)
-        except (TemporaryRepoError, ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+        except (TemporaryRepoError, KubeError, OSError, urllib3.exceptions.HTTPError) as exc:
             # A database restart or an API server hiccup is not the end of the wait: retry to the deadline.
             progress.show(f"{status} (retrying: {type(exc).__name__})", elapsed)
             obj = row = None
@@ -217,7 +217,9 @@ def run(ctx: Context) -> int:
         raise UsageError(str(exc)) from None
     if getattr(a, "kubeconfig", None):
         os.environ["KUBECONFIG"] = a.kubeconfig  # kopf's login reads it
-    from taskaction_operator.main import run_operator  # lazily: kopf and the handlers load only here
+    from taskaction_operator.controller.main import (
+        run_operator,  # lazily: kopf and the handlers load only here
+    )
 
     run_operator(settings)
     return 0

@@ -1,9 +1,10 @@
-"""Kubernetes API calls the services make outside kopf's own patching, via the official client.
+"""Kubernetes API calls made outside kopf's own patching, via the official client: the only importer
+of ``kubernetes``.
 
 The official client is synchronous; every call runs in a worker thread so the event loop never
 blocks.
 """
 
-from taskaction_operator.k8s.ops import GROUP, PLURAL, VERSION, KubeOps, load_api_client
+from taskaction_operator.k8s.ops import KubeOps, load_api_client
 
-__all__ = ["GROUP", "PLURAL", "VERSION", "KubeOps", "load_api_client"]
+__all__ = ["KubeOps", "load_api_client"]

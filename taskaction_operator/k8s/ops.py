@@ -7,15 +7,15 @@ import contextlib
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-GROUP = "flyte.org"
-VERSION = "v1"
-PLURAL = "taskactions"
+from taskaction_operator.crd.names import API_VERSION, GROUP, PLURAL, VERSION
+from taskaction_operator.k8s.errors import Conflict, KubeError, NotFound, translate
+
 COMPONENT = "taskaction-operator"
 
 
@@ -28,10 +28,6 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     cfg.connection_pool_maxsize = 32
     return client.ApiClient(cfg)
-
-
-def _status(exc: ApiException) -> int:
-    return int(exc.status or 0)
 
 
 class KubeOps:
@@ -52,18 +48,24 @@ class KubeOps:
     def close(self) -> None:
         self.api_client.close()  # type: ignore[no-untyped-call]
 
+    @staticmethod
+    async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One official-client call in a worker thread; its ApiException as a KubeError."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as exc:
+            raise translate(exc) from exc
+
     # --- TaskActions -------------------------------------------------------------------------
     async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The TaskAction, or None when it does not exist."""
         self.reads += 1
         try:
-            obj = await asyncio.to_thread(
+            obj = await self._call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
             )
-        except ApiException as exc:
-            if _status(exc) == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return cast(dict[str, Any], obj)
 
     async def list_taskactions(
@@ -75,7 +77,7 @@ class KubeOps:
     async def _list(self, namespace: str | None, label_selector: str) -> dict[str, Any]:
         self.reads += 1
         if namespace:
-            res = await asyncio.to_thread(
+            res = await self._call(
                 self.custom.list_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -84,14 +86,14 @@ class KubeOps:
                 label_selector=label_selector,
             )
         else:
-            res = await asyncio.to_thread(
+            res = await self._call(
                 self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, label_selector=label_selector
             )
         return cast(dict[str, Any], res)
 
     async def create_taskaction(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
-        obj = await asyncio.to_thread(
+        obj = await self._call(
             self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body
         )
         return cast(dict[str, Any], obj)
@@ -103,7 +105,7 @@ class KubeOps:
         """
         self.writes += 1
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.custom.delete_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -112,16 +114,14 @@ class KubeOps:
                 name,
                 propagation_policy="Background",
             )
-        except ApiException as exc:
-            if _status(exc) == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     async def json_patch_taskaction(
         self, namespace: str, name: str, ops: list[dict[str, Any]], *, status: bool = False
     ) -> dict[str, Any] | None:
-        """Apply a JSON patch (RFC 6902); None when the object is gone. A failed ``test`` raises 422."""
+        """Apply a JSON patch (RFC 6902); None when the object is gone. A failed ``test`` raises Invalid."""
         return await self._patch(namespace, name, ops, "application/json-patch+json", status)
 
     async def merge_patch_taskaction(
@@ -140,13 +140,11 @@ class KubeOps:
             else self.custom.patch_namespaced_custom_object
         )
         try:
-            obj = await asyncio.to_thread(
+            obj = await self._call(
                 fn, GROUP, VERSION, namespace, PLURAL, name, body, _content_type=content_type
             )
-        except ApiException as exc:
-            if _status(exc) == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return cast(dict[str, Any], obj)
 
     # --- Events --------------------------------------------------------------------------------
@@ -160,7 +158,7 @@ class KubeOps:
                 namespace=meta.get("namespace"),
             ),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
+                api_version=API_VERSION,
                 kind="TaskAction",
                 name=meta.get("name"),
                 namespace=meta.get("namespace"),
@@ -178,10 +176,10 @@ class KubeOps:
             reporting_instance=os.uname().nodename,
         )
         self.writes += 1
-        with contextlib.suppress(ApiException):
-            await asyncio.to_thread(self.core.create_namespaced_event, meta.get("namespace"), event)
+        with contextlib.suppress(KubeError):
+            await self._call(self.core.create_namespaced_event, meta.get("namespace"), event)
 
-    # --- Additions for the actions client (services/actions_client.py) -------------------------
+    # --- Additions for the actions client (client/actions_client.py) -------------------------
     async def ensure_namespace(self, name: str) -> bool:
         """GET the namespace, CREATE it if missing (upstream ``EnsureNamespaceExists``).
 
@@ -189,20 +187,17 @@ class KubeOps:
         """
         self.reads += 1
         try:
-            await asyncio.to_thread(self.core.read_namespace, name)
+            await self._call(self.core.read_namespace, name)
             return False
-        except ApiException as exc:
-            if _status(exc) != 404:
-                raise
+        except NotFound:
+            pass
         self.writes += 1
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.core.create_namespace, client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
             )
-        except ApiException as exc:
-            if _status(exc) == 409:
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     async def list_taskactions_versioned(
@@ -212,6 +207,11 @@ class KubeOps:
         body = await self._list(namespace, label_selector)
         version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return cast(list[dict[str, Any]], body.get("items", [])), version
+
+    @staticmethod
+    def new_watcher() -> Any:
+        """A ``kubernetes.watch.Watch`` for :meth:`watch_taskactions_blocking`; ``stop()`` ends its stream."""
+        return watch.Watch()  # type: ignore[no-untyped-call]
 
     def watch_taskactions_blocking(
         self,
@@ -226,7 +226,7 @@ class KubeOps:
         The only blocking method here: it is meant for a dedicated thread, never the event loop.
         ``watcher`` is a ``kubernetes.watch.Watch``; its ``stop()`` (from any thread) ends the stream
         at once. The stream ends when the server closes it after ``timeout_seconds``; an expired
-        resourceVersion raises ApiException 410.
+        resourceVersion raises Gone.
         """
         self.reads += 1
         stream = watcher.stream(
@@ -240,5 +240,8 @@ class KubeOps:
             timeout_seconds=timeout_seconds,
             _request_timeout=(10, timeout_seconds + 30),
         )
-        for event in stream:
-            yield cast(dict[str, Any], event)
+        try:
+            for event in stream:
+                yield cast(dict[str, Any], event)
+        except ApiException as exc:
+            raise translate(exc) from exc

@@ -94,7 +94,8 @@ class OperatorProcess:
                 sys.executable,
                 "-c",
                 "from taskaction_operator.config import Settings;"
-                "from taskaction_operator.main import run_operator; run_operator(Settings.from_env())",
+                "from taskaction_operator.controller.main import run_operator;"
+                "run_operator(Settings.from_env())",
             ],
             cwd=ROOT,
             env=self.env,

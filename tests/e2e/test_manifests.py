@@ -117,7 +117,7 @@ DENIED = [
     ("update", "leases.coordination.k8s.io", "", "kube-system"),
     ("delete", "leases.coordination.k8s.io", "", None),
     ("list", "leases.coordination.k8s.io", "", None),
-    # kopf's runtime scanning is off (handlers/lifecycle.py), so no CRDs and no namespaces.
+    # kopf's runtime scanning is off (controller/lifecycle.py), so no CRDs and no namespaces.
     *[(verb, "customresourcedefinitions.apiextensions.k8s.io", "", "*") for verb in ("get", "list", "watch")],
     ("list", "namespaces", "", "*"),
     ("watch", "namespaces", "", "*"),

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from taskaction_operator.crd.names import RECORDED_LABEL
 from taskaction_operator.devtools.executor import StandInExecutor
 from taskaction_operator.k8s import KubeOps
-from taskaction_operator.services.observe import RECORDED_LABEL
 from tests.conftest import ROOT
 from tests.e2e.operator import Db, until
 from tests.e2e.test_operator_recording import children_owned, create

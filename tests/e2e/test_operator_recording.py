@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL
 from taskaction_operator.devtools.executor import FAILURE_PATH, SUCCESS_PATH, TIMEOUT_PATH, StandInExecutor
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.model import ActionId, RunId
 from taskaction_operator.repo import ActionRepo
-from taskaction_operator.services.observe import RECORD_GUARD_FINALIZER, RECORDED_LABEL
 from tests.e2e.conftest import Kubectl
 from tests.e2e.operator import Db, until
 from tests.e2e.taskactions import taskaction

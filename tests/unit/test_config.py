@@ -35,7 +35,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> No
 
 
 def test_connections_for_kopf_leave_one_per_watch_stream() -> None:
-    from taskaction_operator.handlers.lifecycle import connection_limit
+    from taskaction_operator.controller.lifecycle import connection_limit
 
     assert Settings.from_env(DSN).api_connections == 64
     clusterwide = Settings.from_env({**DSN, "TASKACTION_API_CONNECTIONS": "8"})

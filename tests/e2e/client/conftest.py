@@ -19,10 +19,10 @@ import yaml
 from flyteidl2.actions import actions_service_pb2
 from flyteidl2.core import types_pb2
 
+from taskaction_operator.client.actions_client import ActionsClient
+from taskaction_operator.client.run_file import parse_run_file
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.repo import upgrade
-from taskaction_operator.services.actions_client import ActionsClient
-from taskaction_operator.services.enqueue_file import parse_run_file
 from tests.conftest import ROOT
 
 CLI = ROOT / ".venv" / "bin" / "taskaction-operator"

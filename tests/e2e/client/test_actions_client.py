@@ -10,18 +10,19 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
-from taskaction_operator.k8s import KubeOps
-from taskaction_operator.model import ActionId, ActionPhase, CatalogCacheStatus, RunId
-from taskaction_operator.services.action_updates import ActionUpdate, Subscription
-from taskaction_operator.services.actions_client import (
+from taskaction_operator.client.actions_client import (
     SENTINEL,
     ActionExistsError,
     ActionNotFoundError,
     ActionsClient,
 )
-from taskaction_operator.services.enqueue_file import parse_run_file
-from taskaction_operator.services.taskaction_cr import TERMINAL_LABELS, InvalidActionError
+from taskaction_operator.client.run_file import parse_run_file
+from taskaction_operator.client.taskaction_cr import InvalidActionError
+from taskaction_operator.client.updates import ActionUpdate, Subscription
+from taskaction_operator.crd.names import TERMINAL_LABELS
+from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.model import ActionId, ActionPhase, CatalogCacheStatus, RunId
 from tests.e2e.client.conftest import DOMAIN, actions_of, condition, task
 from tests.e2e.operator import until
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from taskaction_operator.client.actions_client import ActionsClient
+from taskaction_operator.client.runs import CreateRunError, RunExistsError, create_run
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.model import ActionPhase, ActionType, RunId, RunSource
 from taskaction_operator.repo import ActionRepo, NotFoundError
-from taskaction_operator.services.actions_client import ActionsClient
-from taskaction_operator.services.runs import CreateRunError, RunExistsError, create_run
 from tests.e2e.client.conftest import DOMAIN, actions_of, task
 
 pytestmark = pytest.mark.cluster

@@ -1,0 +1,420 @@
+"""The actions client: upstream's ``ActionsClient`` (``actions/k8s/client.go``) over the Kubernetes API.
+
+What callers use to put work into the system and follow it without the database: ``enqueue`` turns a
+flyteidl2 ``Action`` into a TaskAction (built by :mod:`.taskaction_cr`), ``abort_action`` deletes
+one (the garbage collector takes its subtree), ``put_status`` writes attempts and cache status,
+``list_*``/``get_task_action`` read TaskActions live, and ``subscribe`` streams ``ActionUpdate``s
+from one watch of the namespace (fan-out in :mod:`.action_updates`).
+
+Deliberate differences from upstream:
+
+* validation happens before any API call (:class:`~.taskaction_cr.InvalidActionError`);
+* ``put_status`` writes through the status subresource with an optimistic-concurrency precondition
+  and retries conflicts (upstream does one ``Status().Update`` and fails on a conflict);
+* a child is refused when its parent is already being deleted (it would be garbage-collected at
+  birth);
+* the namespace is ensured once per client, and again only if a create says it is missing (upstream
+  GETs it before every create);
+* the watch is our own list+watch loop in one thread (upstream uses controller-runtime's shared
+  informer): it resumes from the last resourceVersion, relists on expiry and then publishes what
+  changed meanwhile, including deletions it missed (from the last state it saw, like client-go's
+  ``DeletedFinalStateUnknown``); slow subscribers coalesce instead of dropping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from flyteidl2.actions import actions_service_pb2
+from flyteidl2.task import run_pb2
+
+from taskaction_operator.client.taskaction_cr import (
+    action_id_of,
+    action_kind,
+    build_taskaction,
+    parent_name,
+    validate_action,
+)
+from taskaction_operator.client.updates import (
+    DEFAULT_BUFFER,
+    ActionUpdate,
+    SubscriberRegistry,
+    Subscription,
+    update_from_taskaction,
+)
+from taskaction_operator.crd.names import LABEL_DOMAIN, LABEL_PROJECT, LABEL_RUN, is_recorded
+from taskaction_operator.k8s.errors import Conflict, Gone, KubeError, NotFound
+from taskaction_operator.k8s.ops import KubeOps
+from taskaction_operator.model import ActionId, RunId, cr_name
+
+log = logging.getLogger(__name__)
+
+
+class ActionsClientError(Exception):
+    """A TaskAction operation failed; the message says which object and why."""
+
+
+class ActionNotFoundError(ActionsClientError, LookupError):
+    """The TaskAction does not exist (message contains "not found", as upstream's wrapped NotFound)."""
+
+
+class ActionExistsError(ActionsClientError):
+    """A task TaskAction of that name already exists (upstream: AlreadyExists is an error for tasks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWrite:
+    """What ``put_status`` did: whether it changed the status, and how many conflicts it retried."""
+
+    changed: bool
+    conflicts: int
+
+
+class Sentinel:
+    """Marks the end of the snapshot in :meth:`ActionsClient.watch_for_updates` (``ControlMessage``)."""
+
+    def __repr__(self) -> str:
+        return "SENTINEL"
+
+
+SENTINEL = Sentinel()
+
+# Fields of a TaskAction the watch cache does not need (large, and not part of an ActionUpdate).
+_SLIM_SPEC_DROP = ("taskTemplate", "conditionSpec")
+_SLIM_STATUS_DROP = ("pluginState", "signalValue")
+
+
+def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    spec = {k: v for k, v in (body.get("spec") or {}).items() if k not in _SLIM_SPEC_DROP}
+    status = {k: v for k, v in (body.get("status") or {}).items() if k not in _SLIM_STATUS_DROP}
+    return {"metadata": body.get("metadata") or {}, "spec": spec, "status": status}
+
+
+def _rv(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class ActionsClient:
+    """TaskAction operations and update fan-out for one namespace."""
+
+    def __init__(
+        self,
+        kube: KubeOps,
+        namespace: str,
+        *,
+        buffer_size: int = DEFAULT_BUFFER,
+        watch_timeout: int = 300,
+        status_retries: int = 10,
+    ) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.watch_timeout = watch_timeout
+        self.status_retries = status_retries
+        self._registry = SubscriberRegistry(buffer_size)
+        self._namespace_ready = False
+        # Watch state: touched on the event loop only, except _watcher/_stopping (thread-safe use).
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._watcher: Any = None  # a kubernetes.watch.Watch
+        #: Observability: events handled, watch restarts, relists.
+        self.events = 0
+        self.restarts = 0
+        self.relists = 0
+
+    # --- enqueue -------------------------------------------------------------------------------
+    async def enqueue(
+        self, action: actions_service_pb2.Action, run_spec: run_pb2.RunSpec | None = None
+    ) -> dict[str, Any]:
+        """Create the TaskAction for a task or condition action; returns the stored object.
+
+        Raises InvalidActionError (before any API call), ActionNotFoundError when a child's parent
+        TaskAction does not exist, ActionExistsError when a task's TaskAction already exists (a
+        condition's existing TaskAction is returned instead: idempotent, as upstream).
+        """
+        validate_action(action, run_spec)
+        aid = action_id_of(action)
+        name = cr_name(aid)
+        await self.ensure_namespace()
+        parent: dict[str, Any] | None = None
+        pname = parent_name(action)
+        if pname is not None:
+            parent_cr = cr_name(ActionId(aid.run, pname))
+            parent = await self.kube.get_taskaction(self.namespace, parent_cr)
+            if parent is None:
+                raise ActionNotFoundError(f"failed to get parent TaskAction {parent_cr}: not found")
+            if (parent.get("metadata") or {}).get("deletionTimestamp"):
+                raise ActionsClientError(
+                    f"parent TaskAction {parent_cr} is being deleted: {name} would be collected at once"
+                )
+        body = build_taskaction(action, run_spec, namespace=self.namespace, parent=parent)
+        try:
+            return await self._create(body)
+        except Conflict:
+            if action_kind(action) == "condition":
+                existing = await self.kube.get_taskaction(self.namespace, name)
+                return existing if existing is not None else body
+            raise ActionExistsError(f"failed to create TaskAction {name}: already exists") from None
+        except KubeError as exc:
+            raise ActionsClientError(f"failed to create TaskAction {name}: {exc.message}") from None
+
+    async def ensure_namespace(self) -> None:
+        """Create the namespace unless it exists (once per client; upstream checks before every create)."""
+        if not self._namespace_ready:
+            await self.kube.ensure_namespace(self.namespace)
+            self._namespace_ready = True
+
+    async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.kube.create_taskaction(self.namespace, body)
+        except NotFound:
+            pass
+        # The namespace went away since we ensured it: ensure again, once.
+        self._namespace_ready = False
+        await self.ensure_namespace()
+        return await self.kube.create_taskaction(self.namespace, body)
+
+    # --- abort, status -------------------------------------------------------------------------
+    async def abort_action(self, action_id: ActionId, reason: str | None = None) -> None:
+        """Delete the action's TaskAction (GET, then DELETE, as upstream); descendants follow by GC.
+
+        Raises ActionNotFoundError when it does not exist. ``reason`` is only logged, as upstream.
+        """
+        name = cr_name(action_id)
+        log.info("aborting TaskAction %s/%s (reason: %s)", self.namespace, name, reason or "-")
+        if await self.kube.get_taskaction(self.namespace, name) is None:
+            raise ActionNotFoundError(f"failed to get TaskAction {name}: not found")
+        if not await self.kube.delete_taskaction(self.namespace, name):
+            raise ActionNotFoundError(f"failed to delete TaskAction {name}: not found")
+
+    async def put_status(self, action_id: ActionId, attempt: int, cache_status: int) -> StatusWrite:
+        """Set ``status.attempts`` and ``status.cacheStatus`` (upstream ``PutStatus``); a no-op if equal.
+
+        Each write carries the resourceVersion it was decided on, so a concurrent writer causes a 409
+        Conflict; then the object is re-read and the decision made again (deliberately unlike
+        upstream, which fails on a conflict). Gives up after ``status_retries`` conflicts.
+        """
+        if attempt < 0 or int(cache_status) < 0:
+            raise ValueError("attempt and cache_status must be non-negative")
+        name = cr_name(action_id)
+        conflicts = 0
+        delay = 0.02
+        while True:
+            obj = await self.kube.get_taskaction(self.namespace, name)
+            if obj is None:
+                raise ActionNotFoundError(f"failed to get TaskAction {name}: not found")
+            status = obj.get("status") or {}
+            if int(status.get("attempts") or 0) == attempt and int(status.get("cacheStatus") or 0) == int(
+                cache_status
+            ):
+                return StatusWrite(False, conflicts)
+            patch = {
+                "metadata": {"resourceVersion": _rv(obj)},
+                "status": {"attempts": attempt, "cacheStatus": int(cache_status)},
+            }
+            try:
+                written = await self.kube.merge_patch_taskaction(self.namespace, name, patch, status=True)
+            except Conflict:
+                conflicts += 1
+                if conflicts > self.status_retries:
+                    raise ActionsClientError(
+                        f"failed to update status of {name}: {conflicts} conflicting writes in a row"
+                    ) from None
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 1.0)
+                continue
+            except KubeError as exc:
+                raise ActionsClientError(f"failed to update status of {name}: {exc.message}") from None
+            if written is None:
+                raise ActionNotFoundError(f"failed to update status of {name}: not found")
+            return StatusWrite(True, conflicts)
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def get_task_action(self, action_id: ActionId) -> dict[str, Any]:
+        name = cr_name(action_id)
+        obj = await self.kube.get_taskaction(self.namespace, name)
+        if obj is None:
+            raise ActionNotFoundError(f"failed to get TaskAction {name}: not found")
+        return obj
+
+    async def list_run_actions(self, run_id: RunId) -> list[dict[str, Any]]:
+        """Every TaskAction of the run, by the project/domain/run labels (a live list, not a cache)."""
+        return await self.kube.list_taskactions(self.namespace, _run_selector(run_id))
+
+    async def list_child_actions(self, parent_id: ActionId) -> list[dict[str, Any]]:
+        """The parent's TaskAction itself plus its direct children (upstream ``ListChildActions``)."""
+        items = await self.list_run_actions(parent_id.run)
+        return [
+            obj for obj in items
+            if (spec := obj.get("spec") or {}).get("actionName") == parent_id.name
+            or spec.get("parentActionName") == parent_id.name
+        ]  # fmt: skip
+
+    # --- subscribe -----------------------------------------------------------------------------
+    def subscribe(
+        self, run_name: str, parent_action_name: str, *, maxsize: int | None = None
+    ) -> Subscription:
+        """Updates of the run's actions whose parent is ``parent_action_name`` (``""``: the root itself).
+
+        Updates flow only while watching (:meth:`start_watching`). Iterate with ``async for``; end
+        with :meth:`unsubscribe`.
+        """
+        return self._registry.subscribe(run_name, parent_action_name, maxsize)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._registry.unsubscribe(sub)
+
+    async def watch_for_updates(self, parent_id: ActionId) -> AsyncIterator[ActionUpdate | Sentinel]:
+        """Upstream ``WatchForUpdates``: subscribe first, then the snapshot (the parent and its direct
+        children), then :data:`SENTINEL`, then live updates. At least once: the two may overlap."""
+        sub = self.subscribe(parent_id.run_name, parent_id.name)
+        try:
+            for obj in await self.list_child_actions(parent_id):
+                update = update_from_taskaction(obj)
+                if update is not None:
+                    yield update
+            yield SENTINEL
+            async for update in sub:
+                yield update
+        finally:
+            self.unsubscribe(sub)
+
+    # --- watch ---------------------------------------------------------------------------------
+    @property
+    def watching(self) -> bool:
+        return self._thread is not None
+
+    async def start_watching(self) -> None:
+        """List the namespace's TaskActions, then watch them from a dedicated thread. Idempotent.
+
+        Returns once the initial list is in; objects it finds are published as additions.
+        """
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping.clear()
+        version = await self.resync()
+        self._thread = threading.Thread(
+            target=self._watch_thread, args=(version,), name=f"taskaction-watch-{self.namespace}", daemon=True
+        )
+        self._thread.start()
+
+    async def stop_watching(self, grace: float = 10.0) -> None:
+        """Stop the watch thread and close every subscription."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        deadline = asyncio.get_running_loop().time() + grace
+        while thread.is_alive() and asyncio.get_running_loop().time() < deadline:
+            watcher = self._watcher
+            if watcher is not None:
+                watcher.stop()  # shuts the socket down; repeated in case a new stream just opened
+            await asyncio.to_thread(thread.join, 0.2)
+        if thread.is_alive():
+            log.warning("TaskAction watch thread did not stop within %.0fs", grace)
+        self._thread = None
+        self._registry.close_all()
+
+    def _watch_thread(self, version: str) -> None:
+        """The blocking list+watch loop; every event is handed to the event loop."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            watcher = self.kube.new_watcher()
+            self._watcher = watcher
+            if self._stopping.is_set():
+                break
+            relist = False
+            try:
+                for event in self.kube.watch_taskactions_blocking(
+                    watcher, self.namespace, version, timeout_seconds=self.watch_timeout
+                ):
+                    kind, obj = str(event.get("type")), event.get("raw_object") or {}
+                    if kind == "ERROR":
+                        relist = int(obj.get("code") or 0) == 410
+                        break
+                    if _rv(obj):
+                        version = _rv(obj)
+                    if kind != "BOOKMARK":
+                        self._call_soon(self._on_event, kind, obj)
+                    backoff = 0.5
+            except Gone:
+                relist = True
+            except KubeError as exc:
+                log.warning("TaskAction watch failed (%s); retrying in %.1fs", exc.message, backoff)
+            except Exception as exc:  # connection reset, timeouts, a stopped socket
+                if self._stopping.is_set():
+                    break
+                log.warning("TaskAction watch broke (%s); retrying in %.1fs", exc, backoff)
+            if self._stopping.is_set():
+                break
+            self.restarts += 1
+            if relist:
+                log.info("TaskAction watch expired at resourceVersion %s; relisting", version)
+                version = self._relist_from_thread() or version
+            else:
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self._watcher = None
+
+    def _call_soon(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _relist_from_thread(self) -> str | None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return None
+        fut: Future[str] = asyncio.run_coroutine_threadsafe(self.resync(), loop)
+        try:
+            return fut.result(timeout=120)
+        except Exception as exc:
+            log.warning("TaskAction relist failed (%s); resuming the old watch", exc)
+            self._stopping.wait(1.0)
+            return None
+
+    async def resync(self) -> str:
+        """List the namespace and publish the difference from what was seen last; returns the list's
+        resourceVersion. Objects gone since are published as deleted, from the last state seen (like
+        client-go's ``DeletedFinalStateUnknown``). The watch calls it at start and when its
+        resourceVersion expired (410 Gone)."""
+        items, version = await self.kube.list_taskactions_versioned(self.namespace)
+        self.relists += 1
+        seen: set[str] = set()
+        for obj in items:
+            name = str(obj["metadata"]["name"])
+            seen.add(name)
+            old = self._cache.get(name)
+            if old is None or _rv(old) != _rv(obj):
+                self._on_event("ADDED" if old is None else "MODIFIED", obj)
+        for name in [n for n in self._cache if n not in seen]:
+            self._on_event("DELETED", self._cache[name])  # missed deletion: last state we saw
+        return version
+
+    def _on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """On the event loop: update the cache, then publish (unless labelled recorded, as upstream)."""
+        self.events += 1
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        deleted = kind == "DELETED"
+        if deleted:
+            self._cache.pop(name, None)
+        else:
+            self._cache[name] = _slim(obj)
+        if is_recorded(obj):
+            return
+        update = update_from_taskaction(obj, deleted=deleted)
+        if update is not None:
+            self._registry.publish(update)
+
+
+def _run_selector(run_id: RunId) -> str:
+    return f"{LABEL_PROJECT}={run_id.project},{LABEL_DOMAIN}={run_id.domain},{LABEL_RUN}={run_id.name}"

@@ -1,0 +1,48 @@
+"""The TaskAction handler: every watch event (listing, ADDED, MODIFIED, DELETED) is recorded.
+
+A raw ``on.event`` handler, deliberately: kopf stores no progress or diff-base annotations for it
+and posts no per-handler Events, so the operator's own API writes are only the ones it plans (the
+ownerReference and the record-guard finalizer on first sight, the recorded label when terminal, the
+finalizer's release on deletion), folded into one patch that kopf applies after the handler: a
+resourceVersion-guarded JSON patch when finalizers change (a list other writers share), otherwise a
+merge patch, which cannot conflict with the executor's status writes.
+
+Only TaskActions not yet labelled terminal-status-recorded are watched (see ``lifecycle.startup``):
+setting the label ends an object's stream with a DELETED event of its last unlabelled state, which is
+terminal and already recorded, so it writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from taskaction_operator import metrics
+from taskaction_operator.controller.runtime import Runtime
+from taskaction_operator.crd.names import GROUP, PLURAL, VERSION
+
+HANDLER_ID = "record-taskaction"
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id=HANDLER_ID)
+async def record_taskaction(
+    event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    kind = event.get("type") or "LISTED"
+    metrics.EVENTS_RECEIVED.labels(kind).inc()
+    outcome = await runtime.reconciler.handle(body, deleted=kind == "DELETED")
+    for reason, message in outcome.warnings:
+        kopf.warn(body, reason=reason, message=message)
+    if outcome.committed:
+        metrics.EVENTS_RECORDED.labels(kind).inc()
+        runtime.observe_lag(body)
+    if outcome.plan and kind != "DELETED":
+        if outcome.plan.touches_finalizers:
+            # One JSON patch, guarded by the resourceVersion (kopf re-applies it on the next event
+            # if another writer got there first).
+            patch.fns.append(outcome.plan.apply)  # type: ignore[arg-type]  # RawBody is a dict
+        else:
+            patch.update(outcome.plan.as_merge_patch())
+        runtime.count_patch(outcome.plan)

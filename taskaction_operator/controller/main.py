@@ -1,0 +1,35 @@
+"""Entry point of the operator process: ``taskaction-operator run``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from taskaction_operator.config import Settings
+
+
+def run_operator(settings: Settings) -> None:
+    """Run kopf with our handlers until SIGINT/SIGTERM."""
+    import taskaction_operator.controller.handlers
+    import taskaction_operator.controller.lifecycle  # noqa: F401
+
+    # The operator owns the process's logging: one handler, kopf's, in the chosen format.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    kopf.configure(
+        verbose=False,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=settings.liveness or None,
+            memo=kopf.Memo(config=settings),
+        )
+    )

@@ -1,0 +1,311 @@
+"""The pure TaskAction builder: naming, labels, run-spec application, inheritance, owner reference,
+validation limits and the output URI — everything Enqueue decides before it talks to the API server."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+import pytest
+from flyteidl2.actions import actions_service_pb2
+from flyteidl2.common import identifier_pb2
+from flyteidl2.core import tasks_pb2, types_pb2
+from flyteidl2.task import run_pb2, task_definition_pb2
+from flyteidl2.workflow import run_definition_pb2
+from google.protobuf import duration_pb2, timestamp_pb2, wrappers_pb2
+
+from taskaction_operator.client.taskaction_cr import (
+    InvalidActionError,
+    _fnv32a,
+    build_action_spec,
+    build_taskaction,
+    output_uri,
+    shard_prefix,
+    validate_action,
+)
+from taskaction_operator.crd.names import IDENTITY_LABELS, TERMINAL_LABELS
+
+
+def task(
+    name: str = "a0",
+    parent: str | None = None,
+    *,
+    run: str = "rdemo1",
+    project: str = "flytesnacks",
+    domain: str = "development",
+    task_type: str = "python",
+    short_name: str = "say_hello",
+    cache_key: str = "",
+    group: str = "",
+    args: tuple[str, ...] = (),
+) -> actions_service_pb2.Action:
+    template = tasks_pb2.TaskTemplate(
+        type=task_type, container=tasks_pb2.Container(image="img", args=list(args))
+    )
+    action = actions_service_pb2.Action(
+        action_id=identifier_pb2.ActionIdentifier(
+            run=identifier_pb2.RunIdentifier(project=project, domain=domain, name=run), name=name
+        ),
+        input_uri=f"s3://bucket/{project}/{domain}/{run}/inputs",
+        run_output_base=f"s3://bucket/{project}/{domain}/{run}/",
+        group=group,
+        task=run_definition_pb2.TaskAction(
+            id=task_definition_pb2.TaskIdentifier(
+                project=project, domain=domain, name="mod.fn", version="v1"
+            ),
+            spec=task_definition_pb2.TaskSpec(task_template=template, short_name=short_name),
+        ),
+    )
+    if cache_key:
+        action.task.cache_key.CopyFrom(wrappers_pb2.StringValue(value=cache_key))
+    if parent is not None:
+        action.parent_action_name = parent
+    return action
+
+
+def condition(
+    name: str, parent: str | None, simple: int = types_pb2.SimpleType.BOOLEAN
+) -> actions_service_pb2.Action:
+    action = task(name, parent)
+    action.condition.CopyFrom(
+        run_definition_pb2.ConditionAction(
+            name="approve", type=types_pb2.LiteralType(simple=simple), prompt="ok?",
+            timeout=duration_pb2.Duration(seconds=3600),
+        )
+    )  # fmt: skip
+    return action
+
+
+def run_spec() -> run_pb2.RunSpec:
+    spec = run_pb2.RunSpec(
+        labels=run_pb2.Labels(values={"team": "ml", "flyte.org/run": "must-not-win"}),
+        annotations=run_pb2.Annotations(values={"owner": "sdk"}),
+        envs=run_pb2.Envs(values=[]),
+        interruptible=wrappers_pb2.BoolValue(value=True),
+    )
+    kv = spec.envs.values.add()
+    kv.key, kv.value = "LOG_LEVEL", "20"
+    return spec
+
+
+def parent_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": "rdemo1-a0",
+            "uid": "1111-2222",
+            "labels": {
+                "flyte.org/project": "flytesnacks",
+                "flyte.org/domain": "development",
+                "flyte.org/run": "rdemo1",
+                "flyte.org/action": "a0",
+                "flyte.org/action-type": "task",
+                "flyte.org/is-root": "true",
+                "team": "ml",
+                "flyte.org/terminal-status-recorded": "true",
+                "flyte.org/termination-status": "terminated",
+                "flyte.org/completed-time": "2026-11-23.12-00",
+            },
+            "annotations": {
+                "owner": "sdk",
+                "flyte.org/run-source": "RUN_SOURCE_CLI",
+                "kopf.zalando.org/last-handled-configuration": "{}",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            },
+        },
+        "spec": {"envVars": {"LOG_LEVEL": "20"}, "interruptible": True},
+    }
+    body["spec"].update(overrides)
+    return body
+
+
+# --- naming and labels ---------------------------------------------------------------------------
+def test_root_is_named_run_a0_with_the_six_labels_and_no_owner() -> None:
+    body = build_taskaction(task(), run_spec(), namespace="flyte")
+    meta = body["metadata"]
+    assert meta["name"] == "rdemo1-a0"
+    assert meta["namespace"] == "flyte"
+    assert {k: meta["labels"][k] for k in IDENTITY_LABELS} == {
+        "flyte.org/project": "flytesnacks",
+        "flyte.org/domain": "development",
+        "flyte.org/run": "rdemo1",
+        "flyte.org/action": "a0",
+        "flyte.org/action-type": "task",
+        "flyte.org/is-root": "true",
+    }
+    assert "ownerReferences" not in meta
+    assert "parentActionName" not in body["spec"]
+
+
+def test_child_is_named_run_action_and_owned_by_its_parent_without_controller_flag() -> None:
+    body = build_taskaction(task("a1", "a0"), None, namespace="flyte", parent=parent_body())
+    assert body["metadata"]["name"] == "rdemo1-a1"
+    assert body["metadata"]["labels"]["flyte.org/is-root"] == "false"
+    assert body["spec"]["parentActionName"] == "a0"
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "flyte.org/v1", "kind": "TaskAction", "name": "rdemo1-a0", "uid": "1111-2222",
+         "blockOwnerDeletion": True}
+    ]  # fmt: skip
+
+
+def test_child_without_its_parent_object_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="needs its parent"):
+        build_taskaction(task("a1", "a0"), None, namespace="flyte")
+
+
+# --- run spec and inheritance --------------------------------------------------------------------
+def test_root_applies_run_spec_but_never_overrides_identity_labels() -> None:
+    body = build_taskaction(task(), run_spec(), namespace="flyte")
+    assert body["metadata"]["labels"]["flyte.org/run"] == "rdemo1"
+    assert body["metadata"]["labels"]["team"] == "ml"
+    assert body["metadata"]["annotations"] == {"owner": "sdk"}
+    assert body["spec"]["envVars"] == {"LOG_LEVEL": "20"}
+    assert body["spec"]["interruptible"] is True
+
+
+def test_root_without_run_spec_has_no_env_or_interruptible() -> None:
+    spec = build_taskaction(task(), None, namespace="flyte")["spec"]
+    assert "envVars" not in spec and "interruptible" not in spec
+
+
+def test_task_child_inherits_labels_annotations_env_and_interruptible() -> None:
+    body = build_taskaction(task("a1", "a0"), run_spec(), namespace="flyte", parent=parent_body())
+    labels, annotations = body["metadata"]["labels"], body["metadata"]["annotations"]
+    assert labels["team"] == "ml"
+    assert labels["flyte.org/action"] == "a1"  # own identity labels win over the parent's
+    assert labels["flyte.org/is-root"] == "false"
+    assert annotations == {"owner": "sdk"}
+    assert body["spec"]["envVars"] == {"LOG_LEVEL": "20"}
+    assert body["spec"]["interruptible"] is True
+
+
+def test_child_never_inherits_terminal_labels_or_tool_annotations() -> None:
+    body = build_taskaction(task("a1", "a0"), None, namespace="flyte", parent=parent_body())
+    assert not TERMINAL_LABELS & set(body["metadata"]["labels"])
+    annotations = body["metadata"]["annotations"]
+    assert "flyte.org/run-source" not in annotations
+    assert not [k for k in annotations if k.startswith(("kopf.zalando.org/", "kubectl.kubernetes.io/"))]
+
+
+def test_child_of_parent_without_interruptible_has_none() -> None:
+    parent = parent_body()
+    del parent["spec"]["interruptible"]
+    del parent["spec"]["envVars"]
+    spec = build_taskaction(task("a1", "a0"), run_spec(), namespace="flyte", parent=parent)["spec"]
+    assert "interruptible" not in spec and "envVars" not in spec
+
+
+def test_condition_child_inherits_nothing_and_carries_its_spec() -> None:
+    body = build_taskaction(condition("approve", "a0"), None, namespace="flyte", parent=parent_body())
+    spec = body["spec"]
+    assert body["metadata"]["labels"]["flyte.org/action-type"] == "condition"
+    assert "team" not in body["metadata"]["labels"]
+    assert spec["actionType"] == "condition"
+    assert "taskTemplate" not in spec and "cacheKey" not in spec and "envVars" not in spec
+    decoded = run_definition_pb2.ConditionAction.FromString(base64.b64decode(spec["conditionSpec"]))
+    assert decoded.prompt == "ok?"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "1111-2222"
+
+
+# --- spec bytes ----------------------------------------------------------------------------------
+def test_task_spec_fields_in_upstream_order_and_template_is_base64_proto() -> None:
+    body = build_taskaction(task(cache_key="k" * 10, group="g"), None, namespace="flyte")
+    spec = body["spec"]
+    assert list(spec) == [
+        "runName", "project", "domain", "actionName", "inputUri", "runOutputBase", "cacheKey",
+        "taskType", "shortName", "taskTemplate", "group",
+    ]  # fmt: skip
+    template = tasks_pb2.TaskTemplate.FromString(base64.b64decode(spec["taskTemplate"]))
+    assert template.type == "python" == spec["taskType"]
+    assert spec["shortName"] == "say_hello"
+
+
+def test_run_start_time_is_substituted_on_a_copy() -> None:
+    action = task(args=("--run-start-time", "{{.runStartTime}}"))
+    rs = run_pb2.RunSpec(
+        run_start_time=timestamp_pb2.Timestamp(
+            seconds=int(dt.datetime(2026, 8, 21, 16, 50, tzinfo=dt.UTC).timestamp())
+        )
+    )
+    spec = build_taskaction(action, rs, namespace="flyte")["spec"]
+    template = tasks_pb2.TaskTemplate.FromString(base64.b64decode(spec["taskTemplate"]))
+    assert list(template.container.args) == ["--run-start-time", "2026-08-21T16:50:00Z"]
+    assert list(action.task.spec.task_template.container.args)[1] == "{{.runStartTime}}"
+
+
+def test_action_spec_carries_identity_parent_uris_run_spec_and_task() -> None:
+    spec = build_action_spec(task("a1", "a0", group="g"), run_spec())
+    assert spec.action_id.name == "a1" and spec.parent_action_name == "a0"
+    assert spec.input_uri.endswith("/inputs") and spec.group == "g"
+    assert spec.run_spec.labels.values["team"] == "ml"
+    assert spec.WhichOneof("spec") == "task"
+
+
+# --- validation ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (task(run="r" * 31), "run name 'rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr' is 31 characters; at most 30"),
+        (task(run="1abc"), "not a DNS-1035 label"),
+        (task(run="Run"), "not a DNS-1035 label"),
+        (task(run=""), "run name is empty"),
+        (task(project="p" * 64), "project 'ppp"),
+        (task(project=""), "project is empty"),
+        (task(domain="bad domain"), "domain 'bad domain' is not a valid label value"),
+        (task("a" * 31, "a0"), "is 31 characters; at most 30"),
+        (task("A_1", "a0"), "action name 'A_1' cannot name a TaskAction"),
+        (task("a1", "x" * 31), "parent action name 'xxx"),
+        (task("a1", "a1"), "names itself as its parent"),
+        (task("rdemo1", "a0"), "reserved"),
+        (task(cache_key="k" * 257), "cacheKey is 257 characters; at most 256"),
+        (task(task_type="t" * 64), "taskType is 64 characters; at most 63"),
+        (task(short_name="s" * 64), "shortName is 64 characters; at most 63"),
+        (task(group="g" * 257), "group is 257 characters; at most 256"),
+        (condition("c1", "a0", types_pb2.SimpleType.STRUCT), "boolean, integer, float or string"),
+    ],
+)
+def test_limits_are_refused_with_a_readable_message(action: actions_service_pb2.Action, message: str) -> None:
+    with pytest.raises(InvalidActionError, match=message.replace("(", r"\(")):
+        validate_action(action)
+
+
+def test_limits_at_the_boundary_are_accepted() -> None:
+    validate_action(task("a" * 30, "a0", run="r" * 30, project="p" * 63, domain="d" * 63, cache_key="k" * 256,
+                         task_type="t" * 63, short_name="s" * 63, group="g" * 256))  # fmt: skip
+
+
+def test_trace_and_empty_actions_are_refused() -> None:
+    trace = task()
+    trace.trace.name = "t"
+    with pytest.raises(InvalidActionError, match="traces are recorded, not enqueued"):
+        validate_action(trace)
+    empty = actions_service_pb2.Action(action_id=task().action_id)
+    with pytest.raises(InvalidActionError, match="has no spec"):
+        validate_action(empty)
+
+
+def test_invalid_run_labels_are_refused_before_building() -> None:
+    bad = run_pb2.RunSpec(labels=run_pb2.Labels(values={"team": "not ok!"}))
+    with pytest.raises(InvalidActionError, match="run label team='not ok!'"):
+        build_taskaction(task(), bad, namespace="flyte")
+
+
+# --- output URI ----------------------------------------------------------------------------------
+def test_output_uri_inserts_the_shard_after_the_bucket_and_uses_attempt_1_by_default() -> None:
+    body = {"metadata": {"namespace": "flyte", "name": "rdemo1-a1"},
+            "spec": {"runOutputBase": "s3://bucket/p/d/rdemo1/", "actionName": "a1"}}  # fmt: skip
+    shard = shard_prefix("flyte", "rdemo1-a1")
+    assert len(shard) == 2
+    assert output_uri(body) == f"s3://bucket/{shard}/p/d/rdemo1/a1/1"
+    body["status"] = {"attempts": 3}
+    assert output_uri(body).endswith("/a1/3")
+    assert output_uri({"spec": {}}) == ""
+
+
+def test_shard_prefix_is_fnv32a_mod_1296() -> None:
+    # Published FNV-1a 32-bit test vectors.
+    assert _fnv32a(b"a") == 0xE40C292C
+    assert _fnv32a(b"foobar") == 0xBF9CF968
+    index = _fnv32a(b"ns/x") % 1296
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    assert shard_prefix("ns", "x") == alphabet[index // 36] + alphabet[index % 36]

@@ -1,0 +1,92 @@
+"""The reconciler's patch planning across a stream of events of one object: events that were already
+in flight when a patch went out do not make it plan the same ownerReference or terminal patch again.
+
+The sink stands at the database boundary (every submission is committed at once); the parent is
+announced through its own event, so no Kubernetes read is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from taskaction_operator.controller.recording.reconciler import ActionReconciler
+from taskaction_operator.controller.recording.recorder import Recorder
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
+from tests.factories import taskaction_body
+
+T0 = "2026-11-23T10:00:00Z"
+
+
+async def committed(*, actions: Sequence[Any], events: Sequence[Any], updates: Sequence[Any]) -> None:
+    return None
+
+
+class NoKube:
+    async def get_taskaction(self, namespace: str, name: str) -> None:
+        raise AssertionError("the parent was announced; no read expected")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def body(name: str, parent: str | None, reason: str | None = None, **meta: Any) -> dict[str, Any]:
+    conditions = []
+    if reason == "Completed":
+        conditions.append({"type": "Succeeded", "status": "True", "reason": reason, "lastTransitionTime": T0})
+    elif reason:
+        conditions.append(
+            {"type": "Progressing", "status": "True", "reason": reason, "lastTransitionTime": T0}
+        )
+    return taskaction_body(
+        name, parent, conditions=conditions, **{"uid": f"u-{name}", "creationTimestamp": T0, **meta}
+    )
+
+
+@pytest.fixture
+async def recorder() -> Any:
+    rec: Recorder[Any, Any, Any] = Recorder(committed, is_temporary=lambda exc: False)
+    rec.start()
+    yield rec
+    await rec.stop()
+
+
+@pytest.mark.parametrize("guard", [False, True])
+async def test_stale_events_do_not_plan_the_same_patch_twice(recorder: Any, guard: bool) -> None:
+    clock = Clock()
+    rec = ActionReconciler(recorder, NoKube(), guard=guard, clock=clock)  # type: ignore[arg-type]
+    await rec.handle(body("a0", None, "Executing"), deleted=False)
+
+    first = await rec.handle(body("a1", "a0"), deleted=False)
+    assert first.plan.owner_reference is not None
+    # the executor's writes that were already on their way still show no ownerReference
+    stale = await rec.handle(body("a1", "a0", "Queued"), deleted=False)
+    assert stale.plan.owner_reference is None
+    clock.now += 5  # long after: the patch evidently did not land; plan it again
+    again = await rec.handle(body("a1", "a0", "Initializing"), deleted=False)
+    assert again.plan.owner_reference is not None
+
+    owner = [{"name": "r1-a0", "uid": "u-a0"}]
+    guarded = {"finalizers": [RECORD_GUARD_FINALIZER]} if guard else {}
+    done = await rec.handle(body("a1", "a0", "Completed", ownerReferences=owner, **guarded), deleted=False)
+    assert done.plan.label_recorded and done.plan.remove_guard == guard
+    late = await rec.handle(body("a1", "a0", "Completed", ownerReferences=owner, **guarded), deleted=False)
+    assert not late.plan.label_recorded and not late.plan.remove_guard
+    assert not late.plan
+
+
+async def test_a_deleting_object_always_gets_its_guard_released(recorder: Any) -> None:
+    clock = Clock()
+    rec = ActionReconciler(recorder, NoKube(), guard=True, clock=clock)  # type: ignore[arg-type]
+    guarded = {"finalizers": [RECORD_GUARD_FINALIZER], "ownerReferences": [{"name": "r1-a0", "uid": "u"}]}
+    done = await rec.handle(body("a1", "a0", "Completed", **guarded), deleted=False)
+    assert done.plan.remove_guard
+    deleting = await rec.handle(body("a1", "a0", "Completed", deletionTimestamp=T0, **guarded), deleted=False)
+    assert deleting.plan.remove_guard and not deleting.plan.label_recorded
