@@ -61,9 +61,9 @@ image-check: $(VENV_STAMP) ## lint the Dockerfile and prove its install steps in
 unit: $(VENV_STAMP) ## unit tests only (no cluster, no database)
 	.venv/bin/pytest tests/unit -q
 
-e2e: $(VENV_STAMP) cluster-up db-up ## e2e tests against the real control plane and PostgreSQL
+e2e: $(VENV_STAMP) cluster-up db-up ## integration (PostgreSQL) and e2e tests against the real control plane and PostgreSQL
 	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
-	  .venv/bin/pytest tests/e2e -q
+	  .venv/bin/pytest tests/integration tests/e2e -q
 
 test: $(VENV_STAMP) lint cluster-up db-up ## the whole suite: lint, unit, e2e (installs and starts what it needs)
 	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
