@@ -1,9 +1,10 @@
 """A stand-in for Flyte's executor: moves TaskActions through phases by writing their status.
 
-It writes what the real executor writes (research §1.3, ``mapPhaseToConditions``): the
-``Progressing`` condition with the phase's reason, ``Succeeded``/``Failed`` once terminal, the
-``phaseHistory`` timeline (not appended when the last entry has the same phase), ``attempts``, and
-``errorState`` on failures, all through the status subresource. The demo, the e2e tests and the
+It writes what the real executor writes (upstream ``mapPhaseToConditions``,
+``executor/pkg/controller/taskaction_controller.go``): the ``Progressing`` condition with the phase's
+reason, ``Succeeded``/``Failed`` once terminal, the ``phaseHistory`` timeline (not appended when the
+last entry has the same phase), ``attempts``, and ``errorState`` on failures, all through the status
+subresource. The demo, the e2e tests and the
 benchmark use it to play the executor.
 """
 

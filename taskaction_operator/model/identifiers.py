@@ -1,6 +1,7 @@
 """Run and action identifiers, and the TaskAction CR name derived from them.
 
-``org`` is dropped everywhere, as upstream does (flyte-v2 research §8.11).
+``org`` is dropped everywhere, as upstream does: ``TaskActionSpec`` (``executor/api/v1/taskaction_types.go``)
+has no org field, and ``buildTaskActionName`` (``actions/k8s/client.go``) leaves it out of the CR name.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Database rows from an Observation: the ``actions`` row to insert-if-absent, and ``action_events``.
 
-Mirrors what upstream's RecordAction stores for a TaskAction (research §5.4): task reference and
-function name from the TaskTemplate's id, the short name (``spec.shortName``, else the last
-``.``-segment of the task name), ActionSpec bytes, ``action_details = '{}'``, attempts 1, created_at
-from the CR's creationTimestamp. A root row carries its run source as the enum name (from the
-``flyte.org/run-source`` annotation, else ``RUN_SOURCE_UNSPECIFIED``), as CreateRun would; child rows
-keep ``''``.
+Mirrors what upstream's RecordAction stores for a TaskAction (the request ``notifyRunService``
+builds, ``actions/k8s/client.go``): task reference and function name from the TaskTemplate's id, the
+short name (``spec.shortName``, else the last ``.``-segment of the task name), ActionSpec bytes,
+``action_details = '{}'``, attempts 1, created_at from the CR's creationTimestamp. A root row carries
+its run source as the enum name (from the ``flyte.org/run-source`` annotation, else
+``RUN_SOURCE_UNSPECIFIED``), as CreateRun would; child rows keep ``''``.
 """
 
 from __future__ import annotations
