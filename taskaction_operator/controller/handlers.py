@@ -10,6 +10,9 @@ merge patch, which cannot conflict with the executor's status writes.
 Only TaskActions not yet labelled terminal-status-recorded are watched (see ``lifecycle.startup``):
 setting the label ends an object's stream with a DELETED event of its last unlabelled state, which is
 terminal and already recorded, so it writes nothing.
+
+The body is reduced to an ``Observation`` here, once per event (``crd.observe``); the reconciler and
+the patch plan work from that observation.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 import kopf
 
-from taskaction_operator import metrics
+from taskaction_operator.controller import instruments
 from taskaction_operator.controller.runtime import Runtime
 from taskaction_operator.crd.names import GROUP, PLURAL, VERSION
+from taskaction_operator.crd.observe import InvalidTaskAction, observe
 
 HANDLER_ID = "record-taskaction"
 
@@ -31,18 +35,24 @@ async def record_taskaction(
 ) -> None:
     runtime: Runtime = memo["runtime"]
     kind = event.get("type") or "LISTED"
-    metrics.EVENTS_RECEIVED.labels(kind).inc()
-    outcome = await runtime.reconciler.handle(body, deleted=kind == "DELETED")
+    deleted = kind == "DELETED"
+    instruments.count_event_received(kind)
+    try:
+        observation = observe(body, deleted=deleted)  # the event's only reading of its body
+    except InvalidTaskAction as exc:
+        kopf.warn(body, reason="InvalidTaskAction", message=f"not recorded: {exc}")
+        return
+    outcome = await runtime.reconciler.handle(observation, deleted=deleted)
     for reason, message in outcome.warnings:
         kopf.warn(body, reason=reason, message=message)
     if outcome.committed:
-        metrics.EVENTS_RECORDED.labels(kind).inc()
-        runtime.observe_lag(body)
-    if outcome.plan and kind != "DELETED":
+        instruments.count_event_recorded(kind)
+        instruments.record_lag(body)
+    if outcome.plan and not deleted:
         if outcome.plan.touches_finalizers:
             # One JSON patch, guarded by the resourceVersion (kopf re-applies it on the next event
             # if another writer got there first).
             patch.fns.append(outcome.plan.apply)  # type: ignore[arg-type]  # RawBody is a dict
         else:
             patch.update(outcome.plan.as_merge_patch())
-        runtime.count_patch(outcome.plan)
+        instruments.count_patch(outcome.plan)

@@ -12,10 +12,8 @@ import kopf
 from taskaction_operator import metrics
 from taskaction_operator.config import Settings
 from taskaction_operator.controller.runtime import Runtime
-from taskaction_operator.crd.names import GROUP, PLURAL, RECORDED_LABEL
+from taskaction_operator.crd.names import GROUP, PLURAL, UNRECORDED_SELECTOR
 
-#: Server-side selection of the watched TaskActions: everything not yet recorded as terminal.
-WATCH_SELECTOR = f"{RECORDED_LABEL}!=true"
 #: Objects per page of the initial listing.
 LIST_CHUNK = 500
 #: Seconds an idle per-object worker of kopf lives on.
@@ -86,7 +84,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # many finished actions neither lists nor holds them. Adding the label makes the object leave the
     # selection: the watch reports it as DELETED with its last unlabelled state (terminal, recorded),
     # which records nothing new.
-    settings.watching.label_selectors[GROUP, PLURAL] = WATCH_SELECTOR
+    settings.watching.label_selectors[GROUP, PLURAL] = UNRECORDED_SELECTOR
     # The initial listing comes in pages, so a large namespace is never one huge response.
     settings.watching.chunk_size = LIST_CHUNK
     # kopf keeps one worker task per object (holding its last body) until it idles this long;

@@ -13,6 +13,7 @@ import asyncio
 import sys
 from typing import Any
 
+from taskaction_operator.crd.names import LABEL_RUN
 from taskaction_operator.devtools.executor import StandInExecutor
 from taskaction_operator.k8s import KubeOps
 
@@ -37,7 +38,7 @@ def _order(items: list[dict[str, Any]]) -> list[str]:
 async def play(
     kube: KubeOps, namespace: str, run: str, *, step: float, fail: set[str], retry: set[str]
 ) -> int:
-    items = await kube.list_taskactions(namespace, f"flyte.org/run={run}")
+    items = await kube.list_taskactions(namespace, f"{LABEL_RUN}={run}")
     if not items:
         print(f"play: no TaskActions of run {run} in namespace {namespace}", file=sys.stderr)
         return 1

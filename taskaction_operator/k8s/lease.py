@@ -31,11 +31,6 @@ class LeaseElector:
         self.is_leader = False
         self._observed: tuple[str | None, str | None] | None = None
         self._observed_at = 0.0
-        self._changed = asyncio.Event()
-
-    async def wait_changed(self) -> None:
-        """Returns at once; a hook for callers that want to wake on leadership changes."""
-        return None
 
     async def run(self) -> None:
         """Try to acquire or renew every third of the lease duration, forever."""

@@ -5,7 +5,8 @@ ListPendingAborts; for each action not in backoff it runs MarkAbortAttempt → d
 confirm it is gone → ClearAbortRequest. A TaskAction already gone counts as done. Failed attempts
 back off with full jitter (``uniform(0, min(cap, initial * 2**(n-1)))``); the attempt count lives in
 the database so it survives restarts; after the maximum the request is cleared with an error log
-and a Warning Event saying manual action is needed (upstream research §4).
+and a Warning Event saying manual action is needed (upstream ``runs/service/abort_reconciler.go``:
+``processTask``).
 
 Beyond upstream: the request is cleared only once the TaskAction is confirmed gone (a finalizer
 that holds the object keeps the request pending and retried), and the sweep is woken by NOTIFY
@@ -18,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from taskaction_operator.model import ActionId, cr_name
+from taskaction_operator.model import ActionId
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,6 @@ class AbortSweeper:
         max_delay: float = 300.0,
         confirm_timeout: float = 3.0,
         workers: int = 5,
-        is_temporary: Callable[[BaseException], bool] = lambda exc: False,
         is_not_found: Callable[[BaseException], bool] = lambda exc: False,
         on_attempt: Callable[[str], None] | None = None,
     ) -> None:
@@ -100,7 +101,6 @@ class AbortSweeper:
         self.max_delay = max_delay
         self.confirm_timeout = confirm_timeout
         self._workers = asyncio.Semaphore(workers)
-        self._is_temporary = is_temporary
         self._is_not_found = is_not_found
         self._on_attempt = on_attempt or (lambda outcome: None)
         self._wake = asyncio.Event()
@@ -112,11 +112,12 @@ class AbortSweeper:
         """Run a sweep now (called on an abort-request NOTIFY)."""
         self._wake.set()
 
-    async def run(self, is_leader: Callable[[], bool], leadership: Callable[[], Awaitable[None]]) -> None:
-        """Sweep on start, every interval and on wake-ups, while this replica leads."""
+    async def run(self, is_leader: Callable[[], bool], *, on_tick: Callable[[], None] = lambda: None) -> None:
+        """Sweep on start, every interval and on wake-ups, while this replica leads; ``on_tick`` is
+        called at each of those moments, leader or not, before the sweep."""
         loop = asyncio.get_running_loop()
         while True:
-            await leadership()
+            on_tick()
             if is_leader():
                 try:
                     await self.sweep_once()
@@ -235,5 +236,25 @@ class AbortSweeper:
         return remaining
 
 
-def default_cr_name(aid: ActionId) -> str:
-    return cr_name(aid)
+async def wake_on_abort_requests(
+    requests: Callable[[], AbstractAsyncContextManager[AsyncIterator[object]]],
+    sweeper: AbortSweeper,
+    *,
+    on_restart: Callable[[], None] = lambda: None,
+) -> None:
+    """Wake the sweep at once when an abort is requested (a NOTIFY), not at the next tick.
+
+    ``requests`` opens the database's stream of abort requests; when it fails it is opened again a
+    second later (``on_restart`` is called each time), until cancelled.
+    """
+    while True:
+        try:
+            async with requests() as stream:
+                async for _ in stream:
+                    sweeper.wake()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("abort-request listener failed (%s); retrying", exc)
+            on_restart()
+            await asyncio.sleep(1)

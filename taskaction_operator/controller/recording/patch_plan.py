@@ -54,7 +54,7 @@ class PatchPlan:
         if self.owner_reference is not None and not meta.get("ownerReferences"):
             meta["ownerReferences"] = [dict(self.owner_reference)]
         finalizers = list(meta.get("finalizers") or [])
-        if self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished(body):
+        if self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished_by_now(body):
             meta["finalizers"] = [*finalizers, RECORD_GUARD_FINALIZER]
         if self.remove_guard and RECORD_GUARD_FINALIZER in finalizers:
             meta["finalizers"] = [f for f in finalizers if f != RECORD_GUARD_FINALIZER]
@@ -62,7 +62,13 @@ class PatchPlan:
             meta.setdefault("labels", {})[RECORDED_LABEL] = "true"
 
 
-def _finished(body: Mapping[str, Any]) -> bool:
+def _finished_by_now(body: Mapping[str, Any]) -> bool:
+    """Whether the body kopf applies the plan to is deleting, labelled recorded or terminal.
+
+    The one reading of a body outside ``crd.observe``, and only for a plan that adds the guard: kopf
+    applies the plan to the body it holds at patch time, which after a lost race is a later event's
+    (the observation the plan came from was unfinished, or no guard would have been planned).
+    """
     if (body.get("metadata") or {}).get("deletionTimestamp") or is_recorded(body):
         return True
     return phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal()

@@ -58,12 +58,14 @@ class Recorder(Generic[A, E, U]):
         is_temporary: Callable[[BaseException], bool],
         max_backoff: float = 5.0,
         on_batch: Callable[[int, int, float], None] | None = None,
+        on_error: Callable[[BaseException, bool], None] | None = None,
     ) -> None:
         self._sink = sink
         self._batch_max = batch_max
         self._is_temporary = is_temporary
         self._max_backoff = max_backoff
         self._on_batch = on_batch
+        self._on_error = on_error
         self._queue: asyncio.Queue[_Pending[A, E, U]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -149,7 +151,10 @@ class Recorder(Generic[A, E, U]):
             try:
                 await self._sink(actions=actions, events=events, updates=updates)
             except Exception as exc:
-                if not self._is_temporary(exc):
+                temporary = self._is_temporary(exc)
+                if self._on_error is not None:
+                    self._on_error(exc, temporary)
+                if not temporary:
                     raise
                 self.temporary_failures += 1
                 log.warning(

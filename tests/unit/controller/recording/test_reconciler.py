@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from taskaction_operator.controller.recording.reconciler import ActionReconciler
+from taskaction_operator.controller.recording.adopter import OrphanAdopter
+from taskaction_operator.controller.recording.index import ActionIndex
+from taskaction_operator.controller.recording.reconciler import ActionReconciler, Outcome
 from taskaction_operator.controller.recording.recorder import Recorder
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
+from taskaction_operator.crd.observe import observe
 from tests.factories import taskaction_body
 
 T0 = "2026-11-23T10:00:00Z"
@@ -50,6 +53,22 @@ def body(name: str, parent: str | None, reason: str | None = None, **meta: Any) 
     )
 
 
+def reconciler(recorder: Any, *, guard: bool, clock: Clock) -> ActionReconciler:
+    index = ActionIndex(NoKube())  # type: ignore[arg-type]
+    adopter = OrphanAdopter(index, NoKube())  # type: ignore[arg-type]
+    return ActionReconciler(recorder, index, adopter, guard=guard, clock=clock)
+
+
+class Handler:
+    """What the kopf handler does with one event: observe the body once, hand the reconciler that."""
+
+    def __init__(self, rec: ActionReconciler) -> None:
+        self.rec = rec
+
+    async def handle(self, b: dict[str, Any], *, deleted: bool) -> Outcome:
+        return await self.rec.handle(observe(b, deleted=deleted), deleted=deleted)
+
+
 @pytest.fixture
 async def recorder() -> Any:
     rec: Recorder[Any, Any, Any] = Recorder(committed, is_temporary=lambda exc: False)
@@ -61,7 +80,7 @@ async def recorder() -> Any:
 @pytest.mark.parametrize("guard", [False, True])
 async def test_stale_events_do_not_plan_the_same_patch_twice(recorder: Any, guard: bool) -> None:
     clock = Clock()
-    rec = ActionReconciler(recorder, NoKube(), guard=guard, clock=clock)  # type: ignore[arg-type]
+    rec = Handler(reconciler(recorder, guard=guard, clock=clock))
     await rec.handle(body("a0", None, "Executing"), deleted=False)
 
     first = await rec.handle(body("a1", "a0"), deleted=False)
@@ -84,7 +103,7 @@ async def test_stale_events_do_not_plan_the_same_patch_twice(recorder: Any, guar
 
 async def test_a_deleting_object_always_gets_its_guard_released(recorder: Any) -> None:
     clock = Clock()
-    rec = ActionReconciler(recorder, NoKube(), guard=True, clock=clock)  # type: ignore[arg-type]
+    rec = Handler(reconciler(recorder, guard=True, clock=clock))
     guarded = {"finalizers": [RECORD_GUARD_FINALIZER], "ownerReferences": [{"name": "r1-a0", "uid": "u"}]}
     done = await rec.handle(body("a1", "a0", "Completed", **guarded), deleted=False)
     assert done.plan.remove_guard

@@ -94,3 +94,20 @@ async def test_empty_work_needs_no_transaction_and_a_stopped_recorder_refuses() 
     with pytest.raises(RuntimeError, match="not running"):
         await rec.submit(Work(actions=["a"]))
     assert sink.transactions == []
+
+
+async def test_every_database_error_is_reported_once_with_its_class() -> None:
+    sink = Sink(fail_times=2, poison="bad")
+    errors: list[tuple[str, bool]] = []
+    rec: Recorder[str, str, str] = Recorder(
+        sink,
+        is_temporary=lambda e: isinstance(e, Unavailable),
+        max_backoff=0.01,
+        on_error=lambda exc, temporary: errors.append((type(exc).__name__, temporary)),
+    )
+    rec.start()
+    await rec.submit(Work(updates=["u1"]))
+    with pytest.raises(ValueError, match="bad row"):
+        await rec.submit(Work(actions=["bad"]))
+    await rec.stop()
+    assert errors == [("Unavailable", True), ("Unavailable", True), ("ValueError", False)]

@@ -1,0 +1,74 @@
+"""The operator's metric recording, one function per thing recorded; each records and does nothing else.
+
+The metrics themselves are declared in ``taskaction_operator.metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from taskaction_operator import metrics
+from taskaction_operator.controller.recording.patch_plan import PatchPlan
+from taskaction_operator.model.times import parse_rfc3339
+
+
+def count_event_received(kind: str) -> None:
+    """A watch event of type ``kind`` (LISTED, ADDED, MODIFIED, DELETED) reached the handler."""
+    metrics.EVENTS_RECEIVED.labels(kind).inc()
+
+
+def count_event_recorded(kind: str) -> None:
+    """The rows of a watch event of type ``kind`` are committed."""
+    metrics.EVENTS_RECORDED.labels(kind).inc()
+
+
+def record_lag(body: Mapping[str, Any]) -> None:
+    """Lag from the object's last write (its newest managedFields time, 1 s precision) to now."""
+    times = [parse_rfc3339(m.get("time")) for m in (body.get("metadata", {}).get("managedFields") or [])]
+    newest = max((t for t in times if t is not None), default=None)
+    if newest is not None:
+        metrics.RECORDING_LAG.observe(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
+
+
+def count_patch(plan: PatchPlan) -> None:
+    """One patch of a TaskAction, by what it changes (e.g. ``owner+guard``, ``label+release``)."""
+    kind = "+".join(
+        k
+        for k, on in (
+            ("owner", plan.owner_reference is not None),
+            ("guard", plan.add_guard),
+            ("release", plan.remove_guard),
+            ("label", plan.label_recorded),
+        )
+        if on
+    )
+    metrics.API_WRITES.labels(kind).inc()
+
+
+def record_batch(items: int, rows: int, seconds: float) -> None:
+    """A recorder transaction committed ``rows`` rows (the Recorder's ``on_batch``)."""
+    metrics.BATCHES.observe(rows)
+
+
+def record_db_error(exc: BaseException, temporary: bool) -> None:
+    """A database error met by the recorder: temporary (retried) or permanent (Recorder's ``on_error``)."""
+    metrics.DB_ERRORS.labels("temporary" if temporary else "permanent").inc()
+
+
+def record_abort_attempt(outcome: str) -> None:
+    """An abort attempt ended: cleared, retry or gave_up (the AbortSweeper's ``on_attempt``)."""
+    metrics.ABORT_ATTEMPTS.labels(outcome).inc()
+
+
+def count_watch_restart() -> None:
+    """The database listener for abort requests failed and is restarted."""
+    metrics.WATCH_RESTARTS.inc()
+
+
+def publish_gauges(*, sweep_leader: bool, queue_depth: int, tracked: int) -> None:
+    """Set the gauges: sweep leadership, observations waiting for a transaction, objects tracked."""
+    metrics.SWEEP_LEADER.set(1 if sweep_leader else 0)
+    metrics.QUEUE_DEPTH.set(queue_depth)
+    metrics.TRACKED.set(tracked)

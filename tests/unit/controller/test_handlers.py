@@ -1,0 +1,173 @@
+"""The kopf handler on kopf's own objects: what it hands the reconciler, and how the plan it gets back
+reaches kopf's patch, as a merge patch or as the resourceVersion-guarded function (``patch.fns``).
+
+The body and the patch are ``kopf.Body`` and ``kopf.Patch`` as kopf builds them for an event; the
+reconciler is a fake that plans with the real ``plan_patch``, as for a committed first write whose
+parent is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import kopf
+import pytest
+
+from taskaction_operator import metrics
+from taskaction_operator.controller.handlers import record_taskaction
+from taskaction_operator.controller.recording.patch_plan import PatchPlan, plan_patch
+from taskaction_operator.controller.recording.reconciler import Outcome, Warning_
+from taskaction_operator.controller.runtime import Runtime
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL, owner_reference
+from taskaction_operator.crd.observe import Observation
+from taskaction_operator.model import ActionPhase
+from tests.factories import taskaction_body
+
+T0 = "2026-11-23T10:00:00Z"
+PARENT_UID = "u-a0"
+OWNER = owner_reference("r1-a0", PARENT_UID)
+QUEUED = [{"type": "Progressing", "status": "True", "reason": "Queued", "lastTransitionTime": T0}]
+SUCCEEDED = [{"type": "Succeeded", "status": "True", "reason": "Completed", "lastTransitionTime": T0}]
+
+
+class FakeReconciler:
+    """Records what it is handed; answers with the plan of a commit (or the outcome it is given)."""
+
+    def __init__(self, *, guard: bool, outcome: Outcome | None = None) -> None:
+        self.guard = guard
+        self.outcome = outcome
+        self.calls: list[tuple[Observation, bool]] = []
+
+    async def handle(self, obs: Observation, *, deleted: bool) -> Outcome:
+        self.calls.append((obs, deleted))
+        if self.outcome is not None:
+            return self.outcome
+        return Outcome(plan_patch(obs, guard=self.guard, committed=True, parent_uid=PARENT_UID))
+
+
+class Warnings:
+    def __init__(self) -> None:
+        self.posted: list[Warning_] = []
+
+    def __call__(self, obj: Any, *, reason: str, message: str) -> None:
+        self.posted.append((reason, message))
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> Warnings:
+    posted = Warnings()
+    monkeypatch.setattr(kopf, "warn", posted)
+    return posted
+
+
+def runtime_with(reconciler: FakeReconciler) -> Runtime:
+    """A Runtime whose reconciler is the fake; the handler needs nothing else of it."""
+    unused: dict[str, Any] = {f.name: None for f in fields(Runtime) if f.init and f.name != "tasks"}
+    unused["reconciler"] = reconciler
+    return Runtime(**unused)
+
+
+def raw(conditions: Sequence[dict[str, str]] = QUEUED, action: str = "a1", **meta: Any) -> dict[str, Any]:
+    return taskaction_body(
+        action,
+        "a0" if action != "a0" else None,
+        conditions=conditions,
+        **{"uid": f"u-{action}", "resourceVersion": "7", "creationTimestamp": T0, **meta},
+    )
+
+
+async def handle(reconciler: FakeReconciler, body_raw: dict[str, Any], event_type: str | None) -> kopf.Patch:
+    """One event through the handler, with the body and patch kopf would pass; returns the patch."""
+    body = kopf.Body(body_raw)
+    patch = kopf.Patch(body=body)
+    event: dict[str, Any] = {"type": event_type, "object": body_raw}
+    memo = kopf.Memo(runtime=runtime_with(reconciler))
+    await record_taskaction(event=event, body=body, patch=patch, memo=memo)  # type: ignore[arg-type]
+    return patch
+
+
+def counted(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_first_sight_with_the_guard_goes_through_the_guarded_function(warnings: Warnings) -> None:
+    reconciler = FakeReconciler(guard=True)
+    patch = await handle(reconciler, raw(), "ADDED")
+
+    ((obs, deleted),) = reconciler.calls
+    assert not deleted and obs.phase is ActionPhase.QUEUED and obs.name == "r1-a1"
+    assert dict(patch) == {}, "finalizers are never merge-patched"
+    assert len(patch.fns) == 1
+    assert sorted(patch.as_json_patch(), key=lambda op: op["path"]) == [
+        {"op": "add", "path": "/metadata/finalizers", "value": [RECORD_GUARD_FINALIZER]},
+        {"op": "add", "path": "/metadata/ownerReferences", "value": [OWNER]},
+    ]
+    assert warnings.posted == []
+
+
+async def test_first_sight_without_the_guard_is_a_merge_patch(warnings: Warnings) -> None:
+    writes = counted("taskaction_api_writes_total", kind="owner")
+    patch = await handle(FakeReconciler(guard=False), raw(), None)
+
+    assert dict(patch) == {"metadata": {"ownerReferences": [OWNER]}}
+    assert patch.fns == []
+    assert counted("taskaction_api_writes_total", kind="owner") == writes + 1
+
+
+async def test_terminal_without_the_guard_is_a_merge_patch_of_the_label(warnings: Warnings) -> None:
+    done = raw(SUCCEEDED, ownerReferences=[OWNER])
+    patch = await handle(FakeReconciler(guard=False), done, "MODIFIED")
+
+    assert dict(patch) == {"metadata": {"labels": {RECORDED_LABEL: "true"}}}
+    assert patch.fns == []
+
+
+async def test_terminal_with_the_guard_labels_and_releases_in_one_guarded_patch(warnings: Warnings) -> None:
+    done = raw(SUCCEEDED, ownerReferences=[OWNER], finalizers=["other", RECORD_GUARD_FINALIZER])
+    patch = await handle(FakeReconciler(guard=True), done, "MODIFIED")
+
+    assert dict(patch) == {}
+    assert len(patch.fns) == 1
+    assert sorted(patch.as_json_patch(), key=lambda op: op["path"]) == [
+        {"op": "remove", "path": "/metadata/finalizers/1"},
+        {"op": "add", "path": "/metadata/labels", "value": {RECORDED_LABEL: "true"}},
+    ]
+
+
+async def test_deleted_event_is_observed_as_deleted_and_patches_nothing(warnings: Warnings) -> None:
+    guarded = raw(QUEUED, ownerReferences=[OWNER], finalizers=[RECORD_GUARD_FINALIZER])
+    reconciler = FakeReconciler(guard=True)
+    patch = await handle(reconciler, guarded, "DELETED")
+
+    ((obs, deleted),) = reconciler.calls
+    assert deleted and obs.deleting and obs.phase is ActionPhase.ABORTED
+    planned = plan_patch(obs, guard=True, committed=True, parent_uid=PARENT_UID)
+    assert planned.remove_guard, "the plan would release the guard ..."
+    assert not patch, "... but a DELETED object is gone: nothing is patched"
+    assert patch.fns == []
+
+
+async def test_an_invalid_body_is_warned_about_and_never_reaches_the_reconciler(warnings: Warnings) -> None:
+    invalid = raw()
+    del invalid["spec"]["runName"]
+    reconciler = FakeReconciler(guard=True)
+    received = counted("taskaction_events_received_total", type="ADDED")
+    patch = await handle(reconciler, invalid, "ADDED")
+
+    assert reconciler.calls == []
+    assert not patch
+    ((reason, message),) = warnings.posted
+    assert reason == "InvalidTaskAction" and "runName" in message
+    assert counted("taskaction_events_received_total", type="ADDED") == received + 1
+
+
+async def test_a_failed_record_posts_its_warning_and_is_not_counted_as_recorded(warnings: Warnings) -> None:
+    refused: Outcome = Outcome(PatchPlan(), (("RecordFailed", "refused"),), committed=False)
+    recorded = counted("taskaction_events_recorded_total", type="MODIFIED")
+    patch = await handle(FakeReconciler(guard=True, outcome=refused), raw(), "MODIFIED")
+
+    assert warnings.posted == [("RecordFailed", "refused")]
+    assert not patch
+    assert counted("taskaction_events_recorded_total", type="MODIFIED") == recorded
