@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -85,3 +87,42 @@ def test_crd_rejects_invalid_taskaction_with_server_message(
     assert proc.returncode != 0
     assert message in proc.stderr
     assert kubectl.try_run("get", "taskaction", "bad", "-n", namespace).returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"project": "other"}, "spec.project is immutable"),
+        ({"domain": "other"}, "spec.domain is immutable"),
+        ({"runName": "r2"}, "spec.runName is immutable"),
+        ({"actionName": "a9"}, "spec.actionName is immutable"),
+        ({"parentActionName": "a2"}, "spec.parentActionName is immutable"),
+        ({"parentActionName": None}, "spec.parentActionName is immutable"),
+    ],
+)
+def test_crd_refuses_a_changed_identity(
+    kubectl: Kubectl, namespace: str, patch: dict[str, Any], message: str
+) -> None:
+    body = {
+        "apiVersion": "flyte.org/v1",
+        "kind": "TaskAction",
+        "metadata": {"name": "r1-a1"},
+        "spec": {
+            "runName": "r1",
+            "project": "p",
+            "domain": "d",
+            "actionName": "a1",
+            "parentActionName": "a0",
+        },
+    }
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    proc = kubectl.try_run(
+        "patch", "taskaction", "r1-a1", "-n", namespace, "--type", "merge", "-p", json.dumps({"spec": patch})
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert kubectl.json("get", "taskaction", "r1-a1", "-n", namespace)["spec"] == body["spec"]
+    # Other spec fields stay editable.
+    kubectl.run(
+        "patch", "taskaction", "r1-a1", "-n", namespace, "--type", "merge", "-p", '{"spec":{"taskType":"x"}}'
+    )

@@ -364,6 +364,21 @@ def test_spec_required(spec_schema: Schema) -> None:
     assert len(spec_schema["required"]) == len(EXPECTED_SPEC_REQUIRED)
 
 
+IDENTITY_FIELDS = ("project", "domain", "runName", "actionName", "parentActionName")
+
+
+def test_spec_identity_is_immutable_by_transition_rules(spec_schema: Schema) -> None:
+    """Our one addition to upstream's schema: a CEL transition rule per identity field (checked by the
+    real API server in tests/e2e/test_cluster_smoke.py)."""
+    rules = spec_schema["x-kubernetes-validations"]
+    assert [r["message"] for r in rules] == [f"spec.{f} is immutable" for f in IDENTITY_FIELDS]
+    for field, rule in zip(IDENTITY_FIELDS, rules, strict=True):
+        assert f"self.{field} == oldSelf.{field}" in rule["rule"], rule
+    assert "has(self.parentActionName) == has(oldSelf.parentActionName)" in rules[-1]["rule"]
+    for path, node in _walk(spec_schema, "spec"):
+        assert path == "spec" or "x-kubernetes-validations" not in node, path
+
+
 # --------------------------------------------------------------------------------------------------
 # §1.3 status
 # --------------------------------------------------------------------------------------------------
