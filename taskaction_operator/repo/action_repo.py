@@ -1,9 +1,13 @@
-"""``ActionRepo``: upstream's ActionRepo (research §3), method by method, in asyncio Python.
+"""``ActionRepo``: upstream's ActionRepo (runs/repository/interfaces/action.go, implemented in
+runs/repository/impl/action.go), method by method, in asyncio Python.
 
-Reads run through SQLAlchemy Core (compiled-statement cache, typed rows). Writes run through the
-pipelined psycopg path of :mod:`.writer`, with the statements of :mod:`.statements`, and notify
-inside their own transaction. Every method raises the repository's classified errors (``from`` the
-driver's), and :class:`NotFoundError` where upstream returns "not found".
+This module is the API; the SQL is in :mod:`.sql` and runs through :class:`.database.Database`.
+Reads run through SQLAlchemy Core (compiled-statement cache, typed rows), with the statements of
+:mod:`.sql.reads`. Writes run through the pipelined psycopg path of :mod:`.writer`, with the
+statements of :mod:`.sql.writes`, and notify (as :mod:`.notify.channels` decides) inside their own
+transaction. The watches are :class:`.watches.Watches`. Every method raises the repository's
+classified errors (``from`` the driver's), and :class:`NotFoundError` where upstream returns
+"not found".
 
 DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
@@ -19,37 +23,29 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from flyteidl2.workflow import run_info_pb2
-from sqlalchemy import Select, bindparam, select
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
-from taskaction_operator.repo import statements as sql
+from taskaction_operator.repo.database import Database
 from taskaction_operator.repo.dsn import to_conninfo, to_sqlalchemy_url
 from taskaction_operator.repo.errors import NotFoundError, classified
-from taskaction_operator.repo.listing import ActionPage, ListActionsRequest, build_list_query
+from taskaction_operator.repo.listing import ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
-from taskaction_operator.repo.notify import NotificationListener
-from taskaction_operator.repo.schema import action_events, actions
-from taskaction_operator.repo.watches import WatchMixin
-from taskaction_operator.repo.writer import (
-    BatchResult,
-    CopyConflict,
-    RepoStats,
-    StaleConnectionError,
-    copy_eligible,
-    raw_transaction,
-    write_batch,
-)
+from taskaction_operator.repo.notify import NotificationListener, Watch
+from taskaction_operator.repo.notify import channels as notify
+from taskaction_operator.repo.sql import reads, writes
+from taskaction_operator.repo.sql.keys import pk_params, run_params
+from taskaction_operator.repo.sql.listing import build_list_query
+from taskaction_operator.repo.watches import Watches
+from taskaction_operator.repo.writer import BatchResult, RepoStats
 
 __all__ = ["ActionRepo"]
-
-_T = TypeVar("_T")
 
 #: Upstream's InsertEvents chunk (rows per statement).
 EVENTS_CHUNK_ROWS = 5000
@@ -57,62 +53,9 @@ EVENTS_CHUNK_ROWS = 5000
 ACTIONS_CHUNK_ROWS = 1000
 #: From how many events a batch tries COPY before the idempotent INSERT (0: never).
 COPY_EVENTS_MIN = 64
-#: ListRootActions' limit when given one ≤ 0.
-ROOT_ACTIONS_DEFAULT_LIMIT = 1000
 
 
-def _by_pk(table: Any) -> Any:
-    c = table.c
-    return (
-        (c.project == bindparam("project"))
-        & (c.domain == bindparam("domain"))
-        & (c.run_name == bindparam("run_name"))
-        & (c.name == bindparam("name"))
-    )
-
-
-_GET_ACTION = select(actions).where(_by_pk(actions))
-_GET_RUN = (
-    select(actions)
-    .where(
-        actions.c.project == bindparam("project"),
-        actions.c.domain == bindparam("domain"),
-        actions.c.run_name == bindparam("run_name"),
-        actions.c.parent_action_name.is_(None),
-    )
-    .limit(1)
-)
-_GET_STATE = select(actions.c.action_state).where(_by_pk(actions))
-_PENDING_ABORTS = (
-    select(actions).where(actions.c.abort_requested_at.is_not(None)).order_by(actions.c.abort_requested_at)
-)
-_EVENTS = action_events.c
-_LIST_EVENTS = (
-    select(action_events)
-    .where(_by_pk(action_events))
-    .order_by(_EVENTS.attempt, _EVENTS.phase, _EVENTS.version)
-    .limit(bindparam("limit"))
-)
-_LIST_EVENTS_SINCE = (
-    select(action_events)
-    .where(
-        _by_pk(action_events),
-        _EVENTS.attempt == bindparam("attempt"),
-        _EVENTS.updated_at > bindparam("since"),
-    )
-    .order_by(_EVENTS.updated_at, _EVENTS.attempt, _EVENTS.phase, _EVENTS.version)
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
-)
-_LATEST_EVENT = (
-    select(action_events)
-    .where(_by_pk(action_events), _EVENTS.attempt == bindparam("attempt"))
-    .order_by(_EVENTS.phase.desc(), _EVENTS.version.desc())
-    .limit(1)
-)
-
-
-class ActionRepo(WatchMixin):
+class ActionRepo:
     """Runs, actions and their events in PostgreSQL, with LISTEN/NOTIFY watches.
 
     ``ActionRepo(engine)`` uses a caller-owned ``AsyncEngine`` (``postgresql+psycopg``);
@@ -139,10 +82,8 @@ class ActionRepo(WatchMixin):
         self.stats = RepoStats()
         self.listener = listener or NotificationListener(to_conninfo(engine.url))
         self._owns_engine = owns_engine
-        # Each pooled connection may turn out stale once after a database restart (see connect()).
-        pool: Any = engine.sync_engine.pool
-        size = pool.size() if callable(getattr(pool, "size", None)) else 0
-        self._stale_attempts = 2 + int(size) + max(0, int(getattr(pool, "_max_overflow", 0)))
+        self._db = Database(engine, self.stats)
+        self._watches = Watches(self)
 
     @classmethod
     async def connect(
@@ -156,12 +97,9 @@ class ActionRepo(WatchMixin):
         **kwargs: Any,
     ) -> ActionRepo:
         """A repository with its own pool on ``dsn`` (``postgresql://…``). Does not migrate (see
-        :func:`taskaction_operator.repo.upgrade`).
-
-        Pooled connections that died with a database restart are not pinged before use (that costs
-        a round trip per transaction); a call that meets one before COMMIT is retried on another
-        connection instead, which is safe because nothing was written. ``pool_pre_ping=True``
-        brings the ping back."""
+        :func:`taskaction_operator.repo.upgrade`). Pooled connections are not pinged before use: a
+        call that meets one a database restart left dead is retried (see :mod:`.database`);
+        ``pool_pre_ping=True`` brings the ping back."""
         engine = create_async_engine(
             to_sqlalchemy_url(dsn),
             pool_size=pool_size,
@@ -177,25 +115,6 @@ class ActionRepo(WatchMixin):
         if self._owns_engine:
             await self.engine.dispose()
 
-    # -- helpers ----------------------------------------------------------------------------------
-    async def _rows(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
-        for attempt in range(self._stale_attempts):
-            try:
-                async with self.engine.connect() as conn:
-                    self.stats.statements += 1
-                    result = await conn.execute(stmt, params or {})
-                    return list(result.all())
-            except sa_exc.DBAPIError as exc:
-                # A pooled connection died with a database restart: SQLAlchemy has just invalidated
-                # the pool, so a retry gets a fresh connection. Reads are safe to repeat.
-                if not exc.connection_invalidated or attempt + 1 >= self._stale_attempts:
-                    raise
-                self.stats.stale_retries += 1
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _tx(self) -> Any:
-        return raw_transaction(self.engine, self.stats)
-
     async def _write(
         self,
         *,
@@ -204,82 +123,55 @@ class ActionRepo(WatchMixin):
         updates: Sequence[PhaseUpdate] = (),
         return_rows: bool = False,
     ) -> BatchResult:
-        """One transaction of :func:`.writer.write_batch`; large event batches try COPY first.
+        return await self._db.write(
+            actions=actions,
+            events=events,
+            updates=updates,
+            return_rows=return_rows,
+            actions_chunk=self.actions_chunk_rows,
+            events_chunk=self.events_chunk_rows,
+            copy_events_min=self.copy_events_min,
+        )
 
-        Rows are inserted in key order (a stable sort: among equal keys the first still wins): an
-        insert of a key another transaction is inserting waits for that transaction, so concurrent
-        batches over the same new keys must meet them in one order or deadlock.
-        """
-        actions = sorted(actions, key=sql.action_key)
-        events = sorted(events, key=sql.event_key)
-        kwargs: dict[str, Any] = {
-            "actions": actions,
-            "updates": updates,
-            "actions_chunk": self.actions_chunk_rows,
-            "events_chunk": self.events_chunk_rows,
-            "return_rows": return_rows,
-        }
-        copy = copy_eligible(events, self.copy_events_min)
-
-        async def attempt() -> BatchResult:
-            nonlocal copy
-            if copy:
-                try:
-                    async with raw_transaction(self.engine, self.stats, copy_events=events) as tx:
-                        return await write_batch(tx, copied_events=events, **kwargs)
-                except CopyConflict:
-                    copy = False  # some key exists: the idempotent INSERT decides, first write wins
-            async with self._tx() as tx:
-                return await write_batch(tx, events=events, **kwargs)
-
-        return await self._retry_stale(attempt)
-
-    async def _retry_stale(self, transaction: Callable[[], Awaitable[_T]]) -> _T:
-        """Run ``transaction``, again on another connection if it met a stale one before COMMIT
-        (nothing was written). Each pooled connection can be stale once after a restart."""
-        for attempt in range(self._stale_attempts):
-            try:
-                return await transaction()
-            except StaleConnectionError:
-                if attempt + 1 >= self._stale_attempts:
-                    raise
-                self.stats.stale_retries += 1
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _write_one(
-        self, query: str, params: dict[str, Any], notify: Callable[[list[Any]], Any]
+    async def _write_action(
+        self,
+        query: str,
+        action_id: ActionId,
+        rule: Callable[[ActionId, bool], notify.Notify] = lambda _action, _found: notify.NOBODY,
+        **params: Any,
     ) -> list[Any]:
-        """Run one write statement and its notifications (computed from the returned rows) in a tx."""
-
-        async def attempt() -> list[Any]:
-            async with self._tx() as tx:
-                cur = await tx.execute(query, params)
-                rows: list[Any] = await cur.fetchall()
-                await tx.notify(*notify(rows))
-            return rows
-
-        return await self._retry_stale(attempt)
+        """One single-row write of ``action_id`` and what ``rule`` notifies for it, in one
+        transaction; :class:`NotFoundError` if there is no such action."""
+        rows = await self._db.write_one(
+            query, {**pk_params(action_id), **params}, lambda rows: rule(action_id, bool(rows))
+        )
+        if not rows:
+            raise NotFoundError(f"action not found: {action_id}")
+        return rows
 
     # -- reads ------------------------------------------------------------------------------------
+    async def _one(self, stmt: Select[Any], params: dict[str, Any], missing: str) -> Any:
+        """The first row of ``stmt``; :class:`NotFoundError` (``missing``) if there is none."""
+        rows = await self._db.rows(stmt, params)
+        if not rows:
+            raise NotFoundError(missing)
+        return rows[0]
+
     @classified
     async def get_run(self, run_id: RunId) -> Action:
-        """The run's root action (``parent_action_name IS NULL``)."""
-        rows = await self._rows(_GET_RUN, sql.run_params(run_id))
-        if not rows:
-            raise NotFoundError(f"run not found: {run_id}")
-        return Action(*rows[0])
+        """The run's root action (the action without a parent)."""
+        return Action(*await self._one(reads.GET_RUN, run_params(run_id), f"run not found: {run_id}"))
 
     @classified
     async def get_action(self, action_id: ActionId) -> Action:
-        rows = await self._rows(_GET_ACTION, sql.pk_params(action_id))
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
-        return Action(*rows[0])
+        return Action(
+            *await self._one(reads.GET_ACTION, pk_params(action_id), f"action not found: {action_id}")
+        )
 
     @classified
     async def list_events(self, action_id: ActionId, limit: int = 500) -> list[ActionEvent]:
         """Events ordered by attempt, phase, version (ascending)."""
-        rows = await self._rows(_LIST_EVENTS, {**sql.pk_params(action_id), "limit": limit})
+        rows = await self._db.rows(reads.LIST_EVENTS, {**pk_params(action_id), "limit": limit})
         return [ActionEvent(*r) for r in rows]
 
     @classified
@@ -289,23 +181,22 @@ class ActionRepo(WatchMixin):
         """Events of ``attempt`` updated strictly after ``since`` (upstream's ``>``, whatever its
         comment says), ordered by updated_at, attempt, phase, version."""
         require_aware(since, "since")
-        params = {**sql.pk_params(action_id), "attempt": attempt, "since": since}
+        params = {**pk_params(action_id), "attempt": attempt, "since": since}
         params.update(offset=offset, limit=limit)
-        return [ActionEvent(*r) for r in await self._rows(_LIST_EVENTS_SINCE, params)]
+        return [ActionEvent(*r) for r in await self._db.rows(reads.LIST_EVENTS_SINCE, params)]
 
     @classified
     async def get_latest_event_by_attempt(self, action_id: ActionId, attempt: int) -> ActionEvent:
         """The event of ``attempt`` with the highest phase, then version (not the newest by time)."""
-        rows = await self._rows(_LATEST_EVENT, {**sql.pk_params(action_id), "attempt": attempt})
-        if not rows:
-            raise NotFoundError(f"no event for attempt {attempt} of {action_id}")
-        return ActionEvent(*rows[0])
+        params = {**pk_params(action_id), "attempt": attempt}
+        missing = f"no event for attempt {attempt} of {action_id}"
+        return ActionEvent(*await self._one(reads.LATEST_EVENT, params, missing))
 
     @classified
     async def list_actions(self, request: ListActionsRequest) -> ActionPage:
-        """One page of actions (research §3 ListActions); see :class:`ListActionsRequest`."""
+        """One page of actions (upstream's ListActions); see :class:`ListActionsRequest`."""
         stmt, limit = build_list_query(request)
-        rows = [Action(*r) for r in await self._rows(stmt)]
+        rows = [Action(*r) for r in await self._db.rows(stmt)]
         has_more = len(rows) > limit
         del rows[limit:]
         last = rows[-1] if rows and has_more else None
@@ -319,15 +210,13 @@ class ActionRepo(WatchMixin):
     @classified
     async def list_pending_aborts(self) -> list[Action]:
         """Every action with ``abort_requested_at`` set, oldest request first."""
-        return [Action(*r) for r in await self._rows(_PENDING_ABORTS)]
+        return [Action(*r) for r in await self._db.rows(reads.PENDING_ABORTS)]
 
     @classified
     async def get_action_state(self, action_id: ActionId) -> str | None:
         """The state string last stored by :meth:`update_action_state` (``None`` if never set)."""
-        rows = await self._rows(_GET_STATE, sql.pk_params(action_id))
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
-        state: str | None = rows[0][0]
+        row = await self._one(reads.GET_STATE, pk_params(action_id), f"action not found: {action_id}")
+        state: str | None = row[0]
         return state
 
     @classified
@@ -340,18 +229,24 @@ class ActionRepo(WatchMixin):
         limit: int = 0,
     ) -> list[Action]:
         """Runs newest first; empty project/domain match all, both bounds inclusive, limit ≤ 0 → 1000."""
-        c = actions.c
-        stmt = select(actions).where(c.parent_action_name.is_(None))
-        if project:
-            stmt = stmt.where(c.project == project)
-        if domain:
-            stmt = stmt.where(c.domain == domain)
-        if start is not None:
-            stmt = stmt.where(c.created_at >= require_aware(start, "start"))
-        if end is not None:
-            stmt = stmt.where(c.created_at <= require_aware(end, "end"))
-        stmt = stmt.order_by(c.created_at.desc()).limit(limit if limit > 0 else ROOT_ACTIONS_DEFAULT_LIMIT)
-        return [Action(*r) for r in await self._rows(stmt)]
+        start, end = require_aware(start, "start"), require_aware(end, "end")
+        stmt = reads.root_actions(project, domain, start, end, limit)
+        return [Action(*r) for r in await self._db.rows(stmt)]
+
+    @classified
+    async def list_runs_updated_since(self, since: datetime) -> list[Action]:
+        """Every run (root action) updated at or after ``since``, oldest update first (ours: what the
+        all-runs watch re-reads after a reconnect or an overflow)."""
+        out: list[Action] = []
+        after: tuple[Any, ...] | None = None
+        while True:
+            stmt = reads.runs_updated_since(since, after, reads.RUNS_PAGE)
+            page = [Action(*r) for r in await self._db.rows(stmt)]
+            out += page
+            if len(page) < reads.RUNS_PAGE:
+                return out
+            last = page[-1]
+            after = (last.updated_at, last.project, last.domain, last.run_name)
 
     # -- writes -----------------------------------------------------------------------------------
     @classified
@@ -388,7 +283,7 @@ class ActionRepo(WatchMixin):
         end_time: datetime | None = None,
         start_time: datetime | None = None,
     ) -> bool:
-        """Upstream's guarded UpdateActionPhase in one atomic UPDATE (see :func:`.statements.phase_guard`).
+        """Upstream's guarded UpdateActionPhase in one atomic UPDATE (see :func:`.sql.writes.phase_guard`).
 
         Returns whether it applied; a blocked update is a silent no-op (``False``, no action notify).
         The run is notified whenever ``action_id`` is the root ``a0``, even if blocked (as upstream).
@@ -422,13 +317,9 @@ class ActionRepo(WatchMixin):
     ) -> None:
         """Replace the RunInfo blob; :class:`NotFoundError` if the action does not exist."""
         blob = detailed_info if isinstance(detailed_info, bytes) else bytes(detailed_info.SerializeToString())
-        rows = await self._write_one(
-            sql.UPDATE_DETAILED_INFO,
-            {**sql.pk_params(action_id), "detailed_info": blob},
-            lambda rows: ((), [action_id] if rows else ()),
+        await self._write_action(
+            writes.UPDATE_DETAILED_INFO, action_id, notify.after_update, detailed_info=blob
         )
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
 
     @classified
     async def abort_run(self, run_id: RunId, reason: str, aborted_by: object = None) -> None:
@@ -437,14 +328,10 @@ class ActionRepo(WatchMixin):
         the root; children are marked when their CRs are deleted. ``aborted_by`` is ignored, as
         upstream. Notifies the run and the root action (and, ours, abort_requests)."""
         del aborted_by
-        rows = await self._write_one(
-            sql.ABORT_RUN,
-            {**sql.run_params(run_id), "reason": reason},
-            lambda rows: (
-                [run_id] if rows else (),
-                [ActionId(run_id, r[0]) for r in rows],
-                [ActionId(run_id, r[0]) for r in rows],
-            ),
+        rows = await self._db.write_one(
+            writes.ABORT_RUN,
+            {**run_params(run_id), "reason": reason},
+            lambda rows: notify.after_abort_run(run_id, [r[0] for r in rows]),
         )
         if not rows:
             raise NotFoundError(f"run not found: {run_id}")
@@ -454,26 +341,18 @@ class ActionRepo(WatchMixin):
         """As :meth:`abort_run` for one action. Notifies the action (and, ours, abort_requests), not the
         run, even for a0."""
         del aborted_by
-        rows = await self._write_one(
-            sql.ABORT_ACTION,
-            {**sql.pk_params(action_id), "reason": reason},
-            lambda rows: ((), [action_id] if rows else (), [action_id] if rows else ()),
-        )
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
+        await self._write_action(writes.ABORT_ACTION, action_id, notify.after_abort_action, reason=reason)
 
     @classified
     async def mark_abort_attempt(self, action_id: ActionId) -> int:
         """Atomically count one more abort attempt and return the new count. No notify."""
-        rows = await self._write_one(sql.MARK_ABORT_ATTEMPT, sql.pk_params(action_id), lambda rows: ((), ()))
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
+        rows = await self._write_action(writes.MARK_ABORT_ATTEMPT, action_id)
         return int(rows[0][0])
 
     @classified
     async def clear_abort_request(self, action_id: ActionId) -> None:
         """Clear the pending-abort flag and counter (reason and phase stay). Missing is fine. No notify."""
-        await self._write_one(sql.CLEAR_ABORT, sql.pk_params(action_id), lambda rows: ((), ()))
+        await self._db.write_one(writes.CLEAR_ABORT, pk_params(action_id))
 
     @classified
     async def update_action_state(self, action_id: ActionId, state: str) -> None:
@@ -483,20 +362,34 @@ class ActionRepo(WatchMixin):
         ``phase`` column (failing for any non-numeric phase) and the JSON into ``action_details``;
         we keep the string in ``action_state`` and touch neither.
         """
-        rows = await self._write_one(
-            sql.UPDATE_STATE,
-            {**sql.pk_params(action_id), "state": state},
-            lambda rows: ((), [action_id] if rows else ()),
-        )
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
+        await self._write_action(writes.UPDATE_STATE, action_id, notify.after_update, state=state)
 
     @classified
     async def notify_state_update(self, action_id: ActionId) -> None:
         """Tell the action's watchers (and state watchers) to re-read it."""
+        await self._db.notify(notify.after_update(action_id, True))
 
-        async def attempt() -> None:
-            async with self._tx() as tx:
-                await tx.notify((), [action_id])
+    # -- watches (see :mod:`.watches`) ------------------------------------------------------------
+    def watch_run_updates(self, run_id: RunId) -> Watch[Action]:
+        """The run's root row each time the run is notified (a0 phase updates, abort_run)."""
+        return self._watches.run_updates(run_id)
 
-        await self._retry_stale(attempt)
+    def watch_all_run_updates(self) -> Watch[Action]:
+        """Every notified run's root row; after a reconnect or an overflow, every run updated since."""
+        return self._watches.all_run_updates()
+
+    def watch_action_updates(self, action_id: ActionId) -> Watch[Action]:
+        """The action's row each time it is notified (insert, events, applied update, abort, state)."""
+        return self._watches.action_updates(action_id)
+
+    def watch_all_action_updates(self, run_id: RunId) -> Watch[Action]:
+        """Each notified action of the run; after a reconnect or an overflow, every action of it."""
+        return self._watches.all_action_updates(run_id)
+
+    def watch_state_updates(self, action_id: ActionId) -> Watch[str]:
+        """The action's state string whenever it is notified and the state changed."""
+        return self._watches.state_updates(action_id)
+
+    def watch_abort_requests(self) -> Watch[ActionId]:
+        """The id of each action whose abort is requested (abort_run, abort_action)."""
+        return self._watches.abort_requests()

@@ -3,9 +3,10 @@
 Alembic is configured programmatically from the package's own ``migrations`` directory, so it works
 from an installed wheel. Two replicas starting together must not race on DDL, so the whole upgrade
 runs under a session-level ``pg_advisory_lock`` on the connection that applies it (upstream's
-migrator does the same; research §2.1). The key is upstream's, 5432, so that this operator and a Flyte
-runs service migrating the same database serialize with each other too: our DDL mirrors upstream's
-and uses ``IF NOT EXISTS``, so whichever goes first, the other finds the tables in place.
+migrator does the same: upstream flytestdlib/database/migrate.go: Migrate). The key is upstream's,
+5432, so that this operator and a Flyte runs service migrating the same database serialize with each
+other too: our DDL mirrors upstream's and uses ``IF NOT EXISTS``, so whichever goes first, the other
+finds the tables in place.
 
 DELIBERATE DIFFERENCE from upstream: upstream records applied files in ``schema_migrations``; we use
 Alembic with its own version table, ``taskaction_schema_version``, so we never collide with upstream's

@@ -7,7 +7,8 @@ kept as the stored bytes, with typed helpers to read and write them as flyteidl2
 
 Enums are stored as upstream stores them: ``phase``, ``action_type`` and ``cache_status`` as protobuf
 integers (exposed here as the :mod:`taskaction_operator.model` IntEnums), ``run_source`` as the enum
-value's *name* (``"RUN_SOURCE_CLI"``; ``""`` for rows RecordAction creates, research §6).
+value's *name* (``"RUN_SOURCE_CLI"``; ``""`` for rows RecordAction creates:
+upstream runs/service/internal_run_service.go: recordSingleAction).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def require_aware(value: datetime | None, what: str) -> datetime | None:
 class Action:
     """One row of ``actions``: a run (its root action, which has no parent) or an action of a run.
 
-    Defaults are what upstream's callers write at creation (research §3 CreateAction): phase QUEUED,
+    Defaults are what upstream's callers of CreateAction write (upstream runs/service/run_service.go:
+    persistRunModel; runs/service/internal_run_service.go: recordSingleAction): phase QUEUED,
     attempts 1, ``action_details`` ``b"{}"``. ``created_at=None`` means "now" at insert time.
     """
 

@@ -6,14 +6,16 @@ migrations (hand-written DDL mirroring upstream's files) produce in a real datab
 drift apart.
 
 Column names, SQL types, nullability, server defaults, primary keys and indexes are Flyte's
-(``runs/migrations/sql``, flyte-v2 research §2.2/§2.3), including the later migrations'
-``created_by``/``created_by_subject`` and the ``idx_actions_run_created_name`` and partial
-``idx_actions_paused`` indexes. Upstream's other tables (projects, tasks, task_specs, triggers,
-trigger_revisions, settings) are left out: this operator does not use them.
+(upstream ``runs/migrations/sql/*.sql``; models in ``runs/repository/models/action.go`` and
+``action_event.go``), including the later migrations' ``created_by``/``created_by_subject`` and the
+``idx_actions_run_created_name`` and partial ``idx_actions_paused`` indexes. Upstream's other tables
+(projects, tasks, task_specs, triggers, trigger_revisions, settings) are left out: this operator does
+not use them.
 
 DELIBERATE DIFFERENCE from upstream: ``actions.action_state`` (nullable TEXT) is ours. Upstream's
 ``UpdateActionState`` writes the state's ``phase`` string into the INTEGER ``phase`` column (a latent
-bug, research §8.18); here the state string lives in its own column and never touches ``phase``.
+bug, upstream runs/repository/impl/action.go: UpdateActionState); here the state string lives in its
+own column and never touches ``phase``.
 
 These ORM classes are not the domain model handed to callers (that is :mod:`.models`, plain
 dataclasses with no session state); they exist to declare the schema.

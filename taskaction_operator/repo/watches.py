@@ -1,9 +1,11 @@
-"""The ``watch_*`` methods of the repository, built on the shared listener and re-reads.
+"""The repository's watches, built on its shared listener and its re-reads.
 
-Each method returns a :class:`~.notify.Watch`: awaiting it registers a subscription with the
-repository's one listener and returns it only once LISTEN is active, so "subscribe, then read a
-snapshot" never misses an update (it may see one twice); ``async with`` does the same and closes it
-on exit. What each watch re-reads, per notification and after a reconnect or an overflow:
+:class:`Watches` is given the repository (its listener and the reads it needs, :class:`WatchedRepo`)
+and is what the ``watch_*`` methods of :class:`~.action_repo.ActionRepo` call. Each watch returns a
+:class:`~.notify.Watch`: awaiting it registers a subscription with the repository's one listener and
+returns it only once LISTEN is active, so "subscribe, then read a snapshot" never misses an update
+(it may see one twice); ``async with`` does the same and closes it on exit. What each watch
+re-reads, per notification and after a reconnect or an overflow:
 
 =============================  ============================  =======================================
 watch                          per notification              full re-read (reconnect, overflow)
@@ -28,24 +30,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from sqlalchemy import Select, select, tuple_
+from typing import Protocol, TypeVar
 
 from taskaction_operator.model import ActionId, RunId
 from taskaction_operator.repo.errors import classified
 from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action
 from taskaction_operator.repo.notify import NotificationListener, Route, Subscription, Watch
-from taskaction_operator.repo.schema import actions
-from taskaction_operator.repo.statements import action_payload, run_payload
+from taskaction_operator.repo.notify.channels import action_payload, run_payload
 
-__all__ = ["WatchMixin"]
+__all__ = ["WatchedRepo", "Watches"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PAGE = 1000
+
+
+class WatchedRepo(Protocol):
+    """What the watches need of the repository: its listener, how many keys a watch may hold
+    pending, and the reads that answer a notification or a full re-read."""
+
+    @property
+    def listener(self) -> NotificationListener: ...
+    @property
+    def watch_max_pending(self) -> int: ...
+    async def get_run(self, run_id: RunId) -> Action: ...
+    async def get_action(self, action_id: ActionId) -> Action: ...
+    async def get_action_state(self, action_id: ActionId) -> str | None: ...
+    async def list_actions(self, request: ListActionsRequest) -> ActionPage: ...
+    async def list_pending_aborts(self) -> list[Action]: ...
+    async def list_runs_updated_since(self, since: datetime) -> list[Action]: ...
 
 
 def _parse_action(key: str) -> ActionId | None:
@@ -56,20 +71,11 @@ def _parse_action(key: str) -> ActionId | None:
     return ActionId.of(*parts)
 
 
-class WatchMixin:
-    """The watch methods of :class:`~.action_repo.ActionRepo` (kept apart to keep modules small)."""
+class Watches:
+    """The watches of one repository (see the module's table)."""
 
-    listener: NotificationListener
-    watch_max_pending: int
-
-    if TYPE_CHECKING:
-
-        async def get_run(self, run_id: RunId) -> Action: ...
-        async def get_action(self, action_id: ActionId) -> Action: ...
-        async def get_action_state(self, action_id: ActionId) -> str | None: ...
-        async def list_actions(self, request: ListActionsRequest) -> ActionPage: ...
-        async def list_pending_aborts(self) -> list[Action]: ...
-        async def _rows(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Any]: ...
+    def __init__(self, repo: WatchedRepo) -> None:
+        self._repo = repo
 
     def _watch(
         self,
@@ -79,26 +85,38 @@ class WatchMixin:
         resync: Callable[[datetime], Awaitable[Sequence[T]]],
     ) -> Watch[T]:
         async def start() -> Subscription[T]:
+            listener = self._repo.listener
             sub = Subscription(
-                self.listener, [route], read, resync, max_pending=self.watch_max_pending, name=name
+                [route],
+                read,
+                resync,
+                max_pending=self._repo.watch_max_pending,
+                name=name,
+                clock=listener.server_clock,
+                resync_margin=listener.resync_margin,
+                on_close=listener.unregister,
             )
-            await self.listener.register(sub)
+            await listener.register(sub)
             return sub
 
         return Watch(start)
 
-    def watch_run_updates(self, run_id: RunId) -> Watch[Action]:
+    def _row(self, name: str, route: Route, get: Callable[[], Awaitable[T]]) -> Watch[T]:
+        """A watch of one row: ``get()`` per notification, and as the full re-read."""
+
+        async def read(_key: str) -> T:
+            return await get()
+
+        async def resync(_since: datetime) -> list[T]:
+            return [await get()]
+
+        return self._watch(name, route, read, resync)
+
+    def run_updates(self, run_id: RunId) -> Watch[Action]:
         """The run's root row each time the run is notified (a0 phase updates, abort_run)."""
+        return self._row(f"run {run_id}", ("run", run_payload(run_id)), lambda: self._repo.get_run(run_id))
 
-        async def read(_key: str) -> Action:
-            return await self.get_run(run_id)
-
-        async def resync(_since: datetime) -> list[Action]:
-            return [await self.get_run(run_id)]
-
-        return self._watch(f"run {run_id}", ("run", run_payload(run_id)), read, resync)
-
-    def watch_all_run_updates(self) -> Watch[Action]:
+    def all_run_updates(self) -> Watch[Action]:
         """Every notified run's root row. After a reconnect or an overflow: every run updated since
         the connection was last known alive (server clock, minus the listener's margin), oldest first."""
 
@@ -107,40 +125,34 @@ class WatchMixin:
             if len(parts) != 3:
                 log.warning("ignoring malformed run_updates payload %r", key)
                 return None
-            return await self.get_run(RunId(*parts))
+            return await self._repo.get_run(RunId(*parts))
 
-        return self._watch("all runs", ("runs", ""), read, self._runs_updated_since)
+        return self._watch("all runs", ("runs", ""), read, self._repo.list_runs_updated_since)
 
-    def watch_action_updates(self, action_id: ActionId) -> Watch[Action]:
+    def action_updates(self, action_id: ActionId) -> Watch[Action]:
         """The action's row each time it is notified (insert, events, applied update, abort, state)."""
+        route: Route = ("action", action_payload(action_id))
+        return self._row(f"action {action_id}", route, lambda: self._repo.get_action(action_id))
 
-        async def read(_key: str) -> Action:
-            return await self.get_action(action_id)
-
-        async def resync(_since: datetime) -> list[Action]:
-            return [await self.get_action(action_id)]
-
-        return self._watch(f"action {action_id}", ("action", action_payload(action_id)), read, resync)
-
-    def watch_all_action_updates(self, run_id: RunId) -> Watch[Action]:
+    def all_action_updates(self, run_id: RunId) -> Watch[Action]:
         """Each notified action of the run, one re-read per action per burst. After a reconnect or an
         overflow: every action of the run, in (created_at, name) order."""
 
         async def read(key: str) -> Action:
-            return await self.get_action(ActionId(run_id, key.rpartition("/")[2]))
+            return await self._repo.get_action(ActionId(run_id, key.rpartition("/")[2]))
 
         async def resync(_since: datetime) -> list[Action]:
             return await self._all_actions_of(run_id)
 
         return self._watch(f"actions of {run_id}", ("run-actions", run_payload(run_id)), read, resync)
 
-    def watch_state_updates(self, action_id: ActionId) -> Watch[str]:
+    def state_updates(self, action_id: ActionId) -> Watch[str]:
         """The action's state string (see ``update_action_state``) whenever the action is notified and
         the state differs from the last one yielded; an action without a state yields nothing."""
         last: list[str | None] = [None]
 
         async def read(_key: str) -> str | None:
-            state = await self.get_action_state(action_id)
+            state = await self._repo.get_action_state(action_id)
             if state is None or state == last[0]:
                 return None
             last[0] = state
@@ -152,15 +164,15 @@ class WatchMixin:
 
         return self._watch(f"state of {action_id}", ("action", action_payload(action_id)), read, resync)
 
-    def watch_abort_requests(self) -> Watch[ActionId]:
+    def abort_requests(self) -> Watch[ActionId]:
         """The id of each action whose abort is requested (abort_run, abort_action). After a reconnect
-        or an overflow: every pending abort request (:meth:`list_pending_aborts`)."""
+        or an overflow: every pending abort request (``list_pending_aborts``)."""
 
         async def read(key: str) -> ActionId | None:
             return _parse_action(key)
 
         async def resync(_since: datetime) -> list[ActionId]:
-            return [a.action_id for a in await self.list_pending_aborts()]
+            return [a.action_id for a in await self._repo.list_pending_aborts()]
 
         return self._watch("abort requests", ("aborts", ""), read, resync)
 
@@ -171,27 +183,10 @@ class WatchMixin:
         out: list[Action] = []
         after: tuple[datetime, str] | None = None
         while True:
-            page = await self.list_actions(
+            page = await self._repo.list_actions(
                 ListActionsRequest(run=run_id, sort_by=KEYSET_SORT, after=after, limit=_PAGE, max_limit=_PAGE)
             )
             out += page.actions
             if not page.has_more or page.next_after is None:
                 return out
             after = page.next_after
-
-    @classified
-    async def _runs_updated_since(self, since: datetime) -> Sequence[Action]:
-        c = actions.c
-        out: list[Action] = []
-        cursor: tuple[Any, ...] | None = None
-        while True:
-            stmt = select(actions).where(c.parent_action_name.is_(None), c.updated_at >= since)
-            if cursor is not None:
-                stmt = stmt.where(tuple_(c.updated_at, c.project, c.domain, c.run_name) > tuple_(*cursor))
-            stmt = stmt.order_by(c.updated_at, c.project, c.domain, c.run_name).limit(_PAGE)
-            page = [Action(*r) for r in await self._rows(stmt)]
-            out += page
-            if len(page) < _PAGE:
-                return out
-            last = page[-1]
-            cursor = (last.updated_at, last.project, last.domain, last.run_name)

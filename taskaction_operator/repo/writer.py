@@ -1,7 +1,7 @@
 """The write path: a pipelined psycopg transaction, and the batch write every writing method uses.
 
 Writes bypass SQLAlchemy's execution layer (not its pool, nor its statement builders; see
-:mod:`.statements`) to use psycopg's pipeline mode: the statements of one transaction are sent
+:mod:`.sql.writes`) to use psycopg's pipeline mode: the statements of one transaction are sent
 without waiting for each other, so a batch of any size costs two network round trips (the writes,
 whose RETURNING tells which rows changed; then the NOTIFY and COMMIT), plus BEGIN's.
 
@@ -13,7 +13,8 @@ wins) is the same either way.
 
 Notifications are issued in the writing transaction (PostgreSQL delivers them at COMMIT and never on
 rollback). DELIBERATE DIFFERENCE from upstream, which sends them after the commit from another
-connection, best-effort (research §2.6, §8.15).
+connection, best-effort (upstream runs/repository/impl/action.go: notifyActionUpdate and
+notifyRunUpdate queue the payload for a goroutine that runs ``pg_notify`` on a connection of its own).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from typing import Any
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, RunId
-from taskaction_operator.repo import statements as sql
+from taskaction_operator.model import ActionId
 from taskaction_operator.repo.errors import TemporaryRepoError
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
+from taskaction_operator.repo.notify.channels import Notify, after_batch
+from taskaction_operator.repo.sql import writes as sql
+from taskaction_operator.repo.sql.keys import action_key
 
 __all__ = [
     "BatchResult",
@@ -70,15 +73,12 @@ class Tx:
         await cur.execute(query, params)
         return cur
 
-    async def notify(
-        self, runs: Iterable[RunId] = (), actions: Iterable[ActionId] = (), aborts: Iterable[ActionId] = ()
-    ) -> None:
-        """One statement notifying each distinct run on run_updates, action on action_updates and
-        requested abort on abort_requests."""
-        params = sql.notify_params(runs, actions, aborts)
-        if params["channel"]:
-            self.stats.notifications += len(params["channel"])
-            await self.execute(sql.NOTIFY, params)
+    async def notify(self, note: Notify) -> None:
+        """One statement sending ``note``'s notifications (none if it has none)."""
+        messages = note.messages()
+        if messages:
+            self.stats.notifications += len(messages)
+            await self.execute(sql.NOTIFY, sql.notify_params(messages))
 
 
 class CopyConflict(Exception):
@@ -187,9 +187,7 @@ async def write_batch(
     copied_events: Sequence[ActionEvent] = (),
 ) -> BatchResult:
     """Insert ``events`` and ``actions`` (ON CONFLICT DO NOTHING), apply ``updates`` under the phase
-    guard in the order given, then notify, all in ``tx``. Notifications follow upstream's table
-    (research §2.6): an action when its row was inserted, each distinct action of the events, an
-    action whose update was applied, and the run of every root (``a0``) update even when blocked.
+    guard in the order given, then notify (:func:`.notify.channels.after_batch`), all in ``tx``.
     ``copied_events`` were already stored by the transaction's COPY: they are only notified.
     """
     # Events first, as on the COPY path (which COPYs them before anything else): concurrent batches
@@ -209,11 +207,9 @@ async def write_batch(
     for indexes, cur in zip(rounds, update_cursors, strict=True):
         changed = {tuple(row) for row in await cur.fetchall()}
         for i in indexes:
-            result.applied[i] = sql.action_key(updates[i].action_id) in changed
+            result.applied[i] = action_key(updates[i].action_id) in changed
 
-    touched: list[ActionId] = [ActionId.of(*row[:4]) for row in result.inserted]
-    touched += [e.action_id for e in (*events, *copied_events)]
-    touched += [u.action_id for u, ok in zip(updates, result.applied, strict=True) if ok]
-    runs = [u.action_id.run for u in updates if u.action_id.name == ROOT_ACTION_NAME]
-    await tx.notify(runs, touched)
+    inserted = [ActionId.of(*row[:4]) for row in result.inserted]
+    evented = [e.action_id for e in (*events, *copied_events)]
+    await tx.notify(after_batch(inserted, evented, updates, result.applied))
     return result

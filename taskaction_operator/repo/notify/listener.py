@@ -5,7 +5,8 @@ so a thousand watches cost one server backend. The connection is a psycopg 3 ``A
 autocommit mode, read with ``conn.notifies()``; it is pinged between notifications so that a dead
 connection is noticed even when nothing is being written.
 
-DELIBERATE DIFFERENCE from upstream, whose listener stops for good when a ping fails (research §2.6):
+DELIBERATE DIFFERENCE from upstream, whose listener stops for good when a ping fails (upstream
+runs/repository/impl/action.go: processNotifications returns when ``listener.Ping()`` fails):
 a lost connection is re-established with exponential backoff, and then every watcher is told to
 re-read what it watches, because notifications sent while we were away are lost for good. For the
 all-runs watch "what it watches" is bounded by time: the runs updated since the last moment the old
@@ -25,8 +26,8 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from taskaction_operator.repo.errors import RepoError, TemporaryRepoError, classify_db_error
+from taskaction_operator.repo.notify.channels import ABORT_CHANNEL, ACTION_CHANNEL, CHANNELS, RUN_CHANNEL
 from taskaction_operator.repo.notify.subscription import Route, Subscription
-from taskaction_operator.repo.statements import ABORT_CHANNEL, ACTION_CHANNEL, RUN_CHANNEL
 
 __all__ = ["NotificationListener"]
 
@@ -151,7 +152,7 @@ class NotificationListener:
             conn: psycopg.AsyncConnection[Any] | None = None
             try:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo_full, autocommit=True)
-                for channel in (RUN_CHANNEL, ACTION_CHANNEL, ABORT_CHANNEL):
+                for channel in CHANNELS:
                     await conn.execute(f"LISTEN {channel}")
                 lost_since = self._last_alive() if self._ever_listened else None
                 await self._ping(conn)

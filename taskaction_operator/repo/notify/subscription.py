@@ -19,15 +19,13 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from taskaction_operator.repo.errors import NotFoundError, TemporaryRepoError
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from taskaction_operator.repo.notify.listener import NotificationListener
 
 __all__ = ["Route", "Subscription", "Watch"]
 
@@ -50,21 +48,29 @@ class Subscription(Generic[T]):
     ``read(key)`` re-reads what a notification for ``key`` is about (``None``: nothing to yield);
     ``resync(since)`` re-reads everything the watch covers, ``since`` being a server-clock lower
     bound on what may have been missed (used by the all-runs watch, ignored by the others).
+
+    What it needs from whoever feeds it is given, not looked up: ``clock()``, the server's current
+    time (when keys start to pile up); ``resync_margin``, taken off every re-read's lower bound; and
+    ``on_close(sub)``, called once when it closes (to stop routing notifications to it).
     """
 
     def __init__(
         self,
-        listener: NotificationListener,
         routes: Sequence[Route],
         read: Callable[[str], Awaitable[T | None]],
         resync: Callable[[datetime], Awaitable[Sequence[T]]],
         *,
         max_pending: int,
         name: str,
+        clock: Callable[[], datetime],
+        resync_margin: timedelta,
+        on_close: Callable[[Subscription[Any]], None],
     ) -> None:
         self.routes: tuple[Route, ...] = tuple(routes)
         self.name = name
-        self._listener = listener
+        self._clock = clock
+        self._resync_margin = resync_margin
+        self._on_close = on_close
         self._read = read
         self._resync_fn = resync
         self._max_pending = max(1, max_pending)
@@ -85,7 +91,7 @@ class Subscription(Generic[T]):
         if self._closed.is_set():
             return
         if not self._pending:
-            self._pending_since = self._listener.server_clock()
+            self._pending_since = self._clock()
         self._pending[key] = None
         if len(self._pending) > self._max_pending:
             self.overflows += 1
@@ -94,7 +100,7 @@ class Subscription(Generic[T]):
                 self.name,
                 self._max_pending,
             )
-            since = self._pending_since or self._listener.server_clock()
+            since = self._pending_since or self._clock()
             self._pending.clear()
             self.request_resync(since)
         self._wake.set()
@@ -104,7 +110,7 @@ class Subscription(Generic[T]):
         if self._closed.is_set():
             return
         self.resyncs += 1
-        since -= self._listener.resync_margin
+        since -= self._resync_margin
         self._resync_since = since if self._resync_since is None else min(self._resync_since, since)
         self._wake.set()
 
@@ -166,7 +172,7 @@ class Subscription(Generic[T]):
         """Stop watching; a pending ``__anext__`` ends with ``StopAsyncIteration``."""
         if not self._closed.is_set():
             self._closed.set()
-            self._listener.unregister(self)
+            self._on_close(self)
             self._pending.clear()
             self._ready.clear()
 

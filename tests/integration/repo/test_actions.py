@@ -1,4 +1,6 @@
-"""Single-object methods: create/get, detailed info, state, aborts, root listing (research §3)."""
+"""Single-object methods: create/get, detailed info, state, aborts, root listing (upstream
+runs/repository/impl/action.go: CreateAction, GetAction, UpdateActionDetailedInfo, UpdateActionState,
+AbortRun, AbortAction, ListRootActions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Events: idempotent insert (first write wins), chunking, and the three readers (research §3)."""
+"""Events: idempotent insert (first write wins), chunking, and the three readers (upstream
+runs/repository/impl/action.go: InsertEvents, ListEvents, ListEventsSince, GetLatestEventByAttempt)."""
 
 from __future__ import annotations
 

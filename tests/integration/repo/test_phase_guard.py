@@ -1,4 +1,5 @@
-"""The phase guard (research §3 UpdateActionPhase, §8.1), and the time columns it maintains."""
+"""The phase guard (upstream runs/repository/impl/action.go: UpdateActionPhase), and the time columns
+it maintains."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from tests.integration.repo.helpers import action, at, next_item, run
 pytestmark = pytest.mark.db
 
 P = ActionPhase
-# Written out by hand from the research's prose, not from the guard's formula: for each current
-# phase, the new phases an update may NOT move it to. Numeric monotonic, anything from FAILED and
+# Written out by hand from upstream's rules (runs/repository/impl/action.go: UpdateActionPhase, and
+# its tests TestUpdateActionPhase_* in runs/repository/impl), not from the guard's formula: for each
+# current phase, the new phases an update may NOT move it to. Numeric monotonic, anything from FAILED and
 # TIMED_OUT (the retry path), PAUSED only settles into terminal phases (or stays), terminal phases
 # are not sticky (SUCCEEDED -> FAILED passes).
 BLOCKED: dict[ActionPhase, set[ActionPhase]] = {
@@ -42,7 +44,9 @@ BLOCKED: dict[ActionPhase, set[ActionPhase]] = {
 PAIRS = list(itertools.product(P, P))
 
 
-def test_the_expectation_covers_the_research_examples() -> None:
+def test_the_expectation_covers_upstreams_test_cases() -> None:
+    # TestUpdateActionPhase_BlocksBackward*, _AllowsRetryTransition, _PausedSettlesIntoTerminal,
+    # _PausedDoesNotResume; and SUCCEEDED is not sticky.
     assert P.QUEUED in BLOCKED[P.RUNNING] and P.QUEUED in BLOCKED[P.SUCCEEDED]
     assert P.QUEUED not in BLOCKED[P.FAILED]  # retry
     assert P.RUNNING in BLOCKED[P.PAUSED] and not {P.SUCCEEDED, P.TIMED_OUT, P.ABORTED} & BLOCKED[P.PAUSED]

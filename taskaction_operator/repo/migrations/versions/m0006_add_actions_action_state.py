@@ -1,8 +1,8 @@
 """Ours, not upstream's: ``actions.action_state``, where UpdateActionState keeps the state string.
 
 DELIBERATE DIFFERENCE from upstream, whose UpdateActionState writes the state's phase string into the
-INTEGER ``phase`` column (research §8.18). Upstream's settings migration (20260812100000) is skipped:
-we have no settings table.
+INTEGER ``phase`` column (upstream runs/repository/impl/action.go: UpdateActionState). Upstream's
+settings migration (20260812100000) is skipped: we have no settings table.
 
 Revision ID: m0006
 Revises: m0005

@@ -1,10 +1,10 @@
 """Every SQL statement the repository writes with, built once from SQLAlchemy Core.
 
-The write path runs on psycopg directly (pipeline mode, several statements per network round trip),
-so each statement is compiled here, at import, to psycopg's ``%(name)s`` SQL with typed casts. The
-single-object methods and :meth:`ActionRepo.record_batch` use the *same* compiled statements with
-different parameters: the phase guard, the ``ended_at``/``created_at``/``duration_ms`` rules and the
-notification payloads exist exactly once, in this module.
+Each statement is compiled here, at import, to psycopg SQL (:func:`.compile.to_sql`) for the
+pipelined write path of :mod:`taskaction_operator.repo.writer`. The single-object methods and
+:meth:`ActionRepo.record_batch` use the *same* compiled statements with different parameters: the
+phase guard and the ``ended_at``/``created_at``/``duration_ms`` rules exist exactly once, in this
+module. Who is notified after a write is decided in :mod:`taskaction_operator.repo.notify.channels`.
 
 Multi-row statements take one array per column and read them back with ``unnest``: the SQL text is
 constant whatever the number of rows (so the server prepares it once per connection), and a statement
@@ -13,10 +13,9 @@ carries one bind parameter per column, far below PostgreSQL's 65,535 limit howev
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -37,21 +36,19 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.dialects.postgresql.psycopg import dialect as _psycopg_dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.types import TypeEngine
 
-from taskaction_operator.model import ActionId, ActionPhase, RunId
+from taskaction_operator.model import ActionId, ActionPhase
 from taskaction_operator.model.phases import RETRYABLE_PHASES, TERMINAL_PHASES
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
 from taskaction_operator.repo.schema import action_events, actions
+from taskaction_operator.repo.sql.compile import lit, to_sql, unnest
+from taskaction_operator.repo.sql.keys import ACTION_PK, by_pk, by_run_root, pk_matches
 
 __all__ = [
     "ABORT_ACTION",
-    "ABORT_CHANNEL",
     "ABORT_RUN",
-    "ACTION_CHANNEL",
     "CLEAR_ABORT",
     "COPY_EVENTS",
     "INSERT_ACTIONS",
@@ -59,74 +56,19 @@ __all__ = [
     "INSERT_EVENTS",
     "MARK_ABORT_ATTEMPT",
     "NOTIFY",
-    "RUN_CHANNEL",
     "UPDATE_DETAILED_INFO",
     "UPDATE_PHASES",
     "UPDATE_STATE",
-    "action_key",
     "action_params",
-    "action_payload",
-    "event_key",
     "event_params",
     "notify_params",
     "phase_guard",
     "phase_update_rounds",
-    "run_payload",
-    "to_sql",
+    "update_params",
 ]
 
-_DIALECT = _psycopg_dialect()  # type: ignore[no-untyped-call]
 _TZ = DateTime(timezone=True)
-
-#: NOTIFY channels and payloads (research §2.6): keys only; watchers re-read the row.
-RUN_CHANNEL = "run_updates"
-ACTION_CHANNEL = "action_updates"
-#: Ours, not upstream's: ``project/domain/run/action`` of each abort_run/abort_action, so that the
-#: abort sweep wakes at once instead of at its next tick. Upstream listeners never LISTEN on it.
-ABORT_CHANNEL = "abort_requests"
-
-
-def run_payload(run: RunId) -> str:
-    """``project/domain/run``, upstream's run_updates payload."""
-    return f"{run.project}/{run.domain}/{run.name}"
-
-
-def action_payload(action: ActionId) -> str:
-    """``project/domain/run/action``, upstream's action_updates payload."""
-    return f"{action.project}/{action.domain}/{action.run_name}/{action.name}"
-
-
-def to_sql(statement: ClauseElement) -> str:
-    """The statement as psycopg SQL (``%(name)s`` placeholders with ``::type`` casts).
-
-    Refuses a statement that captured a Python value as a bind parameter: the compiled text is all
-    that is kept, so constants must be SQL literals (:func:`_lit`).
-    """
-    compiled = statement.compile(dialect=_DIALECT)
-    captured = {k: v for k, v in compiled.params.items() if v is not None}
-    if captured:
-        raise AssertionError(f"statement captured bind values {captured}; use SQL literals")
-    # Array parameters go in binary (``%(name)b``): the server then skips parsing array literals,
-    # which for 1,000-row batches of bytea is most of the statement's cost.
-    return _ARRAY_PARAM.sub(r"%(\1)b\2", str(compiled))
-
-
-_ARRAY_PARAM = re.compile(r"%\((\w+)\)s(::[A-Z ]+\[\])")
-
-
-def _lit(value: int) -> ColumnElement[Any]:
-    """An integer constant rendered into the SQL text rather than bound."""
-    return literal_column(str(int(value)), type_=Integer())
-
-
-def _unnest(columns: Sequence[tuple[str, TypeEngine[Any]]], alias: str = "u") -> Any:
-    """``unnest(%(c1)s::T1[], …) AS u(c1, …)``: one array parameter per column, one row per index."""
-    binds = [bindparam(name, type_=ARRAY(type_)) for name, type_ in columns]
-    return func.unnest(*binds).table_valued(*(name for name, _ in columns)).render_derived(name=alias)
-
-
-def _pk_matches(table: Any, source: Any) -> ColumnElement[bool]:
-    return and_(*(table.c[k] == source.c[k] for k in ("project", "domain", "run_name", "name")))
+_ACTION_KEY = [actions.c[name] for name in ACTION_PK]
 
 
 def _phase_literal(phases: Iterable[ActionPhase]) -> ColumnElement[Any]:
@@ -134,7 +76,8 @@ def _phase_literal(phases: Iterable[ActionPhase]) -> ColumnElement[Any]:
 
 
 def phase_guard(current: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnElement[bool]:
-    """Upstream's numeric phase guard, the only copy of it (research §3 UpdateActionPhase, §8.1):
+    """Upstream's numeric phase guard, the only copy of it (upstream runs/repository/impl/action.go:
+    UpdateActionPhase, its WHERE clause):
 
     ``phase <= new OR phase = ANY({6,8}) OR (phase = 9 AND new = ANY({5,6,7,8,10}))``.
 
@@ -144,25 +87,25 @@ def phase_guard(current: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnE
     return or_(
         current <= new,
         current == any_(_phase_literal(RETRYABLE_PHASES)),
-        and_(current == _lit(ActionPhase.PAUSED), new == any_(_phase_literal(TERMINAL_PHASES))),
+        and_(current == lit(ActionPhase.PAUSED), new == any_(_phase_literal(TERMINAL_PHASES))),
     )
 
 
 def _duration_ms(end: ColumnElement[Any], start: ColumnElement[Any]) -> ColumnElement[Any]:
-    return extract("epoch", end - start) * _lit(1000)
+    return extract("epoch", end - start) * lit(1000)
 
 
 # -- INSERT actions ------------------------------------------------------------------------------
 _ACTION_INPUT = [
     (c.name, c.type) for c in actions.c if c.name not in ("updated_at", "duration_ms", "action_state")
 ]
-_ACTION_KEY = [actions.c.project, actions.c.domain, actions.c.run_name, actions.c.name]
 
 
 def _insert_actions(returning_row: bool) -> str:
-    u = _unnest(_ACTION_INPUT)
+    u = unnest(_ACTION_INPUT)
     ended_at, created_at = u.c.ended_at, u.c.created_at
-    # CreateAction: duration_ms from the supplied ended_at, never negative (research §3).
+    # duration_ms from the supplied ended_at, never negative (upstream runs/repository/impl/action.go:
+    # CreateAction).
     duration = case(
         (ended_at.is_not(None), _duration_ms(func.greatest(ended_at, created_at), created_at)), else_=null()
     )
@@ -204,7 +147,7 @@ _EVENT_INPUT = [(c.name, c.type) for c in action_events.c if c.name != "updated_
 
 
 def _insert_events() -> str:
-    u = _unnest(_EVENT_INPUT)
+    u = unnest(_EVENT_INPUT)
     names = [name for name, _ in _EVENT_INPUT]
     source = select(
         *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
@@ -215,7 +158,8 @@ def _insert_events() -> str:
 
 #: Insert events, ON CONFLICT DO NOTHING (first write wins per key).
 INSERT_EVENTS = _insert_events()
-#: COPY of new events (the optimistic fast path of :mod:`.writer`); timestamps take their defaults.
+#: COPY of new events (the optimistic fast path of :mod:`taskaction_operator.repo.writer`); timestamps
+#: take their defaults.
 COPY_EVENTS = "COPY action_events ({}) FROM STDIN".format(
     ", ".join(name for name, _ in _EVENT_INPUT if name != "created_at")
 )
@@ -249,10 +193,10 @@ def _update_phases() -> str:
     # updated from it. The UPDATE's own join visits rows in whatever order its plan and the rows'
     # physical places give, so two batches over the same actions could otherwise each hold a row the
     # other waits for: a deadlock (two writers: an operator and a PutStatus client, or two replicas).
-    src = _unnest(_UPDATE_INPUT)
+    src = unnest(_UPDATE_INPUT)
     u = (
         select(*(src.c[name] for name, _ in _UPDATE_INPUT))
-        .join_from(src, actions, _pk_matches(actions, src))
+        .join_from(src, actions, pk_matches(actions, src))
         .order_by(*_ACTION_KEY)
         .with_for_update(of=actions)
         .cte("u")
@@ -277,7 +221,7 @@ def _update_phases() -> str:
                 (with_end, cast(_duration_ms(end, start), BigInteger)), else_=actions.c.duration_ms
             ),
         )
-        .where(_pk_matches(actions, u), phase_guard(actions.c.phase, u.c.phase))
+        .where(pk_matches(actions, u), phase_guard(actions.c.phase, u.c.phase))
         .returning(*_ACTION_KEY)
     )
     return to_sql(stmt)
@@ -309,27 +253,6 @@ def phase_update_rounds(updates: Sequence[PhaseUpdate]) -> list[list[int]]:
     return rounds
 
 
-class _Keyed(Protocol):
-    @property
-    def project(self) -> str: ...
-    @property
-    def domain(self) -> str: ...
-    @property
-    def run_name(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-
-
-def action_key(a: _Keyed) -> tuple[str, str, str, str]:
-    """The primary key of ``actions`` for an :class:`ActionId`, an :class:`Action` or an event."""
-    return (a.project, a.domain, a.run_name, a.name)
-
-
-def event_key(e: ActionEvent) -> tuple[str, str, str, str, int, int, int]:
-    """The primary key of ``action_events``."""
-    return (e.project, e.domain, e.run_name, e.name, e.attempt, int(e.phase), e.version)
-
-
 def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dict[str, list[Any]]:
     params: dict[str, list[Any]] = {name: [] for name, _ in _UPDATE_INPUT}
     for i in indexes:
@@ -349,7 +272,7 @@ def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dic
 
 # -- NOTIFY ---------------------------------------------------------------------------------------
 def _notify() -> str:
-    n = _unnest([("channel", Text()), ("payload", Text())], alias="n")
+    n = unnest([("channel", Text()), ("payload", Text())], alias="n")
     return to_sql(select(func.count(func.pg_notify(n.c.channel, n.c.payload))).select_from(n))
 
 
@@ -357,53 +280,23 @@ def _notify() -> str:
 NOTIFY = _notify()
 
 
-def notify_params(
-    runs: Iterable[RunId] = (), actions_: Iterable[ActionId] = (), aborts: Iterable[ActionId] = ()
-) -> dict[str, list[str]]:
-    """Parameters for :data:`NOTIFY`: each distinct run, action and abort request once."""
-    channels: list[str] = []
-    payloads: list[str] = []
-    for run in dict.fromkeys(runs):
-        channels.append(RUN_CHANNEL)
-        payloads.append(run_payload(run))
-    for action in dict.fromkeys(actions_):
-        channels.append(ACTION_CHANNEL)
-        payloads.append(action_payload(action))
-    for action in dict.fromkeys(aborts):
-        channels.append(ABORT_CHANNEL)
-        payloads.append(action_payload(action))
-    return {"channel": channels, "payload": payloads}
+def notify_params(messages: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Parameters for :data:`NOTIFY` from ``(channel, payload)`` pairs."""
+    return {"channel": [c for c, _ in messages], "payload": [p for _, p in messages]}
 
 
 # -- single-row writes ----------------------------------------------------------------------------
-def _by_pk() -> ColumnElement[bool]:
-    return and_(
-        actions.c.project == bindparam("project", type_=Text()),
-        actions.c.domain == bindparam("domain", type_=Text()),
-        actions.c.run_name == bindparam("run_name", type_=Text()),
-        actions.c.name == bindparam("name", type_=Text()),
-    )
-
-
-def _by_root() -> ColumnElement[bool]:
-    return and_(
-        actions.c.project == bindparam("project", type_=Text()),
-        actions.c.domain == bindparam("domain", type_=Text()),
-        actions.c.run_name == bindparam("run_name", type_=Text()),
-        actions.c.parent_action_name.is_(None),
-    )
-
-
 def _abort(where: ColumnElement[bool]) -> str:
-    # Unconditional (no phase guard), upstream's AbortRun/AbortAction SET (research §3, §8.2).
+    # Unconditional (no phase guard): upstream's SET (runs/repository/impl/action.go: AbortRun,
+    # AbortAction).
     end = func.coalesce(actions.c.ended_at, func.greatest(func.now(), actions.c.created_at))
     stmt = (
         update(actions)
         .values(
-            phase=_lit(ActionPhase.ABORTED),
+            phase=lit(ActionPhase.ABORTED),
             updated_at=func.now(),
             abort_requested_at=func.now(),
-            abort_attempt_count=_lit(0),
+            abort_attempt_count=lit(0),
             abort_reason=bindparam("reason", type_=Text()),
             ended_at=end,
             duration_ms=cast(_duration_ms(end, actions.c.created_at), BigInteger),
@@ -415,22 +308,22 @@ def _abort(where: ColumnElement[bool]) -> str:
 
 
 #: Mark a run's root ABORTED and request the abort (children are left to the informer).
-ABORT_RUN = _abort(_by_root())
+ABORT_RUN = _abort(by_run_root(actions))
 #: Mark one action ABORTED and request the abort.
-ABORT_ACTION = _abort(_by_pk())
+ABORT_ACTION = _abort(by_pk(actions))
 
 #: ``abort_attempt_count + 1``, atomically, returning the new count.
 MARK_ABORT_ATTEMPT = to_sql(
     update(actions)
-    .values(abort_attempt_count=actions.c.abort_attempt_count + _lit(1), updated_at=func.now())
-    .where(_by_pk())
+    .values(abort_attempt_count=actions.c.abort_attempt_count + lit(1), updated_at=func.now())
+    .where(by_pk(actions))
     .returning(actions.c.abort_attempt_count)
 )
 #: Clear the pending-abort flag; ``abort_reason`` and ``phase`` are kept.
 CLEAR_ABORT = to_sql(
     update(actions)
-    .values(abort_requested_at=null(), abort_attempt_count=_lit(0), updated_at=func.now())
-    .where(_by_pk())
+    .values(abort_requested_at=null(), abort_attempt_count=lit(0), updated_at=func.now())
+    .where(by_pk(actions))
     .returning(actions.c.name)
 )
 UPDATE_DETAILED_INFO = to_sql(
@@ -438,26 +331,13 @@ UPDATE_DETAILED_INFO = to_sql(
     .values(
         detailed_info=bindparam("detailed_info", type_=actions.c.detailed_info.type), updated_at=func.now()
     )
-    .where(_by_pk())
+    .where(by_pk(actions))
     .returning(actions.c.name)
 )
 #: Ours: the state string goes to ``action_state``, never into the integer ``phase`` (upstream's bug).
 UPDATE_STATE = to_sql(
     update(actions)
     .values(action_state=bindparam("state", type_=Text()), updated_at=func.now())
-    .where(_by_pk())
+    .where(by_pk(actions))
     .returning(actions.c.name)
 )
-
-
-def pk_params(action: ActionId) -> dict[str, Any]:
-    return {
-        "project": action.project,
-        "domain": action.domain,
-        "run_name": action.run_name,
-        "name": action.name,
-    }
-
-
-def run_params(run: RunId) -> dict[str, Any]:
-    return {"project": run.project, "domain": run.domain, "run_name": run.name}
