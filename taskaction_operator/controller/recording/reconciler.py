@@ -25,7 +25,7 @@ from taskaction_operator.controller.recording.recorder import Recorder, Work
 from taskaction_operator.controller.recording.rows import action_row, event_row
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
 from taskaction_operator.crd.observe import Observation
-from taskaction_operator.model import ActionPhase, cr_name
+from taskaction_operator.model import ActionId, ActionPhase, cr_name
 from taskaction_operator.repo import Action, ActionEvent, PhaseUpdate
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ RowWork = Work[Action, ActionEvent, PhaseUpdate]
 
 @dataclass(slots=True)
 class _ObjectState:
+    #: The action and parent this object was first recorded as.
+    identity: tuple[ActionId, str | None] | None = None
+    identity_warned: bool = False
     created: bool = False
     events: set[tuple[int, int, int]] = field(default_factory=set)
     last_update: tuple[int, int, int] | None = None
@@ -85,6 +88,9 @@ class ActionReconciler:
     async def handle(self, obs: Observation, *, deleted: bool) -> Outcome:
         """Record one watch event of one TaskAction (``deleted``: a DELETED event); return what to
         patch and what to warn about."""
+        known = self._states.get(obs.uid)
+        if known is not None and known.identity not in (None, (obs.action_id, obs.parent)):
+            return self._refuse_changed_identity(obs, known, deleted=deleted)
         self._index.saw(obs, deleted=deleted)
         if obs.labelled_recorded:
             # Recorded earlier: ignored, but never left holding our finalizer.
@@ -102,6 +108,7 @@ class ActionReconciler:
                 warnings.append(("RecordFailed", f"the database refused this action's record: {exc}"))
                 committed = False
         if committed:
+            state.identity = (obs.action_id, obs.parent)
             state.created = True
             state.events |= event_keys
             if update_key is not None:
@@ -114,6 +121,28 @@ class ActionReconciler:
         if not deleted:
             plan = self._without_repeats(plan, state)
         return Outcome(plan, tuple(warnings), committed)
+
+    def _refuse_changed_identity(self, obs: Observation, state: _ObjectState, *, deleted: bool) -> Outcome:
+        """The same object (uid) now names another action or parent: upstream's CRD allows the edit,
+        ours refuses it. The record keeps what was recorded; nothing is written for the new identity,
+        nothing is labelled, and a deleting object never keeps our finalizer."""
+        assert state.identity is not None
+        warnings: tuple[Warning_, ...] = ()
+        if not state.identity_warned:
+            state.identity_warned = True
+            (was, was_parent), now = state.identity, (obs.action_id, obs.parent)
+            warnings = (
+                (
+                    "IdentityChanged",
+                    f"spec identity changed after creation (was {was}, parent {was_parent}; now {now[0]}, "
+                    f"parent {now[1]}): the record keeps the first and this object is no longer recorded; "
+                    "restore the spec, or delete the TaskAction and create a new one",
+                ),
+            )
+        if deleted:
+            self._states.pop(obs.uid, None)
+        release = obs.deleting and RECORD_GUARD_FINALIZER in obs.finalizers
+        return Outcome(PatchPlan(remove_guard=release), warnings, committed=False)
 
     def _without_repeats(self, plan: PatchPlan, state: _ObjectState) -> PatchPlan:
         """Drop what was sent moments ago: events already in flight when a patch went out still show

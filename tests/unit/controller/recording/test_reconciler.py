@@ -109,3 +109,47 @@ async def test_a_deleting_object_always_gets_its_guard_released(recorder: Any) -
     assert done.plan.remove_guard
     deleting = await rec.handle(body("a1", "a0", "Completed", deletionTimestamp=T0, **guarded), deleted=False)
     assert deleting.plan.remove_guard and not deleting.plan.label_recorded
+
+
+class Sink:
+    """The database boundary, remembering what was submitted."""
+
+    def __init__(self) -> None:
+        self.actions: list[Any] = []
+        self.events: list[Any] = []
+        self.updates: list[Any] = []
+
+    async def __call__(
+        self, *, actions: Sequence[Any], events: Sequence[Any], updates: Sequence[Any]
+    ) -> None:
+        self.actions += actions
+        self.events += events
+        self.updates += updates
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"runName": "r2"}, {"actionName": "a9"}, {"project": "q"}, {"domain": "e"}, {"parentActionName": "a7"}],
+)
+async def test_a_changed_identity_of_the_same_object_is_refused_not_recorded(change: dict[str, str]) -> None:
+    """Flyte's own CRD lets spec's identity change after creation (ours refuses it): the operator
+    warns, writes nothing for the new identity, labels nothing, and keeps the record it has."""
+    sink = Sink()
+    rec_: Recorder[Any, Any, Any] = Recorder(sink, is_temporary=lambda exc: False)
+    rec_.start()
+    try:
+        rec = Handler(reconciler(rec_, guard=False, clock=Clock()))
+        owner = {"ownerReferences": [{"name": "r1-a0", "uid": "u-a0"}]}
+        await rec.handle(body("a1", "a0", "Executing", **owner), deleted=False)
+        written = (len(sink.actions), len(sink.events), len(sink.updates))
+        changed = body("a1", "a0", "Completed", **owner)
+        changed["spec"].update(change)
+        out = await rec.handle(changed, deleted=False)
+        assert [reason for reason, _ in out.warnings] == ["IdentityChanged"]
+        assert not out.committed and not out.plan.label_recorded
+        assert (len(sink.actions), len(sink.events), len(sink.updates)) == written
+        again = await rec.handle(changed, deleted=False)  # warned once, still refused
+        assert again.warnings == () and not again.committed and not again.plan
+        assert (len(sink.actions), len(sink.events), len(sink.updates)) == written
+    finally:
+        await rec_.stop()
