@@ -1,11 +1,12 @@
 """Where each TaskAction this process has seen lives: an in-memory index fed by the watch.
 
 Two maps. ``(namespace, CR name)`` → uid and run, for the parent of a child: its ownerReference
-needs the parent's uid, and a parent of another run is refused; a parent not in the index is read
-once from the API and remembered. And action → ``(namespace, CR name)``, deleted ones included, for
-the abort sweep, bounded (oldest forgotten first). Whoever waits for a TaskAction to show up (a child
-waiting for its parent) is woken when the watch first reports it.
-"""
+needs the parent's uid, and a parent of another run is refused. Every event refreshes an entry; the
+uid a child's ownerReference will carry is read from the API first (``read``), since a parent
+deleted and created again under the same name may have left a stale entry. And action →
+``(namespace, CR name)``, deleted ones included, for the abort sweep, bounded (oldest forgotten
+first). Whoever waits for a TaskAction to show up (a child waiting for its parent) is woken when the
+watch first reports it."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ class ActionIndex:
         place = (obs.namespace, obs.name)
         if deleted:
             self._known.pop(place, None)
-        elif place not in self._known:
+        else:
+            # Every event refreshes the entry: a parent deleted and created again under the same name
+            # (its DELETED event missed, e.g. across a relist) must not keep its old uid here.
             self._known[place] = Known(obs.uid, obs.action_id.run)
             waiter = self._appeared.pop(place, None)
             if waiter is not None:
@@ -65,15 +68,22 @@ class ActionIndex:
         known = self._known.get((namespace, name))
         if known is not None:
             return known
+        return await self.read(namespace, name)
+
+    async def read(self, namespace: str, name: str) -> Known | None:
+        """The TaskAction ``namespace/name`` as the API server has it now (None: it does not exist);
+        the index is corrected to match. The uid an ownerReference will carry comes from here: an
+        ownerReference to a uid that no longer exists gets the child garbage-collected."""
         body = await self._kube.get_taskaction(namespace, name)
         if body is None:
+            self._known.pop((namespace, name), None)
             return None
         spec = body.get("spec") or {}
         known = Known(
             body["metadata"]["uid"],
             RunId(spec.get("project", ""), spec.get("domain", ""), spec.get("runName", "")),
         )
-        self._known.setdefault((namespace, name), known)
+        self._known[(namespace, name)] = known
         return known
 
     def appeared(self, namespace: str, name: str) -> asyncio.Event:

@@ -217,7 +217,8 @@ class ActionReconciler:
             )
             return None
         parent_name = cr_name(parent_id)
-        known = await self._index.find(obs.namespace, parent_name)
+        # Read, not the index: the uid must be the parent's current one (see ActionIndex.read).
+        known = await self._index.read(obs.namespace, parent_name)
         if known is None:
             self._report(
                 state,

@@ -2,7 +2,8 @@
 in flight when a patch went out do not make it plan the same ownerReference or terminal patch again.
 
 The sink stands at the database boundary (every submission is committed at once); the parent is
-announced through its own event, so no Kubernetes read is needed.
+announced through its own event, and the API (a fake) holds it too: the uid a child's ownerReference
+carries is always read from the API first.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ async def committed(*, actions: Sequence[Any], events: Sequence[Any], updates: S
     return None
 
 
-class NoKube:
-    async def get_taskaction(self, namespace: str, name: str) -> None:
-        raise AssertionError("the parent was announced; no read expected")
+class ParentKube:
+    """The API server holding the one parent the tests announce, r1-a0 (uid u-a0)."""
+
+    async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return body("a0", None, "Executing") if name == "r1-a0" else None
 
 
 class Clock:
@@ -54,8 +57,8 @@ def body(name: str, parent: str | None, reason: str | None = None, **meta: Any) 
 
 
 def reconciler(recorder: Any, *, guard: bool, clock: Clock) -> ActionReconciler:
-    index = ActionIndex(NoKube())  # type: ignore[arg-type]
-    adopter = OrphanAdopter(index, NoKube())  # type: ignore[arg-type]
+    index = ActionIndex(ParentKube())  # type: ignore[arg-type]
+    adopter = OrphanAdopter(index, ParentKube())  # type: ignore[arg-type]
     return ActionReconciler(recorder, index, adopter, guard=guard, clock=clock)
 
 
@@ -153,3 +156,41 @@ async def test_a_changed_identity_of_the_same_object_is_refused_not_recorded(cha
         assert (len(sink.actions), len(sink.events), len(sink.updates)) == written
     finally:
         await rec_.stop()
+
+
+class Kube:
+    """The API server's current TaskActions, by (namespace, name)."""
+
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self.objects = {(b["metadata"]["namespace"], b["metadata"]["name"]): b for b in bodies}
+        self.reads = 0
+
+    async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return self.objects.get((namespace, name))
+
+
+async def test_a_re_created_parent_gives_new_children_its_new_uid(recorder: Any) -> None:
+    """The index learnt the parent's old uid; the parent was deleted and created again under the same
+    name while its DELETED event never reached us. A child's ownerReference to the old uid would get
+    it garbage-collected: the uid is checked against the API before it is planned."""
+    kube = Kube(body("a0", None, "Executing", uid="u-new"))
+    index = ActionIndex(kube)  # type: ignore[arg-type]
+    rec = Handler(ActionReconciler(recorder, index, OrphanAdopter(index, kube), guard=False, clock=Clock()))  # type: ignore[arg-type]
+    await rec.handle(body("a0", None, "Executing", uid="u-old"), deleted=False)
+    out = await rec.handle(body("a1", "a0"), deleted=False)
+    assert out.plan.owner_reference is not None
+    assert out.plan.owner_reference["uid"] == "u-new"
+    # and the index now says so
+    assert (await index.find("ns", "r1-a0")) is not None
+    assert (await index.find("ns", "r1-a0")).uid == "u-new"  # type: ignore[union-attr]
+
+
+async def test_the_index_follows_a_parent_seen_again_with_another_uid(recorder: Any) -> None:
+    kube = Kube()
+    index = ActionIndex(kube)  # type: ignore[arg-type]
+    index.saw(observe(body("a0", None, "Executing", uid="u-1")), deleted=False)
+    index.saw(observe(body("a0", None, "Executing", uid="u-2")), deleted=False)
+    known = await index.find("ns", "r1-a0")
+    assert known is not None and known.uid == "u-2"
+    assert kube.reads == 0
