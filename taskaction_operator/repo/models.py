@@ -229,6 +229,10 @@ class PhaseUpdate:
     cache_status: int | None
     start_time: datetime | None = None
     end_time: datetime | None = None
+    #: A child's promotion of its parent: applied only while the row is below RUNNING (DELIBERATE
+    #: DIFFERENCE: upstream's promotion goes through the plain guard, which lets it overwrite FAILED
+    #: and TIMED_OUT, so a restart would set finished parents RUNNING again).
+    promotion: bool = False
 
     def __post_init__(self) -> None:
         require_aware(self.start_time, "start_time")

@@ -190,3 +190,37 @@ async def test_subtree_deleted_while_operator_is_down_is_recorded_by_the_guard(
     await run.drive({"a1": ["Executing", ENDINGS["a1"]]})
     await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
     await assert_record_matches(run, db, aborted=frozenset({"a2", "a6"}))
+
+
+async def test_a_restart_leaves_a_failed_parent_failed_while_its_children_still_run(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    """a1 fails while its children a3 and a4 still run. After a restart the operator sees a3 and a4
+    for the first time again; their promotion of a1 must not move the recorded FAILED back to
+    RUNNING (a1 is labelled, so nothing would ever correct it)."""
+    op = start_operator()
+    run = Run(kube, namespace, "rfailed")
+    await run.create()
+    await run.drive({a: FIRST_HALF for a, _ in TREE})
+    await run.drive({"a1": ["Executing", "PermanentFailure"]})
+    await until(lambda: db.phases(run.project, run.name).get("a1") == 6, what="a1 FAILED recorded")
+
+    async def a1_labelled() -> bool:
+        o = await kube.get_taskaction(namespace, f"{run.name}-a1")
+        return bool(o and o["metadata"].get("labels", {}).get(RECORDED_LABEL) == "true")
+
+    await until(a1_labelled, what="a1 labelled")
+    op.stop()
+    start_operator()
+    await run.drive({a: ["Executing"] for a in ("a3", "a4")})
+    await until(
+        lambda: all(db.phases(run.project, run.name).get(a) == 4 for a in ("a3", "a4")),
+        what="the restarted operator recorded a3 and a4 RUNNING",
+    )
+    assert db.phases(run.project, run.name)["a1"] == 6
+    await run.drive({a: [ENDINGS[a]] for a in ("a3", "a4")})
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a5", "a6")})
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a2",)})
+    await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
+    await assert_record_matches(run, db)
+    assert db.phases(run.project, run.name)["a1"] == 6

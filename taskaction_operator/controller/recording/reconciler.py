@@ -182,7 +182,9 @@ class ActionReconciler:
             assert obs.parent_id is not None
             # Upstream sends the parent's promotion without attempts or cache status, which zeroes
             # them; we keep the parent's own values (None: unchanged).
-            work.updates.append(PhaseUpdate(obs.parent_id, ActionPhase.RUNNING, None, None))
+            # And only a parent still below RUNNING moves (PhaseUpdate.promotion): a FAILED parent
+            # stays FAILED when its unrecorded children are seen again after a restart.
+            work.updates.append(PhaseUpdate(obs.parent_id, ActionPhase.RUNNING, None, None, promotion=True))
         new_events = [ev for ev in obs.events if ev.key not in state.events]
         work.events.extend(event_row(obs, ev) for ev in new_events)
         update_key = None

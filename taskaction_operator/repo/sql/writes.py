@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     DateTime,
     Integer,
@@ -185,6 +186,7 @@ _UPDATE_INPUT: list[tuple[str, TypeEngine[Any]]] = [
     ("cache_status", Integer()),
     ("start_time", _TZ),
     ("end_time", _TZ),
+    ("promotion", Boolean()),
 ]
 
 
@@ -221,7 +223,11 @@ def _update_phases() -> str:
                 (with_end, cast(_duration_ms(end, start), BigInteger)), else_=actions.c.duration_ms
             ),
         )
-        .where(pk_matches(actions, u), phase_guard(actions.c.phase, u.c.phase))
+        .where(
+            pk_matches(actions, u),
+            phase_guard(actions.c.phase, u.c.phase),
+            or_(u.c.promotion.is_not(True), actions.c.phase < lit(ActionPhase.RUNNING)),
+        )
         .returning(*_ACTION_KEY)
     )
     return to_sql(stmt)
@@ -267,6 +273,7 @@ def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dic
         params["cache_status"].append(None if u.cache_status is None else int(u.cache_status))
         params["start_time"].append(u.start_time)
         params["end_time"].append(u.end_time)
+        params["promotion"].append(u.promotion)
     return params
 
 

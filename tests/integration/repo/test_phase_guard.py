@@ -182,3 +182,24 @@ async def test_root_update_notifies_the_run_even_when_blocked(repo: ActionRepo, 
         await repo.update_action_phase(child, P.RUNNING, 1, 0)
         assert await repo.update_action_phase(rid.root, P.FAILED, 1, 0)
         assert (await next_item(runs)).phase is P.FAILED
+
+
+async def test_a_parent_promotion_moves_only_a_parent_still_below_running(
+    repo: ActionRepo, project: str
+) -> None:
+    """A child's first sight promotes its parent to RUNNING. Upstream sends it through the ordinary
+    guard, which lets anything overwrite FAILED and TIMED_OUT: after a restart every unrecorded child
+    would promote its finished parent back to RUNNING, for good (the parent is labelled and never
+    looked at again). DELIBERATE DIFFERENCE: a promotion moves only a parent below RUNNING."""
+    rows = {phase: ActionId(run(project), f"from-{phase.name.lower()}") for phase in P}
+    await repo.record_batch(actions=[action(aid, phase=phase, attempts=1) for phase, aid in rows.items()])
+    await repo.record_batch(
+        updates=[PhaseUpdate(aid, P.RUNNING, None, None, promotion=True) for aid in rows.values()]
+    )
+    for phase, aid in rows.items():
+        row = await repo.get_action(aid)
+        below = phase < P.RUNNING
+        assert row.phase == (P.RUNNING if below else phase), phase
+        assert row.attempts == 1, phase
+    # The ordinary guard still lets the executor's own retry write move FAILED back to RUNNING.
+    assert await repo.update_action_phase(rows[P.FAILED], P.RUNNING, 2, 0)
