@@ -23,12 +23,13 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from flyteidl2.workflow import run_info_pb2
-from sqlalchemy import Select
+from sqlalchemy import Select, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
@@ -40,7 +41,7 @@ from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, re
 from taskaction_operator.repo.notify import NotificationListener, Watch
 from taskaction_operator.repo.notify import channels as notify
 from taskaction_operator.repo.sql import reads, writes
-from taskaction_operator.repo.sql.keys import pk_params, run_params
+from taskaction_operator.repo.sql.keys import event_key, pk_params, run_params
 from taskaction_operator.repo.sql.listing import build_list_query
 from taskaction_operator.repo.watches import Watches
 from taskaction_operator.repo.writer import BatchResult, RepoStats
@@ -272,6 +273,24 @@ class ActionRepo:
         if not events:
             return
         await self._write(events=events)
+
+    @classified
+    async def insert_reported_events(self, events: Sequence[ActionEvent]) -> None:
+        """Store events as an executor reports them (Flyte's events endpoint): in one transaction, in
+        key order; DELIBERATE DIFFERENCE: a stored row with the same key takes the report's ``info``
+        and ``error_kind`` (upstream's InsertEvents does nothing on a conflict, but upstream's
+        informer derives no events of its own: here the operator may have derived the row first,
+        and the executor's report is the record)."""
+        if events:
+            await self._db.write_reported(sorted(events, key=event_key), events_chunk=self.events_chunk_rows)
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers a trivial query within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._db.rows(select(literal(1))), timeout)
+        except Exception:
+            return False
+        return True
 
     @classified
     async def update_action_phase(

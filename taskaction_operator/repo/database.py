@@ -28,6 +28,7 @@ from taskaction_operator.repo.writer import (
     copy_eligible,
     raw_transaction,
     write_batch,
+    write_reported_events,
 )
 
 __all__ = ["Database"]
@@ -117,6 +118,15 @@ class Database:
                 return await write_batch(tx, events=events, **kwargs)
 
         return await self.retry_stale(attempt)
+
+    async def write_reported(self, events: Sequence[ActionEvent], *, events_chunk: int) -> None:
+        """One transaction of :func:`.writer.write_reported_events` (``events`` in key order)."""
+
+        async def attempt() -> None:
+            async with self.transaction() as tx:
+                await write_reported_events(tx, events, events_chunk=events_chunk)
+
+        await self.retry_stale(attempt)
 
     async def write_one(
         self, query: str, params: dict[str, Any], notify: Callable[[list[Any]], Notify] = lambda _: NOBODY

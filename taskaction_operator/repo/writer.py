@@ -170,6 +170,14 @@ class BatchResult:
     applied: list[bool] = field(default_factory=list)
 
 
+async def write_reported_events(tx: Tx, events: Sequence[ActionEvent], *, events_chunk: int) -> None:
+    """Store events an executor reported (:data:`.sql.writes.UPSERT_EVENTS`), in ``tx``, and notify
+    each distinct action once, as an insert of events does."""
+    for chunk in _chunks(events, events_chunk):
+        await tx.execute(sql.UPSERT_EVENTS, sql.event_params(chunk))
+    await tx.notify(after_batch((), [e.action_id for e in events], (), ()))
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

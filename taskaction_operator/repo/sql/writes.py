@@ -60,6 +60,7 @@ __all__ = [
     "UPDATE_DETAILED_INFO",
     "UPDATE_PHASES",
     "UPDATE_STATE",
+    "UPSERT_EVENTS",
     "action_params",
     "event_params",
     "notify_params",
@@ -159,6 +160,28 @@ def _insert_events() -> str:
 
 #: Insert events, ON CONFLICT DO NOTHING (first write wins per key).
 INSERT_EVENTS = _insert_events()
+
+
+def _upsert_events() -> str:
+    u = unnest(_EVENT_INPUT)
+    names = [name for name, _ in _EVENT_INPUT]
+    source = select(
+        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
+        func.now(),
+    )
+    stmt = insert(action_events).from_select([*names, "updated_at"], source)
+    excluded = stmt.excluded
+    return to_sql(
+        stmt.on_conflict_do_update(
+            index_elements=[c for c in action_events.primary_key.columns],
+            set_={"info": excluded.info, "error_kind": excluded.error_kind, "updated_at": func.now()},
+        )
+    )
+
+
+#: Insert events an executor reported; a row with the same key (one the operator derived from the
+#: TaskAction first, or the executor's own earlier send) takes the report's info and error kind.
+UPSERT_EVENTS = _upsert_events()
 #: COPY of new events (the optimistic fast path of :mod:`taskaction_operator.repo.writer`); timestamps
 #: take their defaults.
 COPY_EVENTS = "COPY action_events ({}) FROM STDIN".format(

@@ -1,5 +1,4 @@
-"""Fixtures of the repository suite: the shared database migrated once, a repository per test, and
-a unique project per test (other suites share this database, so tests never truncate tables).
+"""Fixtures of the repository suite, beside the shared ones of ``tests/integration/conftest.py``.
 
 Abort bookkeeping is the exception: an operator started by another suite sweeps every pending abort
 request in the shared database, whatever its project, and would race these tests' counters. Those
@@ -15,28 +14,6 @@ import psycopg
 import pytest
 
 from taskaction_operator.repo import ActionRepo, upgrade
-
-
-@pytest.fixture(scope="session")
-def repo_dsn(database_url: str) -> str:
-    """The real PostgreSQL, migrated to head (idempotent: other suites may have migrated it too)."""
-    upgrade(database_url)
-    return database_url
-
-
-@pytest.fixture
-async def repo(repo_dsn: str) -> AsyncIterator[ActionRepo]:
-    r = await ActionRepo.connect(repo_dsn, pool_size=4, max_overflow=4)
-    try:
-        yield r
-    finally:
-        await r.close()
-
-
-@pytest.fixture
-def project() -> str:
-    """A project name no other test uses: the isolation unit of this suite."""
-    return f"t-{uuid.uuid4().hex[:16]}"
 
 
 @contextlib.contextmanager

@@ -1,0 +1,95 @@
+"""The ASGI application: Connect services by path prefix, ``/healthz`` (the process answers),
+``/readyz`` (the database answers), ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from flyteidl2.workflow.events_proxy_service_connect import EventsProxyServiceASGIApplication
+from flyteidl2.workflow.internal_run_service_connect import InternalRunServiceASGIApplication
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from taskaction_operator.repo import ActionRepo
+from taskaction_operator.server.events import EventsEndpoint
+from taskaction_operator.server.observability import REGISTRY, RpcMetrics
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Largest request message accepted (bytes); Connect answers resource_exhausted above it.
+READ_MAX_BYTES = 4 * 1024 * 1024
+TEXT = "text/plain; charset=utf-8"
+
+
+class ASGIApp(Protocol):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class Router:
+    """Dispatches ``/<package.Service>/<Method>`` to the service's Connect application."""
+
+    def __init__(self, services: Sequence[Any], ready: Callable[[], Awaitable[bool]]) -> None:
+        self._routes: dict[str, ASGIApp] = {svc.path: svc for svc in services}
+        self._ready = ready
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(self._routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = str(scope["path"])
+        if path == "/healthz":
+            await _plain(send, 200, b"ok\n")
+        elif path == "/readyz":
+            ok = await self._ready()
+            await _plain(send, 200 if ok else 503, b"ok\n" if ok else b"database unavailable\n")
+        elif path == "/metrics":
+            await _plain(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+        else:
+            app = self._routes.get("/" + path.lstrip("/").split("/", 1)[0])
+            if app is None:
+                await _plain(send, 404, b"not found\n")
+            else:
+                await app(scope, receive, send)
+
+
+def build_app(repo: ActionRepo) -> Router:
+    """Every service the server offers, over one repository (one pool, one listener)."""
+    interceptors = [RpcMetrics()]
+    events = EventsEndpoint(repo)
+    return Router(
+        [
+            EventsProxyServiceASGIApplication(
+                events, interceptors=interceptors, read_max_bytes=READ_MAX_BYTES
+            ),
+            InternalRunServiceASGIApplication(
+                events, interceptors=interceptors, read_max_bytes=READ_MAX_BYTES
+            ),
+        ],
+        ready=repo.ping,
+    )
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
