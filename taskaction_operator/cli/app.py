@@ -185,7 +185,7 @@ def _classify(exc: Exception) -> tuple[str, int]:
     """The one-line message and exit code of an error (imports lazily, like the commands)."""
     from taskaction_operator.client.actions_client import ActionsClientError
     from taskaction_operator.client.run_file import RunFileError
-    from taskaction_operator.client.taskaction_cr import InvalidActionError
+    from taskaction_operator.client.validate import InvalidActionError
     from taskaction_operator.k8s.errors import KubeError
     from taskaction_operator.repo import NotFoundError, RepoError
 

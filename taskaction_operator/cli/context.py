@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from taskaction_operator.cli.errors import CommandFailed, UsageError
-from taskaction_operator.client.taskaction_cr import (
+from taskaction_operator.client.validate import (
     InvalidActionError,
     validate_action_name,
     validate_run_name,

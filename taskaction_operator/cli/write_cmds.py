@@ -23,7 +23,7 @@ from taskaction_operator.cli.render import action_dict, dump, human_duration, ph
 from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.client.run_file import RunFileError, load_run_file, render_taskactions
 from taskaction_operator.client.runs import CreateRunError, RunExistsError, create_run
-from taskaction_operator.client.taskaction_cr import InvalidActionError, action_kind, parent_name
+from taskaction_operator.client.validate import InvalidActionError, action_id_of, action_kind, parent_name
 from taskaction_operator.config import ConfigurationError, Settings
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
@@ -53,14 +53,10 @@ async def enqueue(ctx: Context) -> int:
     client = ctx.actions_client()
     repo = await ctx.repo()
     try:
-        await repo.get_run(rf.run_id)
-        raise CommandFailed(f"run {rf.run_id} already exists")
-    except NotFoundError:
-        pass
-    # Reach the cluster before writing anything: an unreachable API server changes nothing.
-    await client.ensure_namespace()
-    try:
-        row = await create_run(repo, client, rf.root, rf.run_spec, source=RunSource.CLI)
+        # Reach the cluster before writing anything: an unreachable API server changes nothing.
+        row = await create_run(
+            repo, client, rf.root, rf.run_spec, source=RunSource.CLI, ensure_namespace_first=True
+        )
     except (RunExistsError, CreateRunError) as exc:
         raise CommandFailed(str(exc)) from None
     except InvalidActionError as exc:
@@ -79,8 +75,7 @@ async def enqueue(ctx: Context) -> int:
             ) from None
         created.append(child)
     names = [
-        (c.action_id.name, parent_name(c) or "-", action_kind(c), f"{rf.run_id.name}-{c.action_id.name}")
-        for c in created
+        (c.action_id.name, parent_name(c) or "-", action_kind(c), cr_name(action_id_of(c))) for c in created
     ]
     if a.output == "table":
         sys.stdout.write(table(("ACTION", "PARENT", "TYPE", "TASKACTION"), names))

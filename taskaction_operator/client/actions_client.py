@@ -4,21 +4,19 @@ What callers use to put work into the system and follow it without the database:
 flyteidl2 ``Action`` into a TaskAction (built by :mod:`.taskaction_cr`), ``abort_action`` deletes
 one (the garbage collector takes its subtree), ``put_status`` writes attempts and cache status,
 ``list_*``/``get_task_action`` read TaskActions live, and ``subscribe`` streams ``ActionUpdate``s
-from one watch of the namespace (fan-out in :mod:`.action_updates`).
+from one watch of the namespace (:mod:`.informer`, fan-out in :mod:`.updates`).
 
 Deliberate differences from upstream:
 
-* validation happens before any API call (:class:`~.taskaction_cr.InvalidActionError`);
+* validation happens before any API call (:class:`~.validate.InvalidActionError`);
 * ``put_status`` writes through the status subresource with an optimistic-concurrency precondition
   and retries conflicts (upstream does one ``Status().Update`` and fails on a conflict);
 * a child is refused when its parent is already being deleted (it would be garbage-collected at
   birth);
 * the namespace is ensured once per client, and again only if a create says it is missing (upstream
   GETs it before every create);
-* the watch is our own list+watch loop in one thread (upstream uses controller-runtime's shared
-  informer): it resumes from the last resourceVersion, relists on expiry and then publishes what
-  changed meanwhile, including deletions it missed (from the last state it saw, like client-go's
-  ``DeletedFinalStateUnknown``); slow subscribers coalesce instead of dropping.
+* the watch is our own list+watch loop (:class:`~.informer.TaskActionInformer`), not
+  controller-runtime's shared informer; slow subscribers coalesce instead of dropping.
 """
 
 from __future__ import annotations
@@ -26,31 +24,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
-from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import Future
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from flyteidl2.actions import actions_service_pb2
 from flyteidl2.task import run_pb2
 
-from taskaction_operator.client.taskaction_cr import (
-    action_id_of,
-    action_kind,
-    build_taskaction,
-    parent_name,
-    validate_action,
-)
+from taskaction_operator.client.informer import TaskActionInformer, resource_version
+from taskaction_operator.client.taskaction_cr import build_taskaction
 from taskaction_operator.client.updates import (
     DEFAULT_BUFFER,
     ActionUpdate,
-    SubscriberRegistry,
     Subscription,
     update_from_taskaction,
 )
-from taskaction_operator.crd.names import LABEL_DOMAIN, LABEL_PROJECT, LABEL_RUN, is_recorded
-from taskaction_operator.k8s.errors import Conflict, Gone, KubeError, NotFound
+from taskaction_operator.client.validate import action_id_of, action_kind, parent_name, validate_action
+from taskaction_operator.crd.names import run_selector
+from taskaction_operator.k8s.errors import Conflict, KubeError, NotFound
 from taskaction_operator.k8s.ops import KubeOps
 from taskaction_operator.model import ActionId, RunId, cr_name
 
@@ -86,20 +77,6 @@ class Sentinel:
 
 SENTINEL = Sentinel()
 
-# Fields of a TaskAction the watch cache does not need (large, and not part of an ActionUpdate).
-_SLIM_SPEC_DROP = ("taskTemplate", "conditionSpec")
-_SLIM_STATUS_DROP = ("pluginState", "signalValue")
-
-
-def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    spec = {k: v for k, v in (body.get("spec") or {}).items() if k not in _SLIM_SPEC_DROP}
-    status = {k: v for k, v in (body.get("status") or {}).items() if k not in _SLIM_STATUS_DROP}
-    return {"metadata": body.get("metadata") or {}, "spec": spec, "status": status}
-
-
-def _rv(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("resourceVersion") or "")
-
 
 class ActionsClient:
     """TaskAction operations and update fan-out for one namespace."""
@@ -115,20 +92,12 @@ class ActionsClient:
     ) -> None:
         self.kube = kube
         self.namespace = namespace
-        self.watch_timeout = watch_timeout
         self.status_retries = status_retries
-        self._registry = SubscriberRegistry(buffer_size)
         self._namespace_ready = False
-        # Watch state: touched on the event loop only, except _watcher/_stopping (thread-safe use).
-        self._cache: dict[str, dict[str, Any]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._watcher: Any = None  # a kubernetes.watch.Watch
-        #: Observability: events handled, watch restarts, relists.
-        self.events = 0
-        self.restarts = 0
-        self.relists = 0
+        #: The watch behind :meth:`subscribe` (started by :meth:`start_watching`).
+        self.informer = TaskActionInformer(
+            kube, namespace, buffer_size=buffer_size, watch_timeout=watch_timeout
+        )
 
     # --- enqueue -------------------------------------------------------------------------------
     async def enqueue(
@@ -217,7 +186,7 @@ class ActionsClient:
             ):
                 return StatusWrite(False, conflicts)
             patch = {
-                "metadata": {"resourceVersion": _rv(obj)},
+                "metadata": {"resourceVersion": resource_version(obj)},
                 "status": {"attempts": attempt, "cacheStatus": int(cache_status)},
             }
             try:
@@ -247,7 +216,7 @@ class ActionsClient:
 
     async def list_run_actions(self, run_id: RunId) -> list[dict[str, Any]]:
         """Every TaskAction of the run, by the project/domain/run labels (a live list, not a cache)."""
-        return await self.kube.list_taskactions(self.namespace, _run_selector(run_id))
+        return await self.kube.list_taskactions(self.namespace, run_selector(run_id))
 
     async def list_child_actions(self, parent_id: ActionId) -> list[dict[str, Any]]:
         """The parent's TaskAction itself plus its direct children (upstream ``ListChildActions``)."""
@@ -267,10 +236,10 @@ class ActionsClient:
         Updates flow only while watching (:meth:`start_watching`). Iterate with ``async for``; end
         with :meth:`unsubscribe`.
         """
-        return self._registry.subscribe(run_name, parent_action_name, maxsize)
+        return self.informer.subscribe(run_name, parent_action_name, maxsize)
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._registry.unsubscribe(sub)
+        self.informer.unsubscribe(sub)
 
     async def watch_for_updates(self, parent_id: ActionId) -> AsyncIterator[ActionUpdate | Sentinel]:
         """Upstream ``WatchForUpdates``: subscribe first, then the snapshot (the parent and its direct
@@ -290,131 +259,15 @@ class ActionsClient:
     # --- watch ---------------------------------------------------------------------------------
     @property
     def watching(self) -> bool:
-        return self._thread is not None
+        return self.informer.running
 
     async def start_watching(self) -> None:
-        """List the namespace's TaskActions, then watch them from a dedicated thread. Idempotent.
+        """Start the informer (upstream ``StartWatching``): list, then watch. Idempotent.
 
         Returns once the initial list is in; objects it finds are published as additions.
         """
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._stopping.clear()
-        version = await self.resync()
-        self._thread = threading.Thread(
-            target=self._watch_thread, args=(version,), name=f"taskaction-watch-{self.namespace}", daemon=True
-        )
-        self._thread.start()
+        await self.informer.start()
 
     async def stop_watching(self, grace: float = 10.0) -> None:
-        """Stop the watch thread and close every subscription."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping.set()
-        deadline = asyncio.get_running_loop().time() + grace
-        while thread.is_alive() and asyncio.get_running_loop().time() < deadline:
-            watcher = self._watcher
-            if watcher is not None:
-                watcher.stop()  # shuts the socket down; repeated in case a new stream just opened
-            await asyncio.to_thread(thread.join, 0.2)
-        if thread.is_alive():
-            log.warning("TaskAction watch thread did not stop within %.0fs", grace)
-        self._thread = None
-        self._registry.close_all()
-
-    def _watch_thread(self, version: str) -> None:
-        """The blocking list+watch loop; every event is handed to the event loop."""
-        backoff = 0.5
-        while not self._stopping.is_set():
-            watcher = self.kube.new_watcher()
-            self._watcher = watcher
-            if self._stopping.is_set():
-                break
-            relist = False
-            try:
-                for event in self.kube.watch_taskactions_blocking(
-                    watcher, self.namespace, version, timeout_seconds=self.watch_timeout
-                ):
-                    kind, obj = str(event.get("type")), event.get("raw_object") or {}
-                    if kind == "ERROR":
-                        relist = int(obj.get("code") or 0) == 410
-                        break
-                    if _rv(obj):
-                        version = _rv(obj)
-                    if kind != "BOOKMARK":
-                        self._call_soon(self._on_event, kind, obj)
-                    backoff = 0.5
-            except Gone:
-                relist = True
-            except KubeError as exc:
-                log.warning("TaskAction watch failed (%s); retrying in %.1fs", exc.message, backoff)
-            except Exception as exc:  # connection reset, timeouts, a stopped socket
-                if self._stopping.is_set():
-                    break
-                log.warning("TaskAction watch broke (%s); retrying in %.1fs", exc, backoff)
-            if self._stopping.is_set():
-                break
-            self.restarts += 1
-            if relist:
-                log.info("TaskAction watch expired at resourceVersion %s; relisting", version)
-                version = self._relist_from_thread() or version
-            else:
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-        self._watcher = None
-
-    def _call_soon(self, fn: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn, *args)
-
-    def _relist_from_thread(self) -> str | None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return None
-        fut: Future[str] = asyncio.run_coroutine_threadsafe(self.resync(), loop)
-        try:
-            return fut.result(timeout=120)
-        except Exception as exc:
-            log.warning("TaskAction relist failed (%s); resuming the old watch", exc)
-            self._stopping.wait(1.0)
-            return None
-
-    async def resync(self) -> str:
-        """List the namespace and publish the difference from what was seen last; returns the list's
-        resourceVersion. Objects gone since are published as deleted, from the last state seen (like
-        client-go's ``DeletedFinalStateUnknown``). The watch calls it at start and when its
-        resourceVersion expired (410 Gone)."""
-        items, version = await self.kube.list_taskactions_versioned(self.namespace)
-        self.relists += 1
-        seen: set[str] = set()
-        for obj in items:
-            name = str(obj["metadata"]["name"])
-            seen.add(name)
-            old = self._cache.get(name)
-            if old is None or _rv(old) != _rv(obj):
-                self._on_event("ADDED" if old is None else "MODIFIED", obj)
-        for name in [n for n in self._cache if n not in seen]:
-            self._on_event("DELETED", self._cache[name])  # missed deletion: last state we saw
-        return version
-
-    def _on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
-        """On the event loop: update the cache, then publish (unless labelled recorded, as upstream)."""
-        self.events += 1
-        name = str((obj.get("metadata") or {}).get("name") or "")
-        deleted = kind == "DELETED"
-        if deleted:
-            self._cache.pop(name, None)
-        else:
-            self._cache[name] = _slim(obj)
-        if is_recorded(obj):
-            return
-        update = update_from_taskaction(obj, deleted=deleted)
-        if update is not None:
-            self._registry.publish(update)
-
-
-def _run_selector(run_id: RunId) -> str:
-    return f"{LABEL_PROJECT}={run_id.project},{LABEL_DOMAIN}={run_id.domain},{LABEL_RUN}={run_id.name}"
+        """Stop the informer and close every subscription (upstream ``StopWatching``)."""
+        await self.informer.stop(grace)

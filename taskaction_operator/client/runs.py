@@ -28,11 +28,11 @@ from flyteidl2.task import run_pb2
 from flyteidl2.workflow import run_info_pb2
 
 from taskaction_operator.client.actions_client import ActionExistsError, ActionsClient
-from taskaction_operator.client.taskaction_cr import (
+from taskaction_operator.client.taskaction_cr import build_action_spec
+from taskaction_operator.client.validate import (
     InvalidActionError,
     action_id_of,
     action_kind,
-    build_action_spec,
     parent_name,
     validate_action,
 )
@@ -106,8 +106,14 @@ async def create_run(
     run_spec: run_pb2.RunSpec | None = None,
     *,
     source: RunSource = RunSource.CLI,
+    ensure_namespace_first: bool = False,
 ) -> Action:
     """Write the run's root row, then enqueue its root TaskAction; returns the stored row.
+
+    With ``ensure_namespace_first``, the client's namespace is ensured once the run is known to be
+    new and before the row is written, so an API server that cannot be reached (or refuses the
+    namespace) changes nothing: its error is raised as it is. Without it, that failure comes from the
+    enqueue and leaves the run aborted, as any other.
 
     Raises InvalidActionError (nothing written), RunExistsError (nothing written), CreateRunError
     (row written, TaskAction not created; see the module docstring for the state it leaves).
@@ -121,6 +127,8 @@ async def create_run(
         pass
     else:
         raise RunExistsError(f"run {run_id} already exists")
+    if ensure_namespace_first:
+        await client.ensure_namespace()
     row = root_row(root, run_spec, source)
     stored = await repo.create_action(row)
     if stored.action_spec != row.action_spec or stored.run_source != row.run_source:

@@ -3,32 +3,33 @@
 This is upstream's ``ActionsClient.Enqueue`` minus the API calls (``actions/k8s/client.go``:
 ``newTaskActionCR``, ``setParentOwnership``, ``applyRunSpecToTaskAction``,
 ``inheritRunContextFromParentTaskAction``, ``buildActionSpec``, ``embedTaskTemplate``), so that
-naming, labels, inheritance, the owner reference and validation are unit-tested without a cluster
-and the client only adds the calls around it.
+naming, labels, inheritance and the owner reference are unit-tested without a cluster and the
+client only adds the calls around it. What may be built at all is decided first, in :mod:`.validate`.
 
 Deliberate differences from upstream, each marked where it happens:
 
-* every limit the CRD or the API server would enforce is checked *before* any API call and raised
-  as one readable :class:`InvalidActionError` (upstream lets the API server refuse, or not at all);
-* a child never inherits the executor's and recorder's terminal labels (research §8.12: a child of a
-  finished parent would otherwise be born "recorded" and hidden from the operator), nor
-  tool-private annotations (kopf's and kubectl's state, our run-source annotation);
-* a non-root action whose CR name would collide with the root's ``<run>-a0`` is refused (§8.11).
+* the action is validated in full before anything is built (:func:`.validate.validate_action`);
+* a child never inherits the executor's and recorder's terminal labels (upstream's
+  ``inheritRunContextFromParentTaskAction`` in ``actions/k8s/client.go`` copies every parent label
+  the child lacks, so a child of a finished parent would be born "recorded" and hidden from the
+  operator), nor tool-private annotations (kopf's and kubectl's state, our run-source annotation);
+* a non-root action whose CR name would collide with the root's ``<run>-a0`` is refused (upstream's
+  ``buildTaskActionName`` maps an action named like the run there; see :mod:`.validate`).
 """
 
 from __future__ import annotations
 
 import base64
-import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from flyteidl2.actions import actions_service_pb2
-from flyteidl2.core import tasks_pb2, types_pb2
+from flyteidl2.core import tasks_pb2
 from flyteidl2.task import run_pb2
 from flyteidl2.workflow import run_definition_pb2
 
+from taskaction_operator.client.validate import action_id_of, action_kind, parent_name, validate_action
 from taskaction_operator.crd.names import (
     API_VERSION,
     KIND,
@@ -42,165 +43,13 @@ from taskaction_operator.crd.names import (
     TERMINAL_LABELS,
     owner_reference,
 )
-from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, cr_name
+from taskaction_operator.model import cr_name
 
 #: Annotations that describe one object's handling by a tool, never the run: not inherited.
 _PRIVATE_ANNOTATION_PREFIXES = ("kopf.zalando.org/", "kubectl.kubernetes.io/last-applied-configuration")
 
 #: The placeholder flyte-sdk puts in container args; Enqueue bakes the run start time in.
 RUN_START_TIME_VAR = "{{.runStartTime}}"
-#: Condition types a signal can satisfy (upstream ``validateConditionDeclaredType``).
-SIGNALABLE_TYPES = frozenset(
-    {
-        types_pb2.SimpleType.BOOLEAN,
-        types_pb2.SimpleType.INTEGER,
-        types_pb2.SimpleType.FLOAT,
-        types_pb2.SimpleType.STRING,
-    }
-)
-
-MAX_RUN_NAME = 30
-MAX_ACTION_NAME = 30
-MAX_PROJECT_DOMAIN = 63
-MAX_CACHE_KEY = 256
-MAX_TASK_TYPE = 63
-MAX_SHORT_NAME = 63
-MAX_GROUP = 256
-
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-
-
-class InvalidActionError(ValueError):
-    """An action that must not reach the API server; the message says which field and why."""
-
-
-# --- validation ----------------------------------------------------------------------------------
-def validate_run_name(name: str) -> None:
-    """1..30 characters and a DNS-1035 label (upstream ``validateRunName``)."""
-    if not name:
-        raise InvalidActionError("run name is empty")
-    if len(name) > MAX_RUN_NAME:
-        raise InvalidActionError(f"run name {name!r} is {len(name)} characters; at most {MAX_RUN_NAME}")
-    if not _DNS1035_LABEL.match(name):
-        raise InvalidActionError(
-            f"run name {name!r} is not a DNS-1035 label: lowercase letters, digits and '-', "
-            "starting with a letter and ending with a letter or digit"
-        )
-
-
-def validate_scope(what: str, value: str) -> None:
-    """A project or domain: 1..63 characters, and a valid label value (it becomes one)."""
-    if not value:
-        raise InvalidActionError(f"{what} is empty")
-    if len(value) > MAX_PROJECT_DOMAIN:
-        raise InvalidActionError(f"{what} {value!r} is {len(value)} characters; at most {MAX_PROJECT_DOMAIN}")
-    if not _LABEL_VALUE.match(value):
-        raise InvalidActionError(
-            f"{what} {value!r} is not a valid label value: letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-
-
-def validate_action_name(run_name: str, name: str, what: str = "action name") -> None:
-    """1..30 characters, and ``<run>-<name>`` must be a valid object name (DNS-1123 subdomain)."""
-    if not name:
-        raise InvalidActionError(f"{what} is empty")
-    if len(name) > MAX_ACTION_NAME:
-        raise InvalidActionError(f"{what} {name!r} is {len(name)} characters; at most {MAX_ACTION_NAME}")
-    if not _DNS1123_SUBDOMAIN.match(f"{run_name}-{name}") or not _LABEL_VALUE.match(name):
-        raise InvalidActionError(
-            f"{what} {name!r} cannot name a TaskAction ({run_name}-{name}): use lowercase letters, "
-            "digits, '-' or '.', starting and ending with a letter or digit"
-        )
-
-
-def _max_len(what: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise InvalidActionError(f"{what} is {len(value)} characters; at most {limit}")
-
-
-def validate_labels(what: str, labels: Mapping[str, str], *, values_too: bool = True) -> None:
-    """Kubernetes label (or annotation, ``values_too=False``) keys, and label values."""
-    for key, value in labels.items():
-        prefix, _, name = key.rpartition("/")
-        if (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix))) or (
-            not name or len(name) > 63 or not _QUALIFIED_NAME.match(name)
-        ):
-            raise InvalidActionError(f"{what} key {key!r} is not a valid Kubernetes key")
-        if values_too and (len(value) > 63 or not _LABEL_VALUE.match(value)):
-            raise InvalidActionError(
-                f"{what} {key}={value!r} is not a valid label value (at most 63 "
-                "letters, digits, '-', '_' or '.')"
-            )
-
-
-def action_kind(action: actions_service_pb2.Action) -> str:
-    """``task``, ``condition`` or ``trace``; ``""`` when no spec is set."""
-    return str(action.WhichOneof("spec") or "")
-
-
-def parent_name(action: actions_service_pb2.Action) -> str | None:
-    """The parent action's name; None for a root (absent or empty, as upstream)."""
-    return (
-        action.parent_action_name
-        if action.HasField("parent_action_name") and action.parent_action_name
-        else None
-    )
-
-
-def action_id_of(action: actions_service_pb2.Action) -> ActionId:
-    run = action.action_id.run
-    return ActionId.of(run.project, run.domain, run.name, action.action_id.name)
-
-
-def validate_action(action: actions_service_pb2.Action, run_spec: run_pb2.RunSpec | None = None) -> None:
-    """Every limit the CRD and the API server enforce, checked up front (research §8.20).
-
-    Raises InvalidActionError naming the first offending field.
-    """
-    run = action.action_id.run
-    validate_scope("project", run.project)
-    validate_scope("domain", run.domain)
-    validate_run_name(run.name)
-    name = action.action_id.name
-    validate_action_name(run.name, name)
-    parent = parent_name(action)
-    if parent is not None:
-        validate_action_name(run.name, parent, "parent action name")
-        if parent == name:
-            raise InvalidActionError(f"action {name!r} names itself as its parent")
-        # Ours: upstream maps an action named like the run to <run>-a0 and would collide with the root.
-        if cr_name(ActionId.of(run.project, run.domain, run.name, name)) == f"{run.name}-{ROOT_ACTION_NAME}":
-            raise InvalidActionError(
-                f"action name {name!r} is reserved: its TaskAction would be the run's root {run.name}-a0"
-            )
-    _max_len("group", action.group, MAX_GROUP)
-    kind = action_kind(action)
-    if kind == "task":
-        task = action.task
-        _max_len("cacheKey", task.cache_key.value, MAX_CACHE_KEY)
-        _max_len("taskType", task.spec.task_template.type, MAX_TASK_TYPE)
-        _max_len("shortName", task.spec.short_name, MAX_SHORT_NAME)
-    elif kind == "condition":
-        declared = action.condition.type.simple if action.condition.type.HasField("simple") else None
-        if declared not in SIGNALABLE_TYPES:
-            raise InvalidActionError(
-                f"condition {action.condition.name or name!r} must declare a boolean, integer, float or "
-                "string type"
-            )
-    elif kind == "trace":
-        raise InvalidActionError(
-            f"action {name!r} is a trace: traces are recorded, not enqueued (no TaskAction exists for them)"
-        )
-    else:
-        raise InvalidActionError(f"action {name!r} has no spec: set task or condition")
-    if run_spec is not None and parent is None:
-        validate_labels("run label", dict(run_spec.labels.values))
-        validate_labels("run annotation", dict(run_spec.annotations.values), values_too=False)
 
 
 # --- building ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Subscribe fan-out: TaskAction watch events → ``ActionUpdate`` → per-(run, parent) subscribers.
 
-Upstream (research §5.5) keys subscriptions by ``<run>/<parent>`` and gives each subscriber a
-channel of 1000; when a channel is full the update is *dropped* with a log line. A slow subscriber
-then silently misses, e.g., the terminal update of a child and waits for ever. Here, deliberately
+Upstream (``actions/k8s/client.go``: ``Subscribe``, ``subscriberKey``, ``notifySubscribers``) keys
+subscriptions by ``<run>/<parent>`` and gives each subscriber a channel of 1000; when a channel is
+full, ``notifySubscribers`` *drops* the update with a log line. A slow subscriber then silently
+misses, e.g., the terminal update of a child and waits for ever. Here, deliberately
 unlike upstream, each subscriber has a bounded buffer that on overflow *coalesces by action*:
 it keeps only the latest update of each action (in the slot of that action's oldest queued update),
 so nothing is lost except intermediate states, the consumer is told how many states were folded
@@ -64,12 +65,12 @@ class ActionUpdate:
 
     @property
     def key(self) -> str:
-        """The subscription key this update is published under: ``<run>/<parent>`` (§5.5)."""
+        """The subscription key this update is published under: ``<run>/<parent>``."""
         return subscription_key(self.action_id.run_name, self.parent)
 
 
 def subscription_key(run_name: str, parent_action_name: str) -> str:
-    """Upstream's ``subscriberKey``: run and parent, not project or domain (research §8.14)."""
+    """Upstream's ``subscriberKey`` (``actions/k8s/client.go``): run and parent, not project or domain."""
     return f"{run_name}/{parent_action_name}"
 
 

@@ -17,8 +17,8 @@ from taskaction_operator.client.actions_client import (
     ActionsClient,
 )
 from taskaction_operator.client.run_file import parse_run_file
-from taskaction_operator.client.taskaction_cr import InvalidActionError
 from taskaction_operator.client.updates import ActionUpdate, Subscription
+from taskaction_operator.client.validate import InvalidActionError
 from taskaction_operator.crd.names import TERMINAL_LABELS
 from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
 from taskaction_operator.k8s import KubeOps
@@ -215,7 +215,7 @@ async def test_watch_resumes_after_the_server_ends_it_and_watch_for_updates_send
         first = await anext(stream)
         assert isinstance(first, ActionUpdate) and first.action_id.name == "a0"
         assert await anext(stream) is SENTINEL
-        await until(lambda: client.restarts >= 2, timeout=20, what="the watch restarted twice")
+        await until(lambda: client.informer.restarts >= 2, timeout=20, what="the watch restarted twice")
         await client.enqueue(a1)
         update = await asyncio.wait_for(anext(stream), 20)
         assert isinstance(update, ActionUpdate) and update.action_id.name == "a1" and update.parent == "a0"
@@ -269,18 +269,18 @@ async def test_resync_publishes_what_changed_and_what_vanished_while_not_watchin
     ):
         await client.enqueue(action)
     sub = client.subscribe("r10", "a0")
-    await client.resync()  # what the watch does at start: everything is new
+    await client.informer.resync()  # what the watch does at start: everything is new
     assert sorted(u.action_id.name for u in _drain(sub)) == ["a1", "a2", "a3"]
     # While nobody watches (a watch that expired): a1 moves, a2 disappears, a3 stays as it was.
     await StandInExecutor(kube).move(namespace, "r10-a1", "Executing")
     await kube.delete_taskaction(namespace, "r10-a2")
     await until(lambda: _gone(kube, namespace, "r10-a2"), what="r10-a2 deleted")
-    await client.resync()
+    await client.informer.resync()
     changed = {u.action_id.name: u for u in _drain(sub)}
     assert set(changed) == {"a1", "a2"}
     assert changed["a1"].phase is ActionPhase.RUNNING and not changed["a1"].is_deleted
     assert changed["a2"].is_deleted and changed["a2"].phase is ActionPhase.ABORTED
-    await client.resync()
+    await client.informer.resync()
     assert _drain(sub) == []
 
 

@@ -10,6 +10,7 @@ import pytest
 from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.client.runs import CreateRunError, RunExistsError, create_run
 from taskaction_operator.k8s import KubeOps
+from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionPhase, ActionType, RunId, RunSource
 from taskaction_operator.repo import ActionRepo, NotFoundError
 from tests.e2e.client.conftest import DOMAIN, actions_of, task
@@ -81,3 +82,21 @@ async def test_an_invalid_root_writes_nothing(
         await create_run(repo, client, root)
     with pytest.raises(NotFoundError):
         await repo.get_run(RunId(namespace, DOMAIN, "rc4"))
+
+
+async def test_ensuring_the_namespace_first_fails_before_anything_is_written(
+    repo: ActionRepo, client: ActionsClient, kube: KubeOps, namespace: str
+) -> None:
+    """What ``enqueue`` does: an existing run is refused first, then the API server is reached, and
+    only then is the row written; a refused namespace leaves no row (and no abort request) behind."""
+    broken = ActionsClient(kube, "Not_A_Namespace")
+    (existing,) = actions_of(namespace, "rc5", task("a0"))
+    await create_run(repo, client, existing)
+    with pytest.raises(RunExistsError, match="already exists"):
+        await create_run(repo, broken, existing, ensure_namespace_first=True)
+    (root,) = actions_of(namespace, "rc6", task("a0"))
+    with pytest.raises(KubeError):
+        await create_run(repo, broken, root, ensure_namespace_first=True)
+    with pytest.raises(NotFoundError):
+        await repo.get_run(RunId(namespace, DOMAIN, "rc6"))
+    assert [o["metadata"]["name"] for o in await kube.list_taskactions(namespace)] == ["rc5-a0"]

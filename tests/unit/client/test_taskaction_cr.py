@@ -1,122 +1,28 @@
-"""The pure TaskAction builder: naming, labels, run-spec application, inheritance, owner reference,
-validation limits and the output URI — everything Enqueue decides before it talks to the API server."""
+"""The pure TaskAction builder: naming, labels, run-spec application, inheritance, owner reference
+and the output URI — everything Enqueue decides before it talks to the API server (the limits it
+checks first are in test_validate)."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import Any
 
 import pytest
-from flyteidl2.actions import actions_service_pb2
-from flyteidl2.common import identifier_pb2
-from flyteidl2.core import tasks_pb2, types_pb2
-from flyteidl2.task import run_pb2, task_definition_pb2
+from flyteidl2.core import tasks_pb2
+from flyteidl2.task import run_pb2
 from flyteidl2.workflow import run_definition_pb2
-from google.protobuf import duration_pb2, timestamp_pb2, wrappers_pb2
+from google.protobuf import timestamp_pb2
 
 from taskaction_operator.client.taskaction_cr import (
-    InvalidActionError,
     _fnv32a,
     build_action_spec,
     build_taskaction,
     output_uri,
     shard_prefix,
-    validate_action,
 )
+from taskaction_operator.client.validate import InvalidActionError
 from taskaction_operator.crd.names import IDENTITY_LABELS, TERMINAL_LABELS
-
-
-def task(
-    name: str = "a0",
-    parent: str | None = None,
-    *,
-    run: str = "rdemo1",
-    project: str = "flytesnacks",
-    domain: str = "development",
-    task_type: str = "python",
-    short_name: str = "say_hello",
-    cache_key: str = "",
-    group: str = "",
-    args: tuple[str, ...] = (),
-) -> actions_service_pb2.Action:
-    template = tasks_pb2.TaskTemplate(
-        type=task_type, container=tasks_pb2.Container(image="img", args=list(args))
-    )
-    action = actions_service_pb2.Action(
-        action_id=identifier_pb2.ActionIdentifier(
-            run=identifier_pb2.RunIdentifier(project=project, domain=domain, name=run), name=name
-        ),
-        input_uri=f"s3://bucket/{project}/{domain}/{run}/inputs",
-        run_output_base=f"s3://bucket/{project}/{domain}/{run}/",
-        group=group,
-        task=run_definition_pb2.TaskAction(
-            id=task_definition_pb2.TaskIdentifier(
-                project=project, domain=domain, name="mod.fn", version="v1"
-            ),
-            spec=task_definition_pb2.TaskSpec(task_template=template, short_name=short_name),
-        ),
-    )
-    if cache_key:
-        action.task.cache_key.CopyFrom(wrappers_pb2.StringValue(value=cache_key))
-    if parent is not None:
-        action.parent_action_name = parent
-    return action
-
-
-def condition(
-    name: str, parent: str | None, simple: int = types_pb2.SimpleType.BOOLEAN
-) -> actions_service_pb2.Action:
-    action = task(name, parent)
-    action.condition.CopyFrom(
-        run_definition_pb2.ConditionAction(
-            name="approve", type=types_pb2.LiteralType(simple=simple), prompt="ok?",
-            timeout=duration_pb2.Duration(seconds=3600),
-        )
-    )  # fmt: skip
-    return action
-
-
-def run_spec() -> run_pb2.RunSpec:
-    spec = run_pb2.RunSpec(
-        labels=run_pb2.Labels(values={"team": "ml", "flyte.org/run": "must-not-win"}),
-        annotations=run_pb2.Annotations(values={"owner": "sdk"}),
-        envs=run_pb2.Envs(values=[]),
-        interruptible=wrappers_pb2.BoolValue(value=True),
-    )
-    kv = spec.envs.values.add()
-    kv.key, kv.value = "LOG_LEVEL", "20"
-    return spec
-
-
-def parent_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "metadata": {
-            "name": "rdemo1-a0",
-            "uid": "1111-2222",
-            "labels": {
-                "flyte.org/project": "flytesnacks",
-                "flyte.org/domain": "development",
-                "flyte.org/run": "rdemo1",
-                "flyte.org/action": "a0",
-                "flyte.org/action-type": "task",
-                "flyte.org/is-root": "true",
-                "team": "ml",
-                "flyte.org/terminal-status-recorded": "true",
-                "flyte.org/termination-status": "terminated",
-                "flyte.org/completed-time": "2026-11-23.12-00",
-            },
-            "annotations": {
-                "owner": "sdk",
-                "flyte.org/run-source": "RUN_SOURCE_CLI",
-                "kopf.zalando.org/last-handled-configuration": "{}",
-                "kubectl.kubernetes.io/last-applied-configuration": "{}",
-            },
-        },
-        "spec": {"envVars": {"LOG_LEVEL": "20"}, "interruptible": True},
-    }
-    body["spec"].update(overrides)
-    return body
+from tests.unit.client.actions import condition, parent_body, run_spec, task
 
 
 # --- naming and labels ---------------------------------------------------------------------------
@@ -241,49 +147,7 @@ def test_action_spec_carries_identity_parent_uris_run_spec_and_task() -> None:
     assert spec.WhichOneof("spec") == "task"
 
 
-# --- validation ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("action", "message"),
-    [
-        (task(run="r" * 31), "run name 'rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr' is 31 characters; at most 30"),
-        (task(run="1abc"), "not a DNS-1035 label"),
-        (task(run="Run"), "not a DNS-1035 label"),
-        (task(run=""), "run name is empty"),
-        (task(project="p" * 64), "project 'ppp"),
-        (task(project=""), "project is empty"),
-        (task(domain="bad domain"), "domain 'bad domain' is not a valid label value"),
-        (task("a" * 31, "a0"), "is 31 characters; at most 30"),
-        (task("A_1", "a0"), "action name 'A_1' cannot name a TaskAction"),
-        (task("a1", "x" * 31), "parent action name 'xxx"),
-        (task("a1", "a1"), "names itself as its parent"),
-        (task("rdemo1", "a0"), "reserved"),
-        (task(cache_key="k" * 257), "cacheKey is 257 characters; at most 256"),
-        (task(task_type="t" * 64), "taskType is 64 characters; at most 63"),
-        (task(short_name="s" * 64), "shortName is 64 characters; at most 63"),
-        (task(group="g" * 257), "group is 257 characters; at most 256"),
-        (condition("c1", "a0", types_pb2.SimpleType.STRUCT), "boolean, integer, float or string"),
-    ],
-)
-def test_limits_are_refused_with_a_readable_message(action: actions_service_pb2.Action, message: str) -> None:
-    with pytest.raises(InvalidActionError, match=message.replace("(", r"\(")):
-        validate_action(action)
-
-
-def test_limits_at_the_boundary_are_accepted() -> None:
-    validate_action(task("a" * 30, "a0", run="r" * 30, project="p" * 63, domain="d" * 63, cache_key="k" * 256,
-                         task_type="t" * 63, short_name="s" * 63, group="g" * 256))  # fmt: skip
-
-
-def test_trace_and_empty_actions_are_refused() -> None:
-    trace = task()
-    trace.trace.name = "t"
-    with pytest.raises(InvalidActionError, match="traces are recorded, not enqueued"):
-        validate_action(trace)
-    empty = actions_service_pb2.Action(action_id=task().action_id)
-    with pytest.raises(InvalidActionError, match="has no spec"):
-        validate_action(empty)
-
-
+# --- validation before building -------------------------------------------------------------
 def test_invalid_run_labels_are_refused_before_building() -> None:
     bad = run_pb2.RunSpec(labels=run_pb2.Labels(values={"team": "not ok!"}))
     with pytest.raises(InvalidActionError, match="run label team='not ok!'"):
