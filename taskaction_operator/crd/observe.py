@@ -50,6 +50,11 @@ _HISTORY_PHASES = {
 }
 
 
+#: The message of the Queued transition Flyte's executor writes for an in-place restart
+#: (``taskaction_controller.go``: ``PhaseInfoQueued(..., "restarting task")``).
+RESTART_MESSAGE = "restarting task"
+
+
 class InvalidTaskAction(ValueError):
     """The body lacks what identifies an action; it cannot be recorded."""
 
@@ -193,10 +198,19 @@ def phase_events(
     conditions: Sequence[Mapping[str, Any]] | None = None,
     current_time: datetime | None = None,
 ) -> tuple[PhaseEvent, ...]:
-    """Every phase passed through, deduplicated by (attempt, phase), in order.
+    """Every phase passed through, deduplicated by (attempt, phase), in order: the events Flyte's
+    executor reports for the same status (``taskaction_controller.go: buildActionEvent``).
 
-    A history entry's attempt is 1 + the RetryableFailure entries before it; the current phase belongs
-    to the CR's ``status.attempts``. UNSPECIFIED is never an event.
+    Attempts as the executor numbers them (from ``status.attempts`` at each transition): a new attempt
+    starts at an in-place restart's Queued entry (message "restarting task", written in the same
+    status write that bumps ``status.attempts``), or after a RetryableFailure entry (executors that
+    write one). Where the history and the attempts disagree, the attempts win: no entry is numbered
+    above ``attempts``, and the current phase belongs to ``attempts`` (a restart from Queued leaves no
+    entry: ``appendPhaseHistory`` drops a repeat of the last one).
+
+    The current phase is an event of its own only when the history does not already end in a terminal
+    one: the executor's abort is ``Failed=True`` (FAILED by the conditions) with an Aborted entry,
+    and it reports that as one ABORTED event, not two. UNSPECIFIED is never an event.
     """
     seen: set[tuple[int, int, int]] = set()
     out: list[PhaseEvent] = []
@@ -207,10 +221,14 @@ def phase_events(
             out.append(ev)
 
     attempt = 1
+    last: ActionPhase | None = None
     for entry in history or ():
         name = str(entry.get("phase") or "")
         phase = _HISTORY_PHASES.get(name)
+        if name == "Queued" and entry.get("message") == RESTART_MESSAGE and last is not None:
+            attempt += 1
         if phase is not None:
+            last = phase
             add(
                 PhaseEvent(
                     min(attempt, attempts),
@@ -221,8 +239,8 @@ def phase_events(
             )
         if name == "RetryableFailure":
             attempt += 1
-    when = current_time or _condition_time(conditions, current)
-    add(PhaseEvent(attempts, current, when))
+    if not (current.is_terminal() and last is not None and last.is_terminal()):
+        add(PhaseEvent(attempts, current, current_time or _condition_time(conditions, current)))
     return tuple(out)
 
 

@@ -110,3 +110,79 @@ def test_history_gives_every_phase_with_attempts_counted_by_retries() -> None:
 def test_without_history_the_current_phase_is_the_event_and_unspecified_is_none() -> None:
     assert [(e.attempt, e.phase) for e in phase_events(None, P.RUNNING, 3)] == [(3, P.RUNNING)]
     assert phase_events(None, P.UNSPECIFIED, 1) == ()
+
+
+# --- Flyte's executor's own status shapes (executor/pkg/controller/taskaction_controller.go) -------
+def _entry(phase: str, second: int, message: str = "") -> dict[str, str]:
+    entry = {"phase": phase, "occurredAt": f"2026-11-23T10:00:{second:02d}Z"}
+    if message:
+        entry["message"] = message
+    return entry
+
+
+#: An in-place restart on a USER retryable failure: the transition is rewritten as Queued with the
+#: message "restarting task" and status.attempts is bumped in the same write; no RetryableFailure entry.
+RETRIED = [
+    _entry("Queued", 0),
+    _entry("Initializing", 1),
+    _entry("Executing", 2),
+    _entry("Queued", 3, "restarting task"),
+    _entry("Initializing", 4),
+    _entry("Executing", 5),
+    _entry("Completed", 6, "TaskAction completed successfully"),
+]
+RETRIED_EVENTS = [
+    (1, P.QUEUED),
+    (1, P.INITIALIZING),
+    (1, P.RUNNING),
+    (2, P.QUEUED),
+    (2, P.INITIALIZING),
+    (2, P.RUNNING),
+    (2, P.SUCCEEDED),
+]
+#: The conditions of each history step, as mapPhaseToConditions writes them.
+STEP_CONDITIONS = {
+    "Queued": [cond("Progressing", "True", "Queued")],
+    "Initializing": [cond("Progressing", "True", "Initializing")],
+    "Executing": [cond("Progressing", "True", "Executing")],
+    "Completed": [cond("Progressing", "False", "Completed"), cond("Succeeded", "True", "Completed")],
+}
+
+
+def _executor_body(history: list[dict[str, str]], attempts: int) -> dict[str, Any]:
+    b = body(STEP_CONDITIONS[history[-1]["phase"]])
+    b["status"] |= {"phaseHistory": history, "attempts": attempts}
+    return b
+
+
+def test_an_in_place_restart_starts_attempt_two_at_its_queued_entry() -> None:
+    obs = observe(_executor_body(RETRIED, attempts=2))
+    assert [(e.attempt, e.phase) for e in obs.events] == RETRIED_EVENTS
+
+
+def test_a_retried_action_reads_the_same_whether_every_write_or_only_the_last_was_seen() -> None:
+    seen: dict[tuple[int, int, int], Any] = {}
+    for n in range(1, len(RETRIED) + 1):
+        attempts = 2 if n >= 4 else 1  # bumped in the restart's own write
+        for ev in observe(_executor_body(RETRIED[:n], attempts)).events:
+            seen.setdefault(ev.key, ev)
+    assert sorted((e.attempt, e.phase) for e in seen.values()) == sorted(RETRIED_EVENTS)
+
+
+def test_a_restart_the_history_dedup_hid_still_puts_the_current_phase_under_status_attempts() -> None:
+    """A restart from Queued appends no entry (appendPhaseHistory drops a repeat of the last one):
+    the history and the attempts disagree, and the attempts win for the current phase."""
+    obs = observe(_executor_body([_entry("Queued", 0)], attempts=2))
+    assert [(e.attempt, e.phase) for e in obs.events] == [(1, P.QUEUED), (2, P.QUEUED)]
+
+
+def test_an_executor_abort_is_one_terminal_event() -> None:
+    """The executor's abort: Failed=True with reason Aborted (the row's phase is FAILED, as upstream's
+    GetPhaseFromConditions says) and an Aborted history entry; Flyte's executor reports one ABORTED
+    event for it, so must we: not ABORTED and FAILED for one attempt."""
+    b = body([cond("Progressing", "False", "Aborted"), cond("Failed", "True", "Aborted")])
+    b["status"]["phaseHistory"] = [_entry("Queued", 0), _entry("Executing", 1), _entry("Aborted", 2)]
+    obs = observe(b)
+    assert obs.phase is P.FAILED
+    terminal = [(e.attempt, e.phase) for e in obs.events if e.phase.is_terminal()]
+    assert terminal == [(1, P.ABORTED)]
