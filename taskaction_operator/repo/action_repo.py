@@ -13,7 +13,8 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 
 * NOTIFY is sent inside the writing transaction (upstream: after commit, from another connection).
 * ``insert_events`` is one transaction for all chunks (upstream commits chunk by chunk).
-* ``update_action_state`` keeps the state in ``action_state``, never in the integer ``phase``, and
+* ``update_action_state`` keeps the state in our ``taskaction_action_states`` table, never in the
+  integer ``phase`` (nor in upstream's ``actions`` table), and
   treats it as an opaque string (upstream parses it as JSON and rejects what does not parse).
 * ``create_action(update_triggered_at=True)`` has nothing to update: there is no triggers table.
 * ``abort_run``/``abort_action`` also notify ``abort_requests`` (our channel; ``watch_abort_requests``).
@@ -379,7 +380,7 @@ class ActionRepo:
 
         DELIBERATE DIFFERENCE: upstream writes the state's ``phase`` string into the integer
         ``phase`` column (failing for any non-numeric phase) and the JSON into ``action_details``;
-        we keep the string in ``action_state`` and touch neither.
+        we keep the string in our own ``taskaction_action_states`` table and touch neither.
         """
         await self._write_action(writes.UPDATE_STATE, action_id, notify.after_update, state=state)
 

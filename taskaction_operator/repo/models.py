@@ -92,7 +92,8 @@ class Action:
     trigger_revision: int | None = None
     created_by: bytes | None = None
     created_by_subject: str | None = None
-    #: Ours, not upstream's (see :mod:`.schema`): the state string of ``update_action_state``.
+    #: Ours, not a column of upstream's table: the state string of ``update_action_state``, read from
+    #: ``taskaction_action_states`` by single-action reads (None in listings).
     action_state: str | None = None
 
     def __post_init__(self) -> None:

@@ -12,10 +12,11 @@ Column names, SQL types, nullability, server defaults, primary keys and indexes 
 (projects, tasks, task_specs, triggers, trigger_revisions, settings) are left out: this operator does
 not use them.
 
-DELIBERATE DIFFERENCE from upstream: ``actions.action_state`` (nullable TEXT) is ours. Upstream's
-``UpdateActionState`` writes the state's ``phase`` string into the INTEGER ``phase`` column (a latent
-bug, upstream runs/repository/impl/action.go: UpdateActionState); here the state string lives in its
-own column and never touches ``phase``.
+Upstream's two tables are upstream's exactly (its services read them with sqlx ``SELECT *`` into
+structs, which refuses any column the struct lacks). What is ours lives in tables of our own, prefixed
+``taskaction_``: ``taskaction_action_states`` holds the state string of ``UpdateActionState``
+(DELIBERATE DIFFERENCE: upstream writes the state's ``phase`` string into the INTEGER ``phase``
+column, a latent bug, upstream runs/repository/impl/action.go: UpdateActionState).
 
 These ORM classes are not the domain model handed to callers (that is :mod:`.models`, plain
 dataclasses with no session state); they exist to declare the schema.
@@ -25,13 +26,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, MetaData, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ACTION_STATE_COLUMN", "ActionEventRecord", "ActionRecord", "Base", "action_events", "actions"]
-
-#: The one column we add to upstream's ``actions`` table (see the module docstring).
-ACTION_STATE_COLUMN = "action_state"
+__all__ = [
+    "ActionEventRecord",
+    "ActionRecord",
+    "ActionStateRecord",
+    "Base",
+    "action_events",
+    "action_states",
+    "actions",
+]
 
 _TZ = DateTime(timezone=True)
 _NOW = text("CURRENT_TIMESTAMP")
@@ -83,8 +100,6 @@ class ActionRecord(Base):
     created_by: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Migration 3 (upstream): the creator's OIDC subject.
     created_by_subject: Mapped[str | None] = mapped_column(Text)
-    # Ours (see the module docstring): the state string of UpdateActionState.
-    action_state: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("idx_actions_run_lookup", "project", "domain", "run_name"),
@@ -124,5 +139,29 @@ class ActionEventRecord(Base):
     __table_args__ = (Index("idx_action_events_error_kind", "error_kind"),)
 
 
+class ActionStateRecord(Base):
+    """Ours: the state string an action's controller stores (``update_action_state``), one per action,
+    gone with its action."""
+
+    __tablename__ = "taskaction_action_states"
+
+    project: Mapped[str] = mapped_column(Text, primary_key=True)
+    domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    run_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(_TZ, server_default=_NOW)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["project", "domain", "run_name", "name"],
+            ["actions.project", "actions.domain", "actions.run_name", "actions.name"],
+            ondelete="CASCADE",
+            name="taskaction_action_states_action_fkey",
+        ),
+    )
+
+
 actions: Table = ActionRecord.__table__  # type: ignore[assignment]
+action_states: Table = ActionStateRecord.__table__  # type: ignore[assignment]
 action_events: Table = ActionEventRecord.__table__  # type: ignore[assignment]

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, select, tuple_
 
-from taskaction_operator.repo.schema import action_events, actions
-from taskaction_operator.repo.sql.keys import by_pk, by_run_root, is_root
+from taskaction_operator.repo.schema import action_events, action_states, actions
+from taskaction_operator.repo.sql.keys import by_pk, by_run_root, is_root, pk_matches
 
 __all__ = [
     "GET_ACTION",
@@ -36,12 +36,16 @@ ROOT_ACTIONS_DEFAULT_LIMIT = 1000
 #: Rows per page of :func:`runs_updated_since`.
 RUNS_PAGE = 1000
 
-#: GetAction: the row by primary key.
-GET_ACTION = select(actions).where(by_pk(actions))
-#: GetRun: the run's root action.
-GET_RUN = select(actions).where(by_run_root(actions)).limit(1)
-#: GetActionState (ours: the ``action_state`` column).
-GET_STATE = select(actions.c.action_state).where(by_pk(actions))
+#: An action's row with its state string last (ours: ``taskaction_action_states``; NULL if never set).
+_WITH_STATE = actions.outerjoin(action_states, pk_matches(action_states, actions))
+#: GetAction: the row by primary key (and its state).
+GET_ACTION = select(*actions.c, action_states.c.state).select_from(_WITH_STATE).where(by_pk(actions))
+#: GetRun: the run's root action (and its state).
+GET_RUN = (
+    select(*actions.c, action_states.c.state).select_from(_WITH_STATE).where(by_run_root(actions)).limit(1)
+)
+#: GetActionState: one row if the action exists, its state NULL if never set.
+GET_STATE = select(action_states.c.state).select_from(_WITH_STATE).where(by_pk(actions))
 #: ListPendingAborts, oldest request first (upstream: unordered).
 PENDING_ABORTS = (
     select(actions).where(actions.c.abort_requested_at.is_not(None)).order_by(actions.c.abort_requested_at)

@@ -98,9 +98,7 @@ def _duration_ms(end: ColumnElement[Any], start: ColumnElement[Any]) -> ColumnEl
 
 
 # -- INSERT actions ------------------------------------------------------------------------------
-_ACTION_INPUT = [
-    (c.name, c.type) for c in actions.c if c.name not in ("updated_at", "duration_ms", "action_state")
-]
+_ACTION_INPUT = [(c.name, c.type) for c in actions.c if c.name not in ("updated_at", "duration_ms")]
 
 
 def _insert_actions(returning_row: bool) -> str:
@@ -364,10 +362,17 @@ UPDATE_DETAILED_INFO = to_sql(
     .where(by_pk(actions))
     .returning(actions.c.name)
 )
-#: Ours: the state string goes to ``action_state``, never into the integer ``phase`` (upstream's bug).
-UPDATE_STATE = to_sql(
-    update(actions)
-    .values(action_state=bindparam("state", type_=Text()), updated_at=func.now())
-    .where(by_pk(actions))
-    .returning(actions.c.name)
+#: Ours: the state string goes to ``taskaction_action_states``, never into the integer ``phase``
+#: (upstream's bug); the action's ``updated_at`` moves as upstream's UpdateActionState moves it. No
+#: row when the action does not exist.
+UPDATE_STATE = """
+WITH touched AS (
+    UPDATE actions SET updated_at = now()
+    WHERE project = %(project)s AND domain = %(domain)s AND run_name = %(run_name)s AND name = %(name)s
+    RETURNING project, domain, run_name, name
 )
+INSERT INTO taskaction_action_states (project, domain, run_name, name, state, updated_at)
+SELECT project, domain, run_name, name, %(state)s, now() FROM touched
+ON CONFLICT (project, domain, run_name, name) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+RETURNING name
+"""

@@ -106,8 +106,11 @@ async def test_update_action_detailed_info(repo: ActionRepo, project: str) -> No
         await repo.update_action_detailed_info(ActionId.of(project, "d", "none", "a0"), b"x")
 
 
-async def test_action_state_lives_in_its_own_column(repo: ActionRepo, project: str, repo_dsn: str) -> None:
-    """Upstream's bug: a state with a string phase went into the INTEGER phase column. Not here."""
+async def test_action_state_lives_in_a_table_of_its_own(
+    repo: ActionRepo, project: str, repo_dsn: str
+) -> None:
+    """Upstream's bug: a state with a string phase went into the INTEGER phase column. Not here, and
+    not in upstream's actions table either (its sqlx reads refuse an unknown column)."""
     aid = run(project).root
     await repo.create_action(action(aid, phase=ActionPhase.RUNNING))
     assert await repo.get_action_state(aid) is None
@@ -118,9 +121,13 @@ async def test_action_state_lives_in_its_own_column(repo: ActionRepo, project: s
     assert (row.phase, row.action_state, row.action_details) == (ActionPhase.RUNNING, state, b"{}")
     with psycopg.connect(repo_dsn) as conn:
         stored = conn.execute(
-            "SELECT phase, action_state FROM actions WHERE project = %s AND name = 'a0'", (project,)
+            "SELECT a.phase, s.state FROM actions a JOIN taskaction_action_states s"
+            " USING (project, domain, run_name, name) WHERE project = %s AND name = 'a0'",
+            (project,),
         ).fetchone()
     assert stored == (4, state)
+    await repo.update_action_state(aid, "second")
+    assert await repo.get_action_state(aid) == "second"
     missing = ActionId.of(project, "d", "none", "a0")
     with pytest.raises(NotFoundError):
         await repo.update_action_state(missing, "{}")

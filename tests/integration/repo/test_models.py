@@ -15,8 +15,9 @@ from taskaction_operator.repo.schema import action_events, actions
 from tests.integration.repo.helpers import T0
 
 
-def test_action_fields_are_the_actions_columns_in_order() -> None:
-    assert [f.name for f in dataclasses.fields(Action)] == [c.name for c in actions.c]
+def test_action_fields_are_the_actions_columns_in_order_and_then_the_state() -> None:
+    """Upstream's columns, in order; then ours, the state (from taskaction_action_states)."""
+    assert [f.name for f in dataclasses.fields(Action)] == [*(c.name for c in actions.c), "action_state"]
 
 
 def test_event_fields_are_the_action_events_columns_in_order() -> None:

@@ -1,11 +1,14 @@
-"""The schema: Flyte's exact columns and indexes, the ORM metadata equal to what the migrations
-build, and concurrent upgrades serialized by the advisory lock."""
+"""The schema: Flyte's exact columns and indexes (compared with ``upstream_schema.json``, made from
+upstream's own migration files), our own table beside them, the ORM metadata equal to what the
+migrations build, and concurrent upgrades serialized by the advisory lock."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,89 +24,26 @@ from taskaction_operator.repo.schema import Base
 
 pytestmark = pytest.mark.db
 
-# Research §2.2 / §2.3, written out independently of the ORM: (type, nullable, default).
+#: Upstream's two tables as its own migrations build them (data: see ``source`` in the file).
+UPSTREAM = json.loads((Path(__file__).with_name("upstream_schema.json")).read_text())
 ACTIONS = {
-    "project": ("text", False, None),
-    "domain": ("text", False, None),
-    "run_name": ("text", False, "''::text"),
-    "name": ("text", False, None),
-    "parent_action_name": ("text", True, None),
-    "phase": ("integer", False, "1"),
-    "run_source": ("text", False, "''::text"),
-    "action_type": ("integer", False, "0"),
-    "action_group": ("text", True, None),
-    "task_project": ("text", True, None),
-    "task_domain": ("text", True, None),
-    "task_name": ("text", True, None),
-    "task_version": ("text", True, None),
-    "task_type": ("text", False, "''::text"),
-    "task_short_name": ("text", True, None),
-    "function_name": ("text", False, "''::text"),
-    "environment_name": ("text", True, None),
-    "action_spec": ("bytea", True, None),
-    "action_details": ("bytea", True, None),
-    "detailed_info": ("bytea", True, None),
-    "run_spec": ("bytea", True, None),
-    "abort_requested_at": ("timestamp with time zone", True, None),
-    "abort_attempt_count": ("integer", False, "0"),
-    "abort_reason": ("text", True, None),
-    "created_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
-    "updated_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
-    "ended_at": ("timestamp with time zone", True, None),
-    "duration_ms": ("bigint", True, None),
-    "attempts": ("integer", False, "0"),
-    "cache_status": ("integer", False, "0"),
-    "trigger_name": ("text", True, None),
-    "trigger_task_name": ("text", True, None),
-    "trigger_revision": ("bigint", True, None),
-    "created_by": ("bytea", True, None),
-    "created_by_subject": ("text", True, None),
-    "action_state": ("text", True, None),  # ours
+    n: (c["type"], c["nullable"], c["default"]) for n, c in UPSTREAM["tables"]["actions"]["columns"].items()
 }
 EVENTS = {
+    n: (c["type"], c["nullable"], c["default"])
+    for n, c in UPSTREAM["tables"]["action_events"]["columns"].items()
+}
+INDEXES = {**UPSTREAM["tables"]["actions"]["indexes"], **UPSTREAM["tables"]["action_events"]["indexes"]}
+#: Ours, beside upstream's tables (never in them: upstream's sqlx reads refuse unknown columns).
+STATES = {
     "project": ("text", False, None),
     "domain": ("text", False, None),
     "run_name": ("text", False, None),
     "name": ("text", False, None),
-    "attempt": ("integer", False, None),
-    "phase": ("integer", False, None),
-    "version": ("integer", False, None),
-    "info": ("bytea", True, None),
-    "error_kind": ("text", True, None),
-    "created_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
+    "state": ("text", False, None),
     "updated_at": ("timestamp with time zone", False, "CURRENT_TIMESTAMP"),
 }
-INDEXES = {
-    "actions_pkey": (
-        "UNIQUE INDEX actions_pkey ON public.actions USING btree (project, domain, run_name, name)"
-    ),
-    "idx_actions_run_lookup": (
-        "INDEX idx_actions_run_lookup ON public.actions USING btree (project, domain, run_name)"
-    ),
-    "idx_actions_parent": "INDEX idx_actions_parent ON public.actions USING btree (parent_action_name)",
-    "idx_actions_phase": "INDEX idx_actions_phase ON public.actions USING btree (phase)",
-    "idx_actions_created": "INDEX idx_actions_created ON public.actions USING btree (created_at)",
-    "idx_actions_abort_pending": (
-        "INDEX idx_actions_abort_pending ON public.actions USING btree (abort_requested_at)"
-    ),
-    "idx_actions_created_by_subject": (
-        "INDEX idx_actions_created_by_subject ON public.actions USING btree (created_by_subject)"
-    ),
-    "idx_actions_run_created_name": (
-        "INDEX idx_actions_run_created_name ON public.actions USING btree "
-        "(project, domain, run_name, created_at, name)"
-    ),
-    "idx_actions_paused": (
-        "INDEX idx_actions_paused ON public.actions USING btree (project, domain, run_name) WHERE (phase = 9)"
-    ),
-    "action_events_pkey": (
-        "UNIQUE INDEX action_events_pkey ON public.action_events USING btree "
-        "(project, domain, run_name, name, attempt, phase, version)"
-    ),
-    "idx_action_events_error_kind": (
-        "INDEX idx_action_events_error_kind ON public.action_events USING btree (error_kind)"
-    ),
-}
+STATES_TABLE = "taskaction_action_states"
 
 
 def _columns(dsn: str, table: str) -> dict[str, tuple[str, bool, str | None]]:
@@ -135,7 +75,7 @@ def test_indexes_and_primary_keys_are_flytes(repo_dsn: str) -> None:
 def test_orm_metadata_equals_the_migrated_schema(repo_dsn: str) -> None:
     """Autogenerate finds nothing to change: the typed models and the migrations agree."""
     engine = create_engine(to_sqlalchemy_url(repo_dsn), poolclass=NullPool)
-    ours = {"actions", "action_events"}
+    ours = {"actions", "action_events", STATES_TABLE}
 
     def include_name(name: str | None, type_: str, parent: object) -> bool:
         return type_ != "table" or name in ours
@@ -185,11 +125,11 @@ def test_concurrent_upgrades_both_succeed_and_leave_one_schema(scratch_dsn: str)
     assert errors == []
     assert not any(t.is_alive() for t in threads)
     with psycopg.connect(scratch_dsn) as conn:
-        assert conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [("m0006",)]
+        assert conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [("m0007",)]
         tables = conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
         ).fetchall()
-    assert tables == [("action_events",), ("actions",), (VERSION_TABLE,)]
+    assert tables == [("action_events",), ("actions",), (STATES_TABLE,), (VERSION_TABLE,)]
     assert set(_columns(scratch_dsn, "actions")) == set(ACTIONS)
 
 
@@ -227,6 +167,39 @@ def test_upgrade_waits_for_the_advisory_lock(scratch_dsn: str) -> None:
     thread.join(timeout=10)
     assert errors == []
     assert set(_columns(scratch_dsn, "actions")) == set(ACTIONS)
+
+
+def test_our_state_table_is_beside_upstreams_and_keyed_like_actions(repo_dsn: str) -> None:
+    assert _columns(repo_dsn, STATES_TABLE) == STATES
+    with psycopg.connect(repo_dsn) as conn:
+        (fk,) = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype = 'f'",
+            (STATES_TABLE,),
+        ).fetchone()  # type: ignore[misc]
+    assert fk == (
+        "FOREIGN KEY (project, domain, run_name, name) REFERENCES actions(project, domain, run_name, name) "
+        "ON DELETE CASCADE"
+    )
+
+
+def test_the_migration_moves_action_state_out_of_upstreams_table(scratch_dsn: str) -> None:
+    """A database of the previous schema (actions.action_state) keeps its states, in our table."""
+    upgrade(scratch_dsn, "m0006")
+    with psycopg.connect(scratch_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO actions (project, domain, run_name, name, action_state) VALUES "
+            "('p', 'd', 'r', 'a0', '{\"phase\": \"x\"}'), ('p', 'd', 'r', 'a1', NULL)"
+        )
+    upgrade(scratch_dsn)
+    assert _columns(scratch_dsn, "actions") == ACTIONS
+    with psycopg.connect(scratch_dsn) as conn:
+        rows = conn.execute(f"SELECT name, state FROM {STATES_TABLE}").fetchall()
+    assert rows == [("a0", '{"phase": "x"}')]
+    downgrade(scratch_dsn, "m0006")
+    with psycopg.connect(scratch_dsn) as conn:
+        back = conn.execute("SELECT name, action_state FROM actions ORDER BY name").fetchall()
+    assert back == [("a0", '{"phase": "x"}'), ("a1", None)]
 
 
 def test_downgrade_to_base_and_back(scratch_dsn: str) -> None:
