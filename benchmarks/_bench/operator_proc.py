@@ -1,29 +1,24 @@
-"""The operator under test as a separate process: start, liveness, /proc sampling, metrics, py-spy."""
+"""The operator under test as a separate process (:mod:`taskaction_operator.devtools.operator_process`)
+with the benchmark's extras: its launcher's statement counters, /proc sampling, parsed metrics, py-spy."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from taskaction_operator.devtools import operator_process
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -69,7 +64,15 @@ def metric_sum(m: Metrics, name: str, **labels: str) -> float:
     )
 
 
-class OperatorProcess:
+def metric_delta(m0: Metrics, m1: Metrics, name: str, **labels: str) -> float:
+    """How much ``name`` (summed over the samples matching ``labels``) grew from ``m0`` to ``m1``."""
+    return metric_sum(m1, name, **labels) - metric_sum(m0, name, **labels)
+
+
+class BenchOperator(operator_process.OperatorProcess):
+    """The operator started by ``launch_operator.py`` (its in-process counters as ``bench_*`` metrics),
+    or with ``plain`` as ``python -m taskaction_operator run``; ``guard`` sets TASKACTION_RECORD_GUARD."""
+
     def __init__(
         self,
         *,
@@ -81,61 +84,30 @@ class OperatorProcess:
         plain: bool = False,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.namespace = namespace
-        self.log_path = log_path
-        self.plain = plain
-        self.live_port = free_port()
-        self.metrics_port = free_port()
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "TASKACTION_DATABASE_URL": dsn,
-            "TASKACTION_NAMESPACES": namespace,
-            "TASKACTION_LEASE_NAMESPACE": namespace,
-            "TASKACTION_LIVENESS": f"http://127.0.0.1:{self.live_port}/healthz",
-            "TASKACTION_METRICS_PORT": str(self.metrics_port),
-            "TASKACTION_RECORD_GUARD": "true" if guard else "false",
-            **(env or {}),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pyspy: subprocess.Popen[bytes] | None = None
-        self.pyspy_out: Path | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 90) -> OperatorProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.plain:
+        if plain:
             cmd = [sys.executable, "-m", "taskaction_operator", "run"]
         else:
             cmd = [sys.executable, str(HERE / "launch_operator.py")]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        super().__init__(
+            kubeconfig=kubeconfig,
+            dsn=dsn,
+            namespace=namespace,
+            log_path=log_path,
+            env={"TASKACTION_RECORD_GUARD": "true" if guard else "false", **(env or {})},
+            command=cmd,
+            cwd=ROOT,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.live_port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"operator not live within {timeout} s; see {self.log_path}")
-            time.sleep(0.2)
+        self.namespace = namespace
+        self.pyspy: subprocess.Popen[bytes] | None = None
+        self.pyspy_out: Path | None = None
 
-    def metrics(self) -> Metrics:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return parse_metrics(resp.read().decode())
+    def start(self, timeout: float = 90, poll: float = 0.2) -> BenchOperator:
+        super().start(timeout, poll)
+        return self
+
+    def scrape(self) -> Metrics:
+        """The metrics endpoint, parsed."""
+        return parse_metrics(self.metrics(timeout=10))
 
     def sample(self) -> ProcSample | None:
         return proc_sample(self.pid)
@@ -180,13 +152,6 @@ class OperatorProcess:
         self.pyspy = None
         return self.pyspy_out if self.pyspy_out and self.pyspy_out.exists() else None
 
-    def stop(self, timeout: float = 40) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         self.stop_profile()
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return super().stop(sig, timeout)

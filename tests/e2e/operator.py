@@ -1,4 +1,5 @@
-"""The operator as a real process for e2e tests, and direct database reads for assertions.
+"""The operator as a real process for e2e tests (with the e2e settings), polling helpers, and direct
+database reads for assertions.
 
 Assertions read PostgreSQL with plain psycopg (not through the repository under test), so a bug in
 the repository cannot hide itself.
@@ -6,13 +7,7 @@ the repository cannot hide itself.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,15 +15,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
+from taskaction_operator.devtools import operator_process as devtools_operator
 from tests.conftest import ROOT
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def eventually(
@@ -65,80 +55,19 @@ async def until(
         await asyncio.sleep(interval)
 
 
-class OperatorProcess:
-    """``taskaction-operator run`` in a subprocess, with its log in a file."""
+class OperatorProcess(devtools_operator.OperatorProcess):
+    """The operator process of :mod:`taskaction_operator.devtools.operator_process` with the e2e
+    settings: run from the checkout, its log under ``log_dir``, a 3 s lease and a 2 s sweep."""
 
     def __init__(self, *, kubeconfig: str, dsn: str, namespace: str, log_dir: Path, **env: str) -> None:
-        self.port = free_port()
-        self.log_path = log_dir / f"operator-{namespace}-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "TASKACTION_DATABASE_URL": dsn,
-            "TASKACTION_NAMESPACES": namespace,
-            "TASKACTION_LIVENESS": f"http://127.0.0.1:{self.port}/healthz",
-            "TASKACTION_METRICS_PORT": str(free_port()),
-            "TASKACTION_LEASE_NAMESPACE": namespace,
-            "TASKACTION_LEASE_DURATION": "3",
-            "TASKACTION_SWEEP_INTERVAL": "2",
-            **env,
-        }
-        self.metrics_port = int(self.env["TASKACTION_METRICS_PORT"])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60) -> OperatorProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from taskaction_operator.config import Settings;"
-                "from taskaction_operator.controller.main import run_operator;"
-                "run_operator(Settings.from_env())",
-            ],
+        super().__init__(
+            kubeconfig=kubeconfig,
+            dsn=dsn,
+            namespace=namespace,
+            log_dir=log_dir,
+            env={"TASKACTION_LEASE_DURATION": "3", "TASKACTION_SWEEP_INTERVAL": "2", **env},
             cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"operator not live within {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
-            return resp.read().decode()
-
-    def log_tail(self, lines: int = 80) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class Db:
