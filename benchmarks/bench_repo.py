@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from _bench import raw_writes
+from _bench.raw_writes import EVENT_COLS
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import (
@@ -49,23 +51,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH_SIZES = (1, 100, 1000)
 RUN_SIZE = 100  # actions per run in the read seed
 
-# The repository's single-row semantics written by hand: S is the (possibly moved) start.
-_S = "LEAST(created_at, %(start_time)s::timestamptz)"
-_END = "%(end_time)s::timestamptz"
-RAW_UPDATE = f"""
-UPDATE actions SET phase = %(phase)s, attempts = %(attempts)s, cache_status = %(cache_status)s,
-  updated_at = now(), created_at = {_S},
-  ended_at = CASE WHEN {_END} IS NULL THEN ended_at ELSE COALESCE(ended_at, GREATEST({_END}, {_S})) END,
-  duration_ms = CASE WHEN {_END} IS NULL THEN duration_ms
-    ELSE EXTRACT(EPOCH FROM COALESCE(ended_at, GREATEST({_END}, {_S})) - {_S}) * 1000 END
-WHERE project = %(project)s AND domain = %(domain)s AND run_name = %(run_name)s AND name = %(name)s
-  AND (phase <= %(phase)s OR phase = ANY(ARRAY[6, 8])
-       OR (phase = 9 AND %(phase)s = ANY(ARRAY[5, 6, 7, 8, 10])))
-"""
-EVENT_COLS = "project, domain, run_name, name, attempt, phase, version, info, error_kind"
-RAW_EVENT_INSERT = (
-    f"INSERT INTO action_events ({EVENT_COLS}) VALUES ({', '.join(['%s'] * 9)}) ON CONFLICT DO NOTHING"
-)
 ACTION_COLS = (
     "project, domain, run_name, name, parent_action_name, phase, run_source, action_type, task_type,"
     " function_name, action_details, created_at, updated_at, attempts, cache_status"
@@ -176,31 +161,7 @@ async def writes(repo: ActionRepo, dsn: str, batch: int, total: int, rounds: int
 
     async def raw_updates(_: int) -> float:
         attempt = next(counter)
-
-        async def go() -> None:
-            async with raw.cursor() as cur:
-                for b in batches:
-                    fixed = {
-                        "phase": 4,
-                        "attempts": attempt,
-                        "cache_status": 0,
-                        "start_time": None,
-                        "end_time": None,
-                    }
-                    params = [
-                        {
-                            "project": a.project,
-                            "domain": a.domain,
-                            "run_name": a.run_name,
-                            "name": a.name,
-                            **fixed,
-                        }
-                        for a in b
-                    ]
-                    await cur.executemany(RAW_UPDATE, params)
-                    await raw.commit()
-
-        return await rate(total, go)
+        return await rate(total, lambda: raw_writes.updates(raw, batches, attempt))
 
     version = iter(range(1, 10**9))
 
@@ -220,35 +181,11 @@ async def writes(repo: ActionRepo, dsn: str, batch: int, total: int, rounds: int
 
     async def raw_events_copy(_: int) -> float:
         v = next(version)
-
-        async def go() -> None:
-            async with raw.cursor() as cur:
-                for b in batches:
-                    async with cur.copy(
-                        f"COPY action_events ({EVENT_COLS}) FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(["text"] * 4 + ["int4"] * 3 + ["bytea", "text"])
-                        for a in b:
-                            await copy.write_row(
-                                (a.project, a.domain, a.run_name, a.name, 1, 4, v, b"z" * 64, None)
-                            )
-                    await raw.commit()
-
-        return await rate(total, go)
+        return await rate(total, lambda: raw_writes.events_copy(raw, batches, v))
 
     async def raw_events_insert(_: int) -> float:
         v = next(version)
-
-        async def go() -> None:
-            async with raw.cursor() as cur:
-                for b in batches:
-                    await cur.executemany(
-                        RAW_EVENT_INSERT,
-                        [(a.project, a.domain, a.run_name, a.name, 1, 4, v, b"z" * 64, None) for a in b],
-                    )
-                    await raw.commit()
-
-        return await rate(total, go)
+        return await rate(total, lambda: raw_writes.events_insert(raw, batches, v))
 
     try:
         before = repo.stats.statements

@@ -1,0 +1,307 @@
+"""The report of the end-to-end benchmark: the headline figures of the largest size, the printed table
+(figure, value, target, PASS/MISS) with a line per size and phase, and the JSON written to ``--out``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _bench.harness import ROOT, r
+
+TARGETS = {
+    "recorded_vs_watch": 0.9,
+    "lag_p99_s": 1.0,
+    "rss_peak_mb": 250.0,
+    "api_writes_per_action_no_guard": 2.0,
+    "api_writes_per_action": 3.0,
+    "abort_1000_s": 30.0,
+}
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    untracked = [
+        line[3:]
+        for line in git("status", "--porcelain").splitlines()
+        if line.startswith("??") and line[3:].startswith("taskaction_operator/")
+    ]
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "dirty": bool(dirty or untracked),
+        "dirty_paths": dirty + untracked,
+    }
+
+
+def verdict(value: float | None, target: float, *, at_least: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return "PASS" if (value >= target if at_least else value < target) else "MISS"
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    sizes: dict[str, Any] = report["sizes"]
+    measured = sorted(int(k) for k, v in sizes.items() if v.get("full") or v.get("rate"))
+    big = str(measured[-1]) if measured else None
+    full = sizes[big].get("full") or {} if big else {}
+    ratep = sizes[big].get("rate", {}) if big else {}
+    rec = (full.get("recorded") or {}).get("per_s_steady")
+    watch = (full.get("bare_watch") or {}).get("per_s_steady")
+    replay = (full.get("bare_watch_replay") or {}).get("per_s_steady")
+    bdb = (sizes[big].get("bare_db") or {}).get("per_s") if big else None
+    lag = ((ratep.get("recorded") or {}).get("lag_s") or {}).get("commit", {})
+    rss = (
+        max(
+            (p.get("operator", {}).get("rss_peak_mb") or 0)
+            for p in (sizes[big].get("full", {}), sizes[big].get("rate", {}))
+        )
+        if big
+        else None
+    )
+    noguard = report.get("noguard") or {}
+    abort = report.get("abort") or {}
+    restart = (sizes[big].get("restart") or {}).get("second") or {} if big else {}
+    ceiling = sizes[big].get("ceiling") or {} if big else {}
+    return {
+        "size": int(big) if big else None,
+        "recorded_per_s": rec,
+        "bare_watch_per_s": watch,
+        "bare_watch_replay_per_s": replay,
+        "bare_db_per_s": bdb,
+        "recorded_vs_watch": r(rec / watch, 3) if rec and watch else None,
+        "recorded_vs_watch_replay": r(rec / replay, 3) if rec and replay else None,
+        "recorded_vs_db": r(rec / bdb, 3) if rec and bdb else None,
+        "generator_per_s": (full.get("generator") or {}).get("per_s_steady"),
+        "lag_p50_s": lag.get("p50"),
+        "lag_p99_s": lag.get("p99"),
+        "lag_max_s": lag.get("max"),
+        "watch_lag_p50_s": ((ratep.get("bare_watch") or {}).get("lag_s") or {}).get("p50"),
+        "watch_lag_p99_s": ((ratep.get("bare_watch") or {}).get("lag_s") or {}).get("p99"),
+        "ceiling_achieved_per_s": ceiling.get("generator_per_s_steady"),
+        "ceiling_watch_lag_p50_s": (ceiling.get("bare_watch_lag_s") or {}).get("p50"),
+        "ceiling_watch_lag_p99_s": (ceiling.get("bare_watch_lag_s") or {}).get("p99"),
+        "restart_rss_peak_mb": restart.get("rss_peak_mb"),
+        "restart_quiet_s": restart.get("quiet_s"),
+        "restart_records_unchanged": restart.get("records_unchanged"),
+        "rate_achieved_per_s": (ratep.get("generator") or {}).get("per_s_steady"),
+        "rss_peak_mb": rss or None,
+        "cpu_ms_per_transition": (full.get("operator") or {}).get("cpu_ms_per_transition"),
+        "api_writes_per_action": (full.get("operator_metrics") or {}).get("api_writes_per_action"),
+        "api_writes_per_action_no_guard": (noguard.get("operator_metrics") or {}).get(
+            "api_writes_per_action"
+        ),
+        "apiserver_patches_per_action": (full.get("apiserver") or {}).get("taskaction_patches_per_action"),
+        "apiserver_patches_per_action_no_guard": (noguard.get("apiserver") or {}).get(
+            "taskaction_patches_per_action"
+        ),
+        "statements_per_transition": (full.get("database") or {}).get("statements_per_transition"),
+        "abort_1000_s": abort.get("abort_s") if abort.get("actions") == 1000 else None,
+        "abort_s": abort.get("abort_s"),
+        "abort_size": abort.get("actions"),
+    }
+
+
+def _pair(a: Any, b: Any) -> str | None:
+    return None if a is None and b is None else f"{a} / {b}"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    h = report["headline"]
+    size = h["size"]
+    ten_k = size is not None and size >= 10000
+    rows = _throughput_rows(h, report["args"]["rate"], ten_k) + _cost_rows(h, size, ten_k)
+    w = max(len(x[0]) for x in rows)
+    print(
+        f"\ntaskaction-operator benchmark — commit {report['git']['commit'][:12]}"
+        f"{' (dirty)' if report['git']['dirty'] else ''}, {report['started']}"
+    )
+    print(f"{'figure'.ljust(w)}  {'value':>10}  {'target':<24} result")
+    for name, value, target, res in rows:
+        v = (
+            "—"
+            if value is None
+            else (f"{value:.3f}" if isinstance(value, float) and value < 10 else f"{value}")
+        )
+        print(f"{name.ljust(w)}  {v:>10}  {target:<24} {res}")
+    _print_sizes(report)
+    for note in report.get("notes", []):
+        print(f"note: {note}")
+
+
+Row = tuple[str, Any, str, str]
+
+
+def _throughput_rows(h: dict[str, Any], rate: Any, ten_k: bool) -> list[Row]:
+    """Rows of the table: rates, their ratios and the lag at the offered rate."""
+    size = h["size"]
+    return [
+        ("size (actions) of the headline figures", size, "", ""),
+        ("generator achieved, full speed (transitions/s)", h["generator_per_s"], "", ""),
+        ("recorded, full speed (transitions/s)", h["recorded_per_s"], "", ""),
+        ("bare watch, same run (transitions/s)", h["bare_watch_per_s"], "", ""),
+        ("bare watch, replay alone (transitions/s)", h["bare_watch_replay_per_s"], "", ""),
+        ("bare psycopg loop (transitions/s)", h["bare_db_per_s"], "", ""),
+        (
+            "recorded / bare watch",
+            h["recorded_vs_watch"],
+            ">= 0.9 at 10,000",
+            verdict(h["recorded_vs_watch"], 0.9, at_least=True) if ten_k else "n/a (<10,000)",
+        ),
+        ("recorded / bare watch replay", h["recorded_vs_watch_replay"], "", ""),
+        ("recorded / bare db", h["recorded_vs_db"], "", ""),
+        (f"offered {rate}/s: achieved (transitions/s)", h["rate_achieved_per_s"], "", ""),
+        ("lag p50 at offered rate (s)", h["lag_p50_s"], "", ""),
+        ("lag p99 at offered rate (s)", h["lag_p99_s"], "< 1 s", verdict(h["lag_p99_s"], 1.0)),
+        ("lag max at offered rate (s)", h["lag_max_s"], "", ""),
+        (
+            "  bare watch client's lag p50 / p99, same run (s)",
+            _pair(h["watch_lag_p50_s"], h["watch_lag_p99_s"]),
+            "",
+            "",
+        ),
+        (
+            f"  no operator at all, offered {rate}/s: achieved (transitions/s)",
+            h["ceiling_achieved_per_s"],
+            "",
+            "",
+        ),
+        (
+            "  no operator at all: bare watch client's lag p50 / p99 (s)",
+            _pair(h["ceiling_watch_lag_p50_s"], h["ceiling_watch_lag_p99_s"]),
+            "",
+            "",
+        ),
+    ]
+
+
+def _cost_rows(h: dict[str, Any], size: Any, ten_k: bool) -> list[Row]:
+    """Rows of the table: memory, CPU, statements, API writes and the abort."""
+    return [
+        (
+            "operator peak RSS (MB)",
+            h["rss_peak_mb"],
+            "< 250 MB at 10,000 live",
+            verdict(h["rss_peak_mb"], 250.0) if ten_k else "n/a (<10,000)",
+        ),
+        (
+            f"restart over {size} live unfinished: peak RSS (MB)",
+            h["restart_rss_peak_mb"],
+            "< 250 MB at 10,000 live",
+            verdict(h["restart_rss_peak_mb"], 250.0) if ten_k else "n/a (<10,000)",
+        ),
+        (
+            "  restart: all re-checked and quiet after (s); records unchanged",
+            _pair(h["restart_quiet_s"], h["restart_records_unchanged"]),
+            "",
+            "",
+        ),
+        ("operator CPU per transition, full speed (ms)", h["cpu_ms_per_transition"], "", ""),
+        ("DB statements per transition, full speed", h["statements_per_transition"], "", ""),
+        (
+            "operator API writes per action (guard on)",
+            h["api_writes_per_action"],
+            "<= 3",
+            verdict(h["api_writes_per_action"], 3.0001),
+        ),
+        (
+            "operator API writes per action (guard off)",
+            h["api_writes_per_action_no_guard"],
+            "<= 2",
+            verdict(h["api_writes_per_action_no_guard"], 2.0001),
+        ),
+        ("  TaskAction PATCHes at the API server / action (on)", h["apiserver_patches_per_action"], "", ""),
+        (
+            "  TaskAction PATCHes at the API server / action (off)",
+            h["apiserver_patches_per_action_no_guard"],
+            "",
+            "",
+        ),
+        (
+            f"abort of a {h['abort_size']}-action run fully recorded (s)",
+            h["abort_s"],
+            "< 30 s",
+            verdict(h["abort_s"], 30.0) if h["abort_size"] == 1000 else "n/a (not 1,000)",
+        ),
+    ]
+
+
+def _print_sizes(report: dict[str, Any]) -> None:
+    print("\nper size:")
+    for size_s, phases in report["sizes"].items():
+        for ph in ("rate", "full"):
+            p = phases.get(ph)
+            if not p:
+                continue
+            g, rec, op = p["generator"], p["recorded"], p.get("operator", {})
+            print(
+                f"  {size_s:>6} {ph:<5} gen {g['per_s_steady']}/s  recorded {rec['per_s_steady']}/s "
+                f"({rec['rows']}/{rec['expected']})  lag p50/p99/max {rec['lag_s']['commit']['p50']}/"
+                f"{rec['lag_s']['commit']['p99']}/{rec['lag_s']['commit']['max']} s  "
+                f"cpu {op.get('cpu_s')} s  rss {op.get('rss_peak_mb')} MB  "
+                f"writes/action {p['operator_metrics']['api_writes_per_action']}  "
+                f"watch {(p.get('bare_watch') or {}).get('per_s_steady')}/s "
+                f"watch lag p99 {((p.get('bare_watch') or {}).get('lag_s') or {}).get('p99')} s"
+            )
+        c = phases.get("ceiling")
+        if c:
+            print(
+                f"  {size_s:>6} ceiling (no operator) gen {c['generator_per_s_steady']}/s  "
+                f"watch {c['bare_watch_per_s_steady']}/s  watch lag p50/p99/max "
+                f"{c['bare_watch_lag_s'].get('p50')}/{c['bare_watch_lag_s'].get('p99')}/"
+                f"{c['bare_watch_lag_s'].get('max')} s"
+            )
+        rs = (phases.get("restart") or {}).get("second")
+        if rs:
+            print(
+                f"  {size_s:>6} restart  listed {rs['listed']} quiet after {rs['quiet_s']} s  "
+                f"rss {rs['rss_peak_mb']} MB  cpu {rs['cpu_s']} s  writes {rs['api_writes']}  "
+                f"records unchanged {rs['records_unchanged']}"
+            )
+        if phases.get("bare_db"):
+            print(
+                f"  {size_s:>6} bare-db {phases['bare_db']['per_s']}/s (batch {phases['bare_db']['batch']})"
+            )
+
+
+def report_start(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """What the report says before the first phase: when, on which commit and host, with which flags."""
+    return {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "args": {k: v for k, v in vars(args).items()},
+        "artifacts": str(out_dir),
+        "sizes": {},
+    }
+
+
+def report_finish(report: dict[str, Any], notes: list[str]) -> None:
+    """The notes, the end, the headline figures (also at the top level) and the targets."""
+    report["notes"] = notes
+    report["host"]["loadavg_end"] = os.getloadavg()
+    report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["headline"] = headline(report)
+    report.update({k: v for k, v in report["headline"].items() if k != "size"})
+    report["commit"] = report["git"]["commit"]
+    report["dirty"] = report["git"]["dirty"]
+    report["targets"] = TARGETS
+
+
+def write_json(report: dict[str, Any], out: Path) -> None:
+    """The report as JSON to ``out`` and to ``report.json`` among the run's artifacts."""
+    text = json.dumps(report, indent=2, default=str)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    Path(report["artifacts"], "report.json").write_text(text)
