@@ -33,7 +33,6 @@ from taskaction_operator.cli.render import (
 from taskaction_operator.model import ActionPhase, RunId
 from taskaction_operator.model.times import parse_rfc3339
 from taskaction_operator.repo import (
-    KEYSET_SORT,
     Action,
     ActionRepo,
     Filter,
@@ -72,20 +71,6 @@ def parse_phases(value: str) -> list[ActionPhase]:
 
 def _colour(ctx: Context) -> bool:
     return use_colour(getattr(ctx.args, "color", "auto"), env=ctx.env)
-
-
-async def _run_actions(repo: ActionRepo, run_id: RunId) -> list[Action]:
-    """Every action of the run, keyset-paged (created_at, name)."""
-    out: list[Action] = []
-    after = None
-    while True:
-        page = await repo.list_actions(
-            ListActionsRequest(run=run_id, sort_by=KEYSET_SORT, after=after, limit=1000, max_limit=1000)
-        )
-        out += page.actions
-        if not page.has_more or page.next_after is None:
-            return out
-        after = page.next_after
 
 
 async def _get_run(repo: ActionRepo, run_id: RunId) -> Action:
@@ -182,7 +167,7 @@ async def runs_tree(ctx: Context) -> int:
     run_id = ctx.run_id(ctx.args.run)
     repo = await ctx.repo()
     await _get_run(repo, run_id)
-    actions = await _run_actions(repo, run_id)
+    actions = await repo.list_run_actions(run_id)
     if ctx.args.output == "table":
         sys.stdout.write(tree_table(actions, colour=_colour(ctx)))
     else:
@@ -219,7 +204,7 @@ async def runs_watch(ctx: Context) -> int:
 
     async with repo.watch_all_action_updates(run_id) as sub:  # subscribe first, then the snapshot
         root = await _get_run(repo, run_id)
-        for a in await _run_actions(repo, run_id):
+        for a in await repo.list_run_actions(run_id):
             state[a.name] = a
         show(sorted(state.values(), key=lambda a: (a.created_at or datetime.min.replace(tzinfo=UTC), a.name)))
         root = state.get(root.name, root)

@@ -37,7 +37,7 @@ from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo.database import Database
 from taskaction_operator.repo.dsn import to_conninfo, to_sqlalchemy_url
 from taskaction_operator.repo.errors import NotFoundError, classified
-from taskaction_operator.repo.listing import ActionPage, ListActionsRequest
+from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
 from taskaction_operator.repo.notify import NotificationListener, Watch
 from taskaction_operator.repo.notify import channels as notify
@@ -193,6 +193,22 @@ class ActionRepo:
         params = {**pk_params(action_id), "attempt": attempt}
         missing = f"no event for attempt {attempt} of {action_id}"
         return ActionEvent(*await self._one(reads.LATEST_EVENT, params, missing))
+
+    async def list_run_actions(self, run_id: RunId, page_size: int = 1000) -> list[Action]:
+        """Every action of the run, keyset-paged (created_at, name) like upstream's WatchActions
+        snapshot: each page an index range scan, whatever the run's size."""
+        out: list[Action] = []
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = await self.list_actions(
+                ListActionsRequest(
+                    run=run_id, sort_by=KEYSET_SORT, after=after, limit=page_size, max_limit=page_size
+                )
+            )
+            out += page.actions
+            if not page.has_more or page.next_after is None:
+                return out
+            after = page.next_after
 
     @classified
     async def list_actions(self, request: ListActionsRequest) -> ActionPage:

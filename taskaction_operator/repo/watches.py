@@ -33,8 +33,6 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from taskaction_operator.model import ActionId, RunId
-from taskaction_operator.repo.errors import classified
-from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action
 from taskaction_operator.repo.notify import NotificationListener, Route, Subscription, Watch
 from taskaction_operator.repo.notify.channels import action_payload, run_payload
@@ -58,7 +56,7 @@ class WatchedRepo(Protocol):
     async def get_run(self, run_id: RunId) -> Action: ...
     async def get_action(self, action_id: ActionId) -> Action: ...
     async def get_action_state(self, action_id: ActionId) -> str | None: ...
-    async def list_actions(self, request: ListActionsRequest) -> ActionPage: ...
+    async def list_run_actions(self, run_id: RunId) -> list[Action]: ...
     async def list_pending_aborts(self) -> list[Action]: ...
     async def list_runs_updated_since(self, since: datetime) -> list[Action]: ...
 
@@ -142,7 +140,7 @@ class Watches:
             return await self._repo.get_action(ActionId(run_id, key.rpartition("/")[2]))
 
         async def resync(_since: datetime) -> list[Action]:
-            return await self._all_actions_of(run_id)
+            return await self._repo.list_run_actions(run_id)
 
         return self._watch(f"actions of {run_id}", ("run-actions", run_payload(run_id)), read, resync)
 
@@ -175,18 +173,3 @@ class Watches:
             return [a.action_id for a in await self._repo.list_pending_aborts()]
 
         return self._watch("abort requests", ("aborts", ""), read, resync)
-
-    # -- full re-reads ----------------------------------------------------------------------------
-    @classified
-    async def _all_actions_of(self, run_id: RunId) -> list[Action]:
-        """Every action of the run, keyset-paged like upstream's WatchActions snapshot."""
-        out: list[Action] = []
-        after: tuple[datetime, str] | None = None
-        while True:
-            page = await self._repo.list_actions(
-                ListActionsRequest(run=run_id, sort_by=KEYSET_SORT, after=after, limit=_PAGE, max_limit=_PAGE)
-            )
-            out += page.actions
-            if not page.has_more or page.next_after is None:
-                return out
-            after = page.next_after
