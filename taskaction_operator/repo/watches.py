@@ -42,7 +42,6 @@ __all__ = ["WatchedRepo", "Watches"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_PAGE = 1000
 
 
 class WatchedRepo(Protocol):
