@@ -87,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     leaf(sub, "migrate", "write_cmds:migrate", "bring the database schema up to date")
+    p = leaf(
+        sub,
+        "serve",
+        "serve_cmd:serve",
+        "serve Flyte's API over Connect (HTTP/1.1 and h2c): the events endpoint Flyte's executor reports to",
+    )
+    p.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="(default 127.0.0.1:8090)")
+    p.add_argument(
+        "--auth",
+        choices=("none",),
+        default="none",
+        help="who may call: none (local use; logged loudly). Kubernetes token review is not built yet",
+    )
 
     runs = sub.add_parser("runs", help="list, show and follow runs").add_subparsers(
         dest="runs_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser

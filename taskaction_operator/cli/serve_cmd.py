@@ -1,0 +1,32 @@
+"""``taskaction-operator serve``: Flyte's API over Connect (see :mod:`taskaction_operator.server`)."""
+
+from __future__ import annotations
+
+import sys
+
+from taskaction_operator.cli.context import Context, UsageError
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``:PORT`` (all interfaces) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {value!r}: expected HOST:PORT (e.g. 127.0.0.1:8090 or :8090)")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+async def serve(ctx: Context) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    host, port = parse_listen(ctx.args.listen)
+    from taskaction_operator.server.main import ServeOptions, serve  # lazily: hypercorn loads only here
+
+    if ctx.args.auth == "none":
+        # Always on stderr, whatever -v says: nobody should run this unaware.
+        print(
+            "taskaction-operator: warning: serving WITHOUT authentication (--auth none): anyone who "
+            f"reaches {host}:{port} may record events",
+            file=sys.stderr,
+            flush=True,
+        )
+    await serve(ServeOptions(database_url=ctx.database_url, host=host, port=port))
+    return 0
