@@ -86,12 +86,14 @@ async def assert_record_matches(run: Run, db: Db, *, aborted: frozenset[str] = f
     for obj in await run.kube.list_taskactions(run.ns):
         action = obj["spec"]["actionName"]
         if run.expected_phase(action) in (5, 6, 8):
+            name = obj["metadata"]["name"]
+            await until(lambda name=name: labelled(run.kube, run.ns, name), what=f"{action} labelled")
 
-            async def labelled(name: str = obj["metadata"]["name"]) -> bool:
-                o = await run.kube.get_taskaction(run.ns, name)
-                return bool(o and o["metadata"].get("labels", {}).get(RECORDED_LABEL) == "true")
 
-            await until(labelled, what=f"{action} labelled")
+async def labelled(kube: KubeOps, namespace: str, name: str) -> bool:
+    """The TaskAction carries the terminal-status-recorded label."""
+    o = await kube.get_taskaction(namespace, name)
+    return bool(o and o["metadata"].get("labels", {}).get(RECORDED_LABEL) == "true")
 
 
 def script(*args: str) -> None:
@@ -204,12 +206,7 @@ async def test_a_restart_leaves_a_failed_parent_failed_while_its_children_still_
     await run.drive({a: FIRST_HALF for a, _ in TREE})
     await run.drive({"a1": ["Executing", "PermanentFailure"]})
     await until(lambda: db.phases(run.project, run.name).get("a1") == 6, what="a1 FAILED recorded")
-
-    async def a1_labelled() -> bool:
-        o = await kube.get_taskaction(namespace, f"{run.name}-a1")
-        return bool(o and o["metadata"].get("labels", {}).get(RECORDED_LABEL) == "true")
-
-    await until(a1_labelled, what="a1 labelled")
+    await until(lambda: labelled(kube, namespace, f"{run.name}-a1"), what="a1 labelled")
     op.stop()
     start_operator()
     await run.drive({a: ["Executing"] for a in ("a3", "a4")})

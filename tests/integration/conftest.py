@@ -4,6 +4,7 @@ database, so tests never truncate tables)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,13 +20,20 @@ def repo_dsn(database_url: str) -> str:
     return database_url
 
 
-@pytest.fixture
-async def repo(repo_dsn: str) -> AsyncIterator[ActionRepo]:
-    r = await ActionRepo.connect(repo_dsn, pool_size=4, max_overflow=4)
+@contextlib.asynccontextmanager
+async def connected(dsn: str, pool: int) -> AsyncIterator[ActionRepo]:
+    """An ActionRepo on ``dsn`` with ``pool`` connections (and as many overflow), closed on exit."""
+    r = await ActionRepo.connect(dsn, pool_size=pool, max_overflow=pool)
     try:
         yield r
     finally:
         await r.close()
+
+
+@pytest.fixture
+async def repo(repo_dsn: str) -> AsyncIterator[ActionRepo]:
+    async with connected(repo_dsn, 4) as r:
+        yield r
 
 
 @pytest.fixture

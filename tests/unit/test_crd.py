@@ -1,12 +1,14 @@
 """The TaskAction CRD contract: field-for-field compatible with Flyte v2's ``taskactions.flyte.org`` v1.
 
-The expected tables below are written from the research digest (/work/shared/research/flyte-v2.md §1:
-1.1 identity, 1.2 spec, 1.3 status, 1.4 printer columns) and the standard ``metav1.Condition`` schema,
-not read back from the CRD. ``examples/flyte-taskaction.yaml`` (what Flyte's actions service writes)
-is checked against the CRD's own openAPIV3Schema with a small structural validator that applies the
-keywords the API server enforces for this schema and words its errors the way the API server does
-(checked once against k8s.io/apiextensions-apiserver v0.37.2's own validation code: same messages for
-every case below, and upstream's CRD gives the same results as ours).
+The expected tables below are written from upstream's Go types (flyteorg/flyte
+``executor/api/v1/taskaction_types.go``: ``TaskActionSpec``, ``TaskActionStatus``, the kubebuilder
+markers that make its CRD, ``executor/config/crd/bases/flyte.org_taskactions.yaml``: identity, spec,
+status, printer columns) and the standard ``metav1.Condition`` schema, not read back from the CRD.
+``examples/flyte-taskaction.yaml`` (what Flyte's actions service writes) is checked against the
+CRD's own openAPIV3Schema with a small structural validator that applies the keywords the API
+server enforces for this schema and words its errors the way the API server does (checked once
+against k8s.io/apiextensions-apiserver v0.37.2's own validation code: same messages for every case
+below, and upstream's CRD gives the same results as ours).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ GENERATOR_PATH = ROOT / "examples" / "gen_flyte_taskaction.py"
 Schema = dict[str, Any]
 
 # --------------------------------------------------------------------------------------------------
-# Expected contract (flyte-v2.md §1), written independently of the CRD file.
+# Expected contract (upstream's TaskAction types), written independently of the CRD file.
 # Each entry is the full set of validation keywords of that property (descriptions aside).
 # --------------------------------------------------------------------------------------------------
 
@@ -103,7 +105,7 @@ EXPECTED_PHASE_TRANSITION_REQUIRED = {"phase", "occurredAt"}
 
 EXPECTED_ERROR_STATE: dict[str, Schema] = {"code": STR, "kind": STR, "message": STR}
 
-# (name, type, jsonPath, priority) in order (§1.4).
+# (name, type, jsonPath, priority) in order (upstream's printcolumn markers).
 EXPECTED_PRINTER_COLUMNS = [
     ("Run", "string", ".spec.runName", 0),
     ("Action", "string", ".spec.actionName", 0),
@@ -284,7 +286,7 @@ def validate(value: Any, schema: Schema, path: str = "") -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# §1.1 identity
+# identity
 # --------------------------------------------------------------------------------------------------
 
 
@@ -345,7 +347,7 @@ def test_schema_is_structural_and_prunes_like_upstream(root_schema: Schema) -> N
 
 
 # --------------------------------------------------------------------------------------------------
-# §1.2 spec
+# spec
 # --------------------------------------------------------------------------------------------------
 
 
@@ -380,7 +382,7 @@ def test_spec_identity_is_immutable_by_transition_rules(spec_schema: Schema) -> 
 
 
 # --------------------------------------------------------------------------------------------------
-# §1.3 status
+# status
 # --------------------------------------------------------------------------------------------------
 
 
@@ -428,7 +430,7 @@ def test_status_error_state(status_schema: Schema) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# §1.4 printer columns
+# printer columns
 # --------------------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from taskaction_operator.repo import ActionRepo, upgrade
+from tests.integration.conftest import connected
 
 
 @contextlib.contextmanager
@@ -47,8 +48,5 @@ def empty_dsn(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def private_repo(private_dsn: str) -> AsyncIterator[ActionRepo]:
-    r = await ActionRepo.connect(private_dsn, pool_size=2, max_overflow=2)
-    try:
+    async with connected(private_dsn, 2) as r:
         yield r
-    finally:
-        await r.close()
