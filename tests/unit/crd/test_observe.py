@@ -186,3 +186,19 @@ def test_an_executor_abort_is_one_terminal_event() -> None:
     assert obs.phase is P.FAILED
     terminal = [(e.attempt, e.phase) for e in obs.events if e.phase.is_terminal()]
     assert terminal == [(1, P.ABORTED)]
+
+
+def test_a_time_no_timestamp_can_hold_is_no_time_and_crashes_nothing() -> None:
+    """``0001-01-01T00:00:00+01:00`` is valid RFC 3339 (the CRD accepts it) but year 0 in UTC: it
+    overflowed protobuf's Timestamp while a row was built, and on a deleting object the record guard
+    then held the object (and its namespace) forever."""
+    from taskaction_operator.controller.recording.rows import action_row, event_row
+
+    year_zero = "0001-01-01T00:00:00+01:00"
+    b = body([cond("Progressing", "True", "Executing", at=year_zero)])
+    b["status"]["phaseHistory"] = [_entry("Queued", 0) | {"occurredAt": year_zero}]
+    obs = observe(b, deleted=True)
+    assert all(e.occurred_at is None or e.occurred_at.year > 1 for e in obs.events)
+    action_row(obs)
+    for ev in obs.events:
+        event_row(obs, ev)
