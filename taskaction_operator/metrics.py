@@ -25,6 +25,12 @@ RECORDING_LAG = Histogram(
     registry=REGISTRY,
 )
 DB_ERRORS = Counter("taskaction_db_errors_total", "Database errors, by class", ["kind"], registry=REGISTRY)
+GUARDS_RELEASED_UNRECORDED = Counter(
+    "taskaction_guards_released_unrecorded_total",
+    "Record guards released on deleting TaskActions whose end could not be recorded, by why",
+    ["reason"],
+    registry=REGISTRY,
+)
 BATCHES = Histogram(
     "taskaction_batch_rows",
     "Rows per recorder transaction",

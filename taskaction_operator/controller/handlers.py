@@ -17,16 +17,19 @@ the patch plan work from that observation.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
 
 from taskaction_operator.controller import instruments
+from taskaction_operator.controller.recording.patch_plan import PatchPlan
 from taskaction_operator.controller.runtime import Runtime
-from taskaction_operator.crd.names import GROUP, PLURAL, VERSION
+from taskaction_operator.crd.names import GROUP, PLURAL, RECORD_GUARD_FINALIZER, VERSION
 from taskaction_operator.crd.observe import InvalidTaskAction, observe
 
 HANDLER_ID = "record-taskaction"
+log = logging.getLogger(__name__)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id=HANDLER_ID)
@@ -39,12 +42,23 @@ async def record_taskaction(
     instruments.count_event_received(kind)
     try:
         observation = observe(body, deleted=deleted)  # the event's only reading of its body
+        outcome = await runtime.reconciler.handle(observation, deleted=deleted)
     except InvalidTaskAction as exc:
         kopf.warn(body, reason="InvalidTaskAction", message=f"not recorded: {exc}")
+        _release_unrecorded(body, patch, deleted, "invalid", str(exc))
         return
-    outcome = await runtime.reconciler.handle(observation, deleted=deleted)
+    except Exception as exc:  # a bug or the unforeseen: logged, and never a guard held forever
+        log.exception("recording %s failed", body.get("metadata", {}).get("name"))
+        _release_unrecorded(body, patch, deleted, "error", f"{type(exc).__name__}: {exc}")
+        return
     for reason, message in outcome.warnings:
         kopf.warn(body, reason=reason, message=message)
+    if not outcome.committed and not outcome.plan.remove_guard:
+        # The recorder retries temporary database errors until the database answers: what comes
+        # back uncommitted was refused for good (bad data), and waiting would hold the guard forever.
+        detail = outcome.warnings[0][1] if outcome.warnings else "refused by the database"
+        if _release_unrecorded(body, patch, deleted, "record-failed", detail):
+            return
     if outcome.committed:
         instruments.count_event_recorded(kind)
         instruments.record_lag(body)
@@ -56,3 +70,26 @@ async def record_taskaction(
         else:
             patch.update(outcome.plan.as_merge_patch())
         instruments.count_patch(outcome.plan)
+
+
+def _release_unrecorded(body: kopf.Body, patch: kopf.Patch, deleted: bool, reason: str, detail: str) -> bool:
+    """Release our guard from an object being deleted whose end could not be recorded, with a Warning
+    and a count (``reason``). The guard exists to hold a deletion until its end is recorded; when that
+    cannot happen, holding on would keep the object, and its namespace, forever. False when there is
+    nothing to release (not deleting, no guard, or a DELETED event: the object is gone)."""
+    meta = body.get("metadata") or {}
+    if (
+        deleted
+        or not meta.get("deletionTimestamp")
+        or RECORD_GUARD_FINALIZER not in (meta.get("finalizers") or ())
+    ):
+        return False
+    patch.fns.append(PatchPlan(remove_guard=True).apply)  # type: ignore[arg-type]  # RawBody is a dict
+    kopf.warn(
+        body,
+        reason="GuardReleased",
+        message=f"the end of this action could not be recorded ({detail}); the record-guard finalizer "
+        "is released so that the deletion can finish, and the database lacks this action's end",
+    )
+    instruments.count_guard_released_unrecorded(reason)
+    return True

@@ -57,6 +57,11 @@ def record_db_error(exc: BaseException, temporary: bool) -> None:
     metrics.DB_ERRORS.labels("temporary" if temporary else "permanent").inc()
 
 
+def count_guard_released_unrecorded(reason: str) -> None:
+    """A deleting TaskAction's guard released although its end is not recorded (see handlers)."""
+    metrics.GUARDS_RELEASED_UNRECORDED.labels(reason).inc()
+
+
 def record_abort_attempt(outcome: str) -> None:
     """An abort attempt ended: cleared, retry or gave_up (the AbortSweeper's ``on_attempt``)."""
     metrics.ABORT_ATTEMPTS.labels(outcome).inc()

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
-from taskaction_operator.crd.names import RECORDED_LABEL
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL
 from taskaction_operator.devtools.executor import StandInExecutor
 from taskaction_operator.k8s import KubeOps
 from tests.conftest import ROOT
+from tests.e2e.conftest import Kubectl
 from tests.e2e.operator import Db, until
-from tests.e2e.test_operator_recording import children_owned, create
+from tests.e2e.taskactions import taskaction
+from tests.e2e.test_operator_recording import children_owned, create, warnings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.usefixtures("local_components")]
 EVENT_PHASE = {
@@ -221,3 +223,29 @@ async def test_a_restart_leaves_a_failed_parent_failed_while_its_children_still_
     await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
     await assert_record_matches(run, db)
     assert db.phases(run.project, run.name)["a1"] == 6
+
+
+async def test_a_deleting_action_whose_end_the_database_refuses_does_not_hold_its_namespace(
+    kube: KubeOps, kubectl: Kubectl, db: Db, namespace: str, start_operator: Any
+) -> None:
+    """A NUL byte in a spec string: valid JSON, accepted by the API server, refused for good by
+    PostgreSQL's TEXT. The guard was added all the same; on deletion it must be released (Warning
+    GuardReleased), not held forever with the namespace."""
+    start_operator()
+    body = taskaction(namespace, "rnul", "a0", task_type="py\x00thon")
+    await kube.create_taskaction(namespace, body)
+    name = body["metadata"]["name"]
+
+    async def guarded() -> bool:
+        o = await kube.get_taskaction(namespace, name)
+        return bool(o and RECORD_GUARD_FINALIZER in (o["metadata"].get("finalizers") or ()))
+
+    await until(guarded, what="the guard on the unrecordable TaskAction")
+    await until(lambda: bool(warnings(kubectl, namespace, "RecordFailed")), what="a RecordFailed Warning")
+    kubectl.run("delete", "taskaction", name, "-n", namespace, "--wait=false")
+    await until(lambda: _gone(kube, namespace, name), timeout=60, what="the TaskAction gone")
+    assert warnings(kubectl, namespace, "GuardReleased")
+
+
+async def _gone(kube: KubeOps, namespace: str, name: str) -> bool:
+    return await kube.get_taskaction(namespace, name) is None

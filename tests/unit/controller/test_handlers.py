@@ -171,3 +171,51 @@ async def test_a_failed_record_posts_its_warning_and_is_not_counted_as_recorded(
     assert warnings.posted == [("RecordFailed", "refused")]
     assert not patch
     assert counted("taskaction_events_recorded_total", type="MODIFIED") == recorded
+
+
+class Exploding(FakeReconciler):
+    async def handle(self, obs: Observation, *, deleted: bool) -> Outcome:
+        raise RuntimeError("a bug")
+
+
+DELETING = {"deletionTimestamp": T0, "finalizers": ["other", RECORD_GUARD_FINALIZER]}
+RELEASE = [{"op": "remove", "path": "/metadata/finalizers/1"}]
+
+
+def _released(patch: kopf.Patch) -> bool:
+    return patch.as_json_patch() == RELEASE
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("refused", "record-failed"), ("invalid", "invalid"), ("error", "error")],
+)
+async def test_a_deleting_object_whose_end_cannot_be_recorded_gets_its_guard_back(
+    warnings: Warnings, case: str, reason: str
+) -> None:
+    """Never held forever (and with it the namespace): the database refuses the record for good,
+    the body cannot be read, or recording fails for a reason nobody foresaw. The guard is released
+    with a Warning and counted."""
+    body = raw(QUEUED, ownerReferences=[OWNER], **DELETING)
+    reconciler: FakeReconciler = FakeReconciler(guard=True)
+    if case == "refused":
+        reconciler.outcome = Outcome(PatchPlan(), (("RecordFailed", "NUL byte"),), committed=False)
+    elif case == "invalid":
+        del body["spec"]["runName"]
+    else:
+        reconciler = Exploding(guard=True)
+    given_up = counted("taskaction_guards_released_unrecorded_total", reason=reason)
+
+    patch = await handle(reconciler, body, "MODIFIED")
+
+    assert _released(patch), patch.as_json_patch()
+    assert "GuardReleased" in [r for r, _ in warnings.posted]
+    assert counted("taskaction_guards_released_unrecorded_total", reason=reason) == given_up + 1
+
+
+async def test_a_deleting_object_keeps_its_guard_while_its_record_is_only_late(warnings: Warnings) -> None:
+    """Not committed yet is not refused: no guard is released for an outcome that is committed."""
+    body = raw(QUEUED, ownerReferences=[OWNER], **DELETING)
+    patch = await handle(FakeReconciler(guard=True), body, "MODIFIED")
+    assert "GuardReleased" not in [r for r, _ in warnings.posted]
+    assert _released(patch)  # the ordinary release: its ABORTED end was committed
