@@ -98,12 +98,17 @@ class KubeOps:
         )
         return cast(dict[str, Any], obj)
 
-    async def delete_taskaction(self, namespace: str, name: str) -> bool:
-        """Delete with background propagation (the garbage collector takes the subtree).
+    async def delete_taskaction(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete with background propagation (the garbage collector takes the subtree); with ``uid``,
+        only that object (``preconditions.uid``: another object under the same name is left alone).
 
-        Returns False when the object was already gone.
+        Returns False when the object was already gone (or, with ``uid``, replaced).
         """
         self.writes += 1
+        options = client.V1DeleteOptions(
+            propagation_policy="Background",
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+        )
         try:
             await self._call(
                 self.custom.delete_namespaced_custom_object,
@@ -112,10 +117,14 @@ class KubeOps:
                 namespace,
                 PLURAL,
                 name,
-                propagation_policy="Background",
+                body=options,
             )
         except NotFound:
             return False
+        except Conflict:
+            if uid is None:
+                raise
+            return False  # the precondition failed: the object we meant is gone
         return True
 
     async def json_patch_taskaction(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from taskaction_operator.k8s import KubeOps
 from tests.conftest import ROOT
 from tests.e2e.conftest import Kubectl
 
@@ -126,3 +128,24 @@ def test_crd_refuses_a_changed_identity(
     kubectl.run(
         "patch", "taskaction", "r1-a1", "-n", namespace, "--type", "merge", "-p", '{"spec":{"taskType":"x"}}'
     )
+
+
+async def test_delete_by_uid_leaves_an_object_re_created_under_the_same_name(
+    kube: KubeOps, namespace: str
+) -> None:
+    body = {
+        "apiVersion": "flyte.org/v1",
+        "kind": "TaskAction",
+        "metadata": {"name": "r1-a0"},
+        "spec": {"runName": "r1", "project": "p", "domain": "d", "actionName": "a0"},
+    }
+    old = await kube.create_taskaction(namespace, body)
+    assert await kube.delete_taskaction(namespace, "r1-a0")
+    deadline = time.monotonic() + 30
+    while await kube.get_taskaction(namespace, "r1-a0") is not None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    new = await kube.create_taskaction(namespace, body)
+    assert not await kube.delete_taskaction(namespace, "r1-a0", uid=old["metadata"]["uid"])
+    assert (await kube.get_taskaction(namespace, "r1-a0") or {})["metadata"]["uid"] == new["metadata"]["uid"]
+    assert await kube.delete_taskaction(namespace, "r1-a0", uid=new["metadata"]["uid"])

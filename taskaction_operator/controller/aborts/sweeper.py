@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from taskaction_operator.controller.aborts.deleter import Place
 from taskaction_operator.model import ActionId
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,12 @@ class AbortStore(Protocol):
 class TaskActionDeleter(Protocol):
     """Find, delete and confirm the deletion of an action's TaskAction."""
 
-    async def locate(self, action_id: ActionId) -> list[tuple[str, str]] | None:
+    async def locate(self, action_id: ActionId) -> list[Place] | None:
         """Where its TaskAction is: ``[]`` when gone, None when another operator owns it."""
 
-    async def delete(self, namespace: str, name: str) -> None: ...
-    async def exists(self, namespace: str, name: str) -> bool: ...
-    async def warn(self, namespace: str, name: str, reason: str, message: str) -> None: ...
+    async def delete(self, place: Place) -> None: ...
+    async def exists(self, place: Place) -> bool: ...
+    async def warn(self, place: Place, reason: str, message: str) -> None: ...
 
 
 @dataclass
@@ -185,8 +186,8 @@ class AbortSweeper:
         error: str | None = None
         places = located
         try:
-            for ns, name in places:
-                await self._deleter.delete(ns, name)
+            for place in places:
+                await self._deleter.delete(place)
             remaining = await self._wait_gone(places)
         except Exception as exc:
             remaining, error = places, str(exc)
@@ -196,7 +197,7 @@ class AbortSweeper:
             self._on_attempt("cleared")
             log.info("abort of %s carried out (attempt %d)", aid, count)
             return
-        why = error or f"TaskAction {', '.join(f'{ns}/{n}' for ns, n in remaining)} still exists"
+        why = error or f"TaskAction {', '.join(f'{p.namespace}/{p.name}' for p in remaining)} still exists"
         if count >= self.max_attempts:
             await self._clear(aid)
             self.stats.gave_up += 1
@@ -206,8 +207,8 @@ class AbortSweeper:
                 "delete the TaskAction and check its executor"
             )
             log.error(message)
-            for ns, name in remaining:
-                await self._deleter.warn(ns, name, "AbortGaveUp", message)
+            for place in remaining:
+                await self._deleter.warn(place, "AbortGaveUp", message)
             return
         delay = full_jitter(count, self.initial_delay, self.max_delay)
         self._next_at[aid] = loop.time() + delay
@@ -224,12 +225,12 @@ class AbortSweeper:
         except Exception as exc:  # the next sweep finds it again and re-confirms
             log.warning("abort of %s: could not clear the request: %s", aid, exc)
 
-    async def _wait_gone(self, places: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    async def _wait_gone(self, places: list[Place]) -> list[Place]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.confirm_timeout
         remaining = list(places)
         while remaining:
-            remaining = [p for p in remaining if await self._deleter.exists(*p)]
+            remaining = [p for p in remaining if await self._deleter.exists(p)]
             if not remaining or loop.time() >= deadline:
                 break
             await asyncio.sleep(0.1)

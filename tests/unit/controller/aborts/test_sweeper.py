@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taskaction_operator.controller.aborts.deleter import Place
 from taskaction_operator.controller.aborts.sweeper import AbortSweeper
 from taskaction_operator.model import ActionId
 
@@ -52,21 +53,21 @@ class Cluster:
         self.deleted: list[str] = []
         self.warnings: list[tuple[str, str]] = []
 
-    async def locate(self, action_id: ActionId) -> list[tuple[str, str]] | None:
+    async def locate(self, action_id: ActionId) -> list[Place] | None:
         if action_id in self.foreign:
             return None
         name = self.objects.get(action_id)
-        return [("ns", name)] if name else []
+        return [Place("ns", name, f"u-{name}")] if name else []
 
-    async def delete(self, namespace: str, name: str) -> None:
-        self.deleted.append(name)
-        if name not in self.held:
-            self.objects = {a: n for a, n in self.objects.items() if n != name}
+    async def delete(self, place: Place) -> None:
+        self.deleted.append(place.name)
+        if place.name not in self.held:
+            self.objects = {a: n for a, n in self.objects.items() if n != place.name}
 
-    async def exists(self, namespace: str, name: str) -> bool:
-        return name in self.objects.values()
+    async def exists(self, place: Place) -> bool:
+        return place.name in self.objects.values()
 
-    async def warn(self, namespace: str, name: str, reason: str, message: str) -> None:
+    async def warn(self, place: Place, reason: str, message: str) -> None:
         self.warnings.append((reason, message))
 
 
