@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION", nargs="?")
     p.add_argument("--reason", help="recorded with the abort (default: 'User requested abort')")
+    p.add_argument("--force", action="store_true", help="abort even a run or action that already finished")
     p.add_argument(
         "--wait", action="store_true", help="follow until the TaskAction is gone and the row ABORTED"
     )

@@ -27,7 +27,14 @@ from taskaction_operator.client.validate import InvalidActionError, action_id_of
 from taskaction_operator.config import ConfigurationError, Settings
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
-from taskaction_operator.repo import ActionRepo, NotFoundError, RepoError, TemporaryRepoError, upgrade
+from taskaction_operator.repo import (
+    ActionRepo,
+    AlreadyFinishedError,
+    NotFoundError,
+    RepoError,
+    TemporaryRepoError,
+    upgrade,
+)
 
 DEFAULT_ABORT_REASON = "User requested abort"  # upstream AbortRun's default
 
@@ -107,11 +114,13 @@ async def abort(ctx: Context) -> int:
     repo = await ctx.repo()
     try:
         if a.action:
-            await repo.abort_action(target, reason)
+            await repo.abort_action(target, reason, force=a.force)
         else:
-            await repo.abort_run(target.run, reason)
+            await repo.abort_run(target.run, reason, force=a.force)
     except NotFoundError:
         raise CommandFailed(f"{what} not found") from None
+    except AlreadyFinishedError as exc:
+        raise CommandFailed(f"{what} already finished ({exc.phase_name}); --force aborts it anyway") from None
     if client is None:
         print(f"abort of {what} requested ({reason}); the operator's sweep deletes its TaskAction")
         return 0

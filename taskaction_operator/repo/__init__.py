@@ -9,6 +9,7 @@ This package knows nothing of Kubernetes or kopf.
 
 from taskaction_operator.repo.action_repo import ActionRepo
 from taskaction_operator.repo.errors import (
+    AlreadyFinishedError,
     InvalidArgumentError,
     NotFoundError,
     PermanentRepoError,
@@ -37,6 +38,7 @@ __all__ = [
     "ActionEvent",
     "ActionPage",
     "ActionRepo",
+    "AlreadyFinishedError",
     "Filter",
     "FilterOp",
     "InvalidArgumentError",

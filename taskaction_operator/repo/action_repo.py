@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo.database import Database
 from taskaction_operator.repo.dsn import to_conninfo, to_sqlalchemy_url
-from taskaction_operator.repo.errors import NotFoundError, classified
+from taskaction_operator.repo.errors import AlreadyFinishedError, NotFoundError, classified
 from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
 from taskaction_operator.repo.notify import NotificationListener, Watch
@@ -358,26 +358,47 @@ class ActionRepo:
         )
 
     @classified
-    async def abort_run(self, run_id: RunId, reason: str, aborted_by: object = None) -> None:
+    async def abort_run(
+        self, run_id: RunId, reason: str, aborted_by: object = None, *, force: bool = True
+    ) -> None:
         """Mark the run's root ABORTED and request its abort, unconditionally (no phase guard):
         resets the attempt counter, stamps ``abort_requested_at``, sets ``ended_at`` if unset. Only
         the root; children are marked when their CRs are deleted. ``aborted_by`` is ignored, as
-        upstream. Notifies the run and the root action (and, ours, abort_requests)."""
+        upstream. Notifies the run and the root action (and, ours, abort_requests).
+
+        Ours: ``force=False`` leaves a run that ended (SUCCEEDED, FAILED, TIMED_OUT) as it ended and
+        raises :class:`AlreadyFinishedError`, in the same statement (no window between look and write).
+        """
         del aborted_by
         rows = await self._db.write_one(
-            writes.ABORT_RUN,
+            writes.ABORT_RUN if force else writes.ABORT_UNFINISHED_RUN,
             {**run_params(run_id), "reason": reason},
             lambda rows: notify.after_abort_run(run_id, [r[0] for r in rows]),
         )
         if not rows:
+            await self._finished(await self.get_run(run_id))  # raises NotFoundError if there is none
             raise NotFoundError(f"run not found: {run_id}")
 
     @classified
-    async def abort_action(self, action_id: ActionId, reason: str, aborted_by: object = None) -> None:
+    async def abort_action(
+        self, action_id: ActionId, reason: str, aborted_by: object = None, *, force: bool = True
+    ) -> None:
         """As :meth:`abort_run` for one action. Notifies the action (and, ours, abort_requests), not the
         run, even for a0."""
         del aborted_by
-        await self._write_action(writes.ABORT_ACTION, action_id, notify.after_abort_action, reason=reason)
+        query = writes.ABORT_ACTION if force else writes.ABORT_UNFINISHED_ACTION
+        try:
+            await self._write_action(query, action_id, notify.after_abort_action, reason=reason)
+        except NotFoundError:
+            if not force:
+                await self._finished(await self.get_action(action_id))
+            raise
+
+    @staticmethod
+    async def _finished(row: Action) -> None:
+        """Raise AlreadyFinishedError for a row an unforced abort left alone because it ended."""
+        if row.phase.is_terminal() and row.phase is not ActionPhase.ABORTED:
+            raise AlreadyFinishedError(str(row.action_id), row.phase.name)
 
     @classified
     async def mark_abort_attempt(self, action_id: ActionId) -> int:

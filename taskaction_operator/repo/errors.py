@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
+    "AlreadyFinishedError",
     "InvalidArgumentError",
     "NotFoundError",
     "PermanentRepoError",
@@ -43,6 +44,14 @@ class RepoError(Exception):
 
 class NotFoundError(RepoError):
     """The run or action (or event) asked for does not exist. Not a failure: an answer."""
+
+
+class AlreadyFinishedError(RepoError):
+    """An abort without ``force`` of a run or action that already ended: its terminal phase stays."""
+
+    def __init__(self, what: str, phase_name: str) -> None:
+        super().__init__(f"{what} already finished ({phase_name})")
+        self.phase_name = phase_name
 
 
 class TemporaryRepoError(RepoError):

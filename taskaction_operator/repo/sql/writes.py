@@ -50,6 +50,8 @@ from taskaction_operator.repo.sql.keys import ACTION_PK, by_pk, by_run_root, pk_
 __all__ = [
     "ABORT_ACTION",
     "ABORT_RUN",
+    "ABORT_UNFINISHED_ACTION",
+    "ABORT_UNFINISHED_RUN",
     "CLEAR_ABORT",
     "COPY_EVENTS",
     "INSERT_ACTIONS",
@@ -339,6 +341,11 @@ def _abort(where: ColumnElement[bool]) -> str:
 ABORT_RUN = _abort(by_run_root(actions))
 #: Mark one action ABORTED and request the abort.
 ABORT_ACTION = _abort(by_pk(actions))
+#: Ours: the phases an abort without ``force`` leaves alone (ABORTED itself is no rewrite).
+_ENDED = _phase_literal(TERMINAL_PHASES - {ActionPhase.ABORTED})
+#: As ABORT_RUN and ABORT_ACTION, but only for a row that has not ended.
+ABORT_UNFINISHED_RUN = _abort(and_(by_run_root(actions), ~(actions.c.phase == any_(_ENDED))))
+ABORT_UNFINISHED_ACTION = _abort(and_(by_pk(actions), ~(actions.c.phase == any_(_ENDED))))
 
 #: ``abort_attempt_count + 1``, atomically, returning the new count.
 MARK_ABORT_ATTEMPT = to_sql(

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from taskaction_operator.k8s import KubeOps
-from tests.e2e.client.conftest import Cli, assert_one_line_error, condition, task
+from taskaction_operator.model import ActionPhase, RunId
+from taskaction_operator.repo import ActionRepo
+from tests.e2e.client.conftest import DOMAIN, Cli, assert_one_line_error, condition, task
 from tests.e2e.operator import Db
 
 pytestmark = pytest.mark.cluster
@@ -164,6 +166,18 @@ async def test_abort_records_the_request_and_wait_times_out_without_an_operator(
     assert len(await kube.list_taskactions(namespace)) == 2  # nothing deleted: that is the sweep's job
     # a1 has a TaskAction but no row yet: children are recorded by the operator, which is not running.
     assert_one_line_error(cli("abort", "rabort", "a1"), 1, "action", "rabort/a1 not found")
+
+
+async def test_aborting_a_finished_run_is_refused_unless_forced(
+    cli: Cli, db: Db, repo: ActionRepo, namespace: str
+) -> None:
+    assert cli("enqueue", "-f", run_file(cli, "rdone", task("a0"))).code == 0
+    assert await repo.update_action_phase(RunId(namespace, DOMAIN, "rdone").root, ActionPhase.SUCCEEDED, 1, 0)
+    assert_one_line_error(cli("abort", "rdone"), 1, "already finished (SUCCEEDED)", "--force")
+    assert db.actions(namespace, "rdone")["a0"]["phase"] == 5
+    forced = cli("abort", "rdone", "--force")
+    assert forced.code == 0, forced.stderr
+    assert db.actions(namespace, "rdone")["a0"]["phase"] == 7
 
 
 def test_help_version_and_module_entry_point(cli: Cli) -> None:

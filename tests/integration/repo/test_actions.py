@@ -12,7 +12,7 @@ import pytest
 from flyteidl2.workflow import run_info_pb2
 
 from taskaction_operator.model import ActionId, ActionPhase, ActionType, RunSource
-from taskaction_operator.repo import Action, ActionRepo, NotFoundError
+from taskaction_operator.repo import Action, ActionRepo, AlreadyFinishedError, NotFoundError
 from tests.integration.repo.helpers import action, at, next_item, next_matching, run
 
 pytestmark = pytest.mark.db
@@ -151,6 +151,33 @@ async def test_abort_run_marks_only_the_root_unconditionally(private_repo: Actio
     assert child.phase is ActionPhase.RUNNING and child.abort_requested_at is None
     with pytest.raises(NotFoundError, match="run not found"):
         await repo.abort_run(run(project, "none"), "x")
+
+
+@pytest.mark.parametrize("finished", [ActionPhase.SUCCEEDED, ActionPhase.FAILED, ActionPhase.TIMED_OUT])
+async def test_an_abort_without_force_leaves_a_finished_run_or_action_as_it_ended(
+    private_repo: ActionRepo, project: str, finished: ActionPhase
+) -> None:
+    """Ours (upstream's AbortRun is the unconditional SET above): ``force=False`` refuses to rewrite a
+    terminal phase, atomically; an unfinished one, or an abort already requested, proceeds."""
+    repo = private_repo
+    rid = run(project)
+    await repo.create_action(action(rid.root, phase=finished, created_at=at(0), ended_at=at(3)))
+    await repo.create_action(action(ActionId(rid, "c1"), phase=finished, created_at=at(1), ended_at=at(2)))
+    await repo.create_action(action(ActionId(rid, "c2"), phase=ActionPhase.RUNNING, created_at=at(1)))
+    with pytest.raises(AlreadyFinishedError, match=finished.name):
+        await repo.abort_run(rid, "x", force=False)
+    with pytest.raises(AlreadyFinishedError, match=finished.name):
+        await repo.abort_action(ActionId(rid, "c1"), "x", force=False)
+    for name in ("a0", "c1"):
+        row = await repo.get_action(ActionId(rid, name))
+        assert (row.phase, row.abort_requested_at) == (finished, None)
+    await repo.abort_action(ActionId(rid, "c2"), "x", force=False)
+    assert (await repo.get_action(ActionId(rid, "c2"))).phase is ActionPhase.ABORTED
+    await repo.abort_action(ActionId(rid, "c2"), "again", force=False)  # ABORTED: no phase rewritten
+    with pytest.raises(NotFoundError, match="run not found"):
+        await repo.abort_run(run(project, "none"), "x", force=False)
+    with pytest.raises(NotFoundError):
+        await repo.abort_action(ActionId(rid, "none"), "x", force=False)
 
 
 async def test_abort_sets_ended_at_when_unset(private_repo: ActionRepo, project: str) -> None:
