@@ -57,7 +57,12 @@ TRACKED = Gauge("taskaction_tracked_objects", "TaskActions with in-memory record
 SWEEP_LEADER = Gauge("taskaction_sweep_leader", "1 when this replica runs the abort sweep", registry=REGISTRY)
 
 
+_serving: set[int] = set()
+
+
 def serve(port: int) -> None:
-    """Start the /metrics endpoint in a background thread (no-op for port 0)."""
-    if port:
+    """Start the /metrics endpoint in a background thread, once per process and port (no-op for port
+    0): start-up may be retried (kopf retries a failed start-up handler), the endpoint stays."""
+    if port and port not in _serving:
         start_http_server(port, registry=REGISTRY)
+        _serving.add(port)
