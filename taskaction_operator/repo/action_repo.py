@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo.database import Database
-from taskaction_operator.repo.dsn import to_conninfo, to_sqlalchemy_url
+from taskaction_operator.repo.dsn import NetworkBounds, to_conninfo, to_sqlalchemy_url
 from taskaction_operator.repo.errors import AlreadyFinishedError, NotFoundError, classified
 from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
@@ -96,18 +96,22 @@ class ActionRepo:
         max_overflow: int = 10,
         pool_pre_ping: bool = False,
         pool_recycle: float = 3600,
+        bounds: NetworkBounds | None = None,
         **kwargs: Any,
     ) -> ActionRepo:
         """A repository with its own pool on ``dsn`` (``postgresql://…``). Does not migrate (see
         :func:`taskaction_operator.repo.upgrade`). Pooled connections are not pinged before use: a
         call that meets one a database restart left dead is retried (see :mod:`.database`);
-        ``pool_pre_ping=True`` brings the ping back."""
+        ``pool_pre_ping=True`` brings the ping back. Every connection carries ``bounds`` (the
+        defaults of :class:`NetworkBounds`), so no call waits on the network forever."""
+        bounds = bounds or NetworkBounds()
         engine = create_async_engine(
             to_sqlalchemy_url(dsn),
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_pre_ping=pool_pre_ping,
             pool_recycle=pool_recycle,
+            connect_args=bounds.connect_args(dsn),
         )
         return cls(engine, owns_engine=True, **kwargs)
 

@@ -6,9 +6,12 @@ and back into a libpq URI (for the raw LISTEN connection, which bypasses SQLAlch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["to_conninfo", "to_sqlalchemy_url"]
+__all__ = ["NetworkBounds", "to_conninfo", "to_sqlalchemy_url"]
 
 _PG_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg_async"})
 
@@ -19,6 +22,44 @@ def to_sqlalchemy_url(dsn: str | URL) -> URL:
     if url.drivername not in _PG_DRIVERS:
         raise ValueError(f"not a PostgreSQL DSN for psycopg 3: {url.drivername!r}")
     return url.set(drivername="postgresql+psycopg")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkBounds:
+    """How long a database call may wait on the network: no call waits forever.
+
+    A connection attempt gives up after ``connect_timeout`` seconds; a connection whose peer went
+    silent is found dead by TCP keepalives after ``keepalives_idle + keepalives_interval *
+    keepalives_count`` seconds (25), and unacknowledged writes after ``tcp_user_timeout_ms`` (a
+    partition mid-transaction); a statement is cancelled after ``statement_timeout_ms``. Each failure
+    is a temporary error the callers retry.
+    """
+
+    connect_timeout: int = 10
+    keepalives_idle: int = 10
+    keepalives_interval: int = 5
+    keepalives_count: int = 3
+    tcp_user_timeout_ms: int = 30_000
+    statement_timeout_ms: int = 60_000
+
+    def keepalives(self) -> dict[str, Any]:
+        return {
+            "keepalives": 1,
+            "keepalives_idle": self.keepalives_idle,
+            "keepalives_interval": self.keepalives_interval,
+            "keepalives_count": self.keepalives_count,
+            "tcp_user_timeout": self.tcp_user_timeout_ms,
+        }
+
+    def connect_args(self, dsn: str | URL) -> dict[str, Any]:
+        """libpq parameters for a pool's connections; what the DSN sets itself wins."""
+        args: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout,
+            **self.keepalives(),
+            "options": f"-c statement_timeout={self.statement_timeout_ms}",
+        }
+        given = to_sqlalchemy_url(dsn).query
+        return {k: v for k, v in args.items() if k not in given}
 
 
 def to_conninfo(dsn: str | URL) -> str:

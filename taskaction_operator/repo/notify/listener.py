@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from taskaction_operator.repo.dsn import NetworkBounds
 from taskaction_operator.repo.errors import RepoError, TemporaryRepoError, classify_db_error
 from taskaction_operator.repo.notify.channels import ABORT_CHANNEL, ACTION_CHANNEL, CHANNELS, RUN_CHANNEL
 from taskaction_operator.repo.notify.subscription import Route, Subscription
@@ -32,8 +33,6 @@ from taskaction_operator.repo.notify.subscription import Route, Subscription
 __all__ = ["NotificationListener"]
 
 log = logging.getLogger(__name__)
-
-_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 class NotificationListener:
@@ -57,7 +56,7 @@ class NotificationListener:
             conninfo,
             connect_timeout=max(1, int(connect_timeout)),
             application_name="taskaction-operator-listener",
-            **_KEEPALIVE,
+            **NetworkBounds().keepalives(),
         )
         self._ping_interval = ping_interval
         self._connect_timeout = connect_timeout
