@@ -159,3 +159,23 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "enqueue" in out and "TASKACTION_PROJECT" in out
+
+
+def test_a_read_against_a_database_that_accepts_and_never_answers_fails_in_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README promises no command waits without a deadline: the connect timeout bounds it."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        code = main(["runs", "get", "r1", "--project", "p", "--domain", "d",
+                     "--database-url", f"postgresql://postgres@127.0.0.1:{port}/db"])  # fmt: skip
+        took = time.monotonic() - started
+    assert code == 1
+    assert took < 30, f"took {took:.1f} s"
+    assert "database" in one_error_line(capsys)
