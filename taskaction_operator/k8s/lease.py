@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -19,7 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class LeaseElector:
-    """Acquires and renews one Lease; ``is_leader`` says whether this replica holds it."""
+    """Acquires and renews one Lease; ``is_leader`` says whether this replica holds it.
+
+    Leadership lasts ``renew_deadline`` (two thirds of the lease duration) from the moment the last
+    successful renewal was sent, as client-go's ``RenewDeadline``: a replica whose renewal hangs (a
+    silent network) stops being leader on its own, while another replica takes the Lease over only a
+    whole duration after it last saw it renewed, so there are never two leaders at once. Every call
+    is bounded (``_request_timeout``), so a hung one cannot stall the loop either.
+    """
 
     def __init__(self, kube: KubeOps, *, namespace: str, name: str, identity: str, duration: float) -> None:
         self._api = kube.coordination
@@ -28,9 +37,21 @@ class LeaseElector:
         self.name = name
         self.identity = identity
         self.duration = duration
-        self.is_leader = False
+        self.renew_deadline = duration * 2 / 3
+        self._leader = False
+        self._renewed_at = -float("inf")
         self._observed: tuple[str | None, str | None] | None = None
         self._observed_at = 0.0
+
+    @property
+    def is_leader(self) -> bool:
+        """Holds the Lease, renewed less than ``renew_deadline`` ago (measured from the send)."""
+        return self._leader and time.monotonic() - self._renewed_at < self.renew_deadline
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        """One coordination API call, bounded by a third of the lease duration."""
+        timeout = max(1.0, self.duration / 3)
+        return await asyncio.wait_for(asyncio.to_thread(fn, *args, _request_timeout=timeout), timeout)
 
     async def run(self) -> None:
         """Try to acquire or renew every third of the lease duration, forever."""
@@ -38,16 +59,17 @@ class LeaseElector:
             try:
                 await self.try_acquire_or_renew()
             except Exception as exc:
-                if self.is_leader:
-                    log.warning("lost sweep leadership: %s", exc)
-                self.is_leader = False
+                if self._leader:
+                    log.warning("lost sweep leadership: %s", exc or type(exc).__name__)
+                self._leader = False
             await asyncio.sleep(self.duration / 3)
 
     async def try_acquire_or_renew(self) -> bool:
         loop = asyncio.get_running_loop()
         now = dt.datetime.now(dt.UTC)
+        sent = time.monotonic()
         try:
-            lease = await asyncio.to_thread(self._api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -62,12 +84,12 @@ class LeaseElector:
                 ),
             )
             try:
-                await asyncio.to_thread(self._api.create_namespaced_lease, self.namespace, body)
+                await self._call(self._api.create_namespaced_lease, self.namespace, body)
             except ApiException as exc2:
                 if exc2.status == 409:
                     return self._set(False)
                 raise
-            return self._set(True)
+            return self._set(True, sent)
         spec = lease.spec or client.V1LeaseSpec()
         lease.spec = spec
         record = (spec.holder_identity, str(spec.renew_time))
@@ -84,16 +106,18 @@ class LeaseElector:
         spec.renew_time = now
         spec.lease_duration_seconds = int(self.duration)
         try:
-            await asyncio.to_thread(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
+            await self._call(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
         except ApiException as exc:
             if exc.status == 409:
                 return self._set(False)
             raise
         self._observed, self._observed_at = (self.identity, str(now)), loop.time()
-        return self._set(True)
+        return self._set(True, sent)
 
-    def _set(self, leader: bool) -> bool:
-        if leader != self.is_leader:
+    def _set(self, leader: bool, renewed_at: float | None = None) -> bool:
+        if renewed_at is not None:
+            self._renewed_at = renewed_at
+        if leader != self._leader:
             log.info(
                 "sweep leadership %s (%s/%s as %s)",
                 "acquired" if leader else "not held",
@@ -101,7 +125,7 @@ class LeaseElector:
                 self.name,
                 self.identity,
             )
-        self.is_leader = leader
+        self._leader = leader
         return leader
 
     async def release(self) -> None:
@@ -109,10 +133,10 @@ class LeaseElector:
         if not self.is_leader:
             return
         try:
-            lease = await asyncio.to_thread(self._api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
-                await asyncio.to_thread(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
-        except ApiException as exc:
+                await self._call(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
+        except (ApiException, TimeoutError) as exc:
             log.warning("could not release the sweep Lease: %s", exc)
-        self.is_leader = False
+        self._leader = False

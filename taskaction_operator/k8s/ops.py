@@ -48,9 +48,13 @@ class KubeOps:
     def close(self) -> None:
         self.api_client.close()  # type: ignore[no-untyped-call]
 
-    @staticmethod
-    async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One official-client call in a worker thread; its ApiException as a KubeError."""
+    #: (connect, read) seconds of every call but the watch: none waits on the network forever.
+    REQUEST_TIMEOUT = (10.0, 30.0)
+
+    @classmethod
+    async def _call(cls, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One official-client call in a worker thread, bounded; its ApiException as a KubeError."""
+        kwargs.setdefault("_request_timeout", cls.REQUEST_TIMEOUT)
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as exc:

@@ -1,0 +1,74 @@
+"""The sweep's Lease elector steps down on time: a replica whose renewal hangs is no longer leader
+before another replica may take the Lease over, so there are never two leaders at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from typing import Any
+
+from kubernetes import client
+
+from taskaction_operator.k8s.lease import LeaseElector
+
+
+class Coordination:
+    """The coordination API of one Lease; ``hang`` makes every call block (a silent network)."""
+
+    def __init__(self) -> None:
+        self.lease: client.V1Lease | None = None
+        self.hang = threading.Event()
+        self.unhang = threading.Event()
+
+    def _maybe_hang(self) -> None:
+        if self.hang.is_set():
+            self.unhang.wait(30)
+
+    def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> client.V1Lease:
+        self._maybe_hang()
+        if self.lease is None:
+            raise client.exceptions.ApiException(status=404)
+        return self.lease
+
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease, **_: Any) -> client.V1Lease:
+        self._maybe_hang()
+        self.lease = body
+        return body
+
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: client.V1Lease, **_: Any
+    ) -> client.V1Lease:
+        self._maybe_hang()
+        self.lease = body
+        return body
+
+
+class Kube:
+    def __init__(self, coordination: Coordination) -> None:
+        self.coordination = coordination
+
+
+async def test_a_leader_whose_renewal_hangs_steps_down_before_the_lease_can_be_taken() -> None:
+    api = Coordination()
+    duration = 0.9
+    elector = LeaseElector(Kube(api), namespace="ns", name="sweep", identity="me", duration=duration)  # type: ignore[arg-type]
+    task = asyncio.create_task(elector.run())
+    try:
+        deadline = time.monotonic() + 5
+        while not elector.is_leader:
+            assert time.monotonic() < deadline, "never became leader"
+            await asyncio.sleep(0.01)
+        api.hang.set()  # every further call blocks, as on a partitioned network
+        renewed = time.monotonic()  # at the latest: the last renewal was no later than now
+        while elector.is_leader:  # noqa: ASYNC110  (a property, polled: no event to wait on)
+            await asyncio.sleep(0.01)
+        stepped_down = time.monotonic() - renewed
+        # Another replica takes over only a whole lease duration after it last saw a renewal.
+        assert stepped_down < duration, f"still leader {stepped_down:.2f} s after the last renewal"
+    finally:
+        api.unhang.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
