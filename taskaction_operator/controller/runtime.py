@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,9 @@ class Runtime:
         repo = await ActionRepo.connect(settings.database_url)
         kube = KubeOps.from_kubeconfig()
         recorder: Recorder[Action, ActionEvent, PhaseUpdate] = Recorder(
-            repo.record_batch,
+            # Its events are derived from TaskAction status: never a second row of a transition
+            # the executor reported itself (with its own version).
+            functools.partial(repo.record_batch, derived=True),
             batch_max=settings.batch_max,
             is_temporary=_is_temporary_repo_error,
             on_batch=instruments.record_batch,

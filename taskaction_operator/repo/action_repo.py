@@ -128,12 +128,14 @@ class ActionRepo:
         events: Sequence[ActionEvent] = (),
         updates: Sequence[PhaseUpdate] = (),
         return_rows: bool = False,
+        derived: bool = False,
     ) -> BatchResult:
         return await self._db.write(
             actions=actions,
             events=events,
             updates=updates,
             return_rows=return_rows,
+            derived=derived,
             actions_chunk=self.actions_chunk_rows,
             events_chunk=self.events_chunk_rows,
             copy_events_min=self.copy_events_min,
@@ -339,17 +341,20 @@ class ActionRepo:
         actions: Sequence[Action] = (),
         events: Sequence[ActionEvent] = (),
         updates: Sequence[PhaseUpdate] = (),
+        derived: bool = False,
     ) -> None:
         """The operator's hot path: all of it in ONE transaction, or nothing.
 
-        Inserts ``actions`` (ON CONFLICT DO NOTHING), then ``events`` (likewise, first write wins),
-        then applies ``updates`` under the phase guard in the given order (several may target one
-        action), then notifies each touched action, and each run whose root was updated, in one
-        statement. Same SQL as the single-object methods.
+        Inserts ``actions`` (ON CONFLICT DO NOTHING), then ``events`` (likewise, first write wins;
+        with ``derived``, the operator's events derived from a status, only for an (attempt, phase)
+        with no row of any version: see :data:`.sql.writes.INSERT_DERIVED_EVENTS`; derived events are
+        all version 0), then applies ``updates`` under the phase guard in the given order (several may
+        target one action), then notifies each touched action, and each run whose root was updated,
+        in one statement. Same SQL as the single-object methods.
         """
         if not (actions or events or updates):
             return
-        await self._write(actions=actions, events=events, updates=updates)
+        await self._write(actions=actions, events=events, updates=updates, derived=derived)
 
     @classified
     async def update_action_detailed_info(

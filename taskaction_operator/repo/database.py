@@ -88,6 +88,7 @@ class Database:
         actions_chunk: int,
         events_chunk: int,
         copy_events_min: int,
+        derived: bool = False,
     ) -> BatchResult:
         """One transaction of :func:`.writer.write_batch`; from ``copy_events_min`` events, COPY first.
 
@@ -103,6 +104,7 @@ class Database:
             "actions_chunk": actions_chunk,
             "events_chunk": events_chunk,
             "return_rows": return_rows,
+            "derived": derived,
         }
         copy = copy_eligible(events, copy_events_min)
 

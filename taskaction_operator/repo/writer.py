@@ -193,15 +193,23 @@ async def write_batch(
     events_chunk: int,
     return_rows: bool = False,
     copied_events: Sequence[ActionEvent] = (),
+    derived: bool = False,
 ) -> BatchResult:
     """Insert ``events`` and ``actions`` (ON CONFLICT DO NOTHING), apply ``updates`` under the phase
     guard in the order given, then notify (:func:`.notify.channels.after_batch`), all in ``tx``.
     ``copied_events`` were already stored by the transaction's COPY: they are only notified.
+    ``derived`` events (the operator's, from a status) go in only for a transition with no row yet
+    (:data:`.sql.writes.INSERT_DERIVED_EVENTS`); copied ones that turn out to repeat a transition are
+    dropped again in the same transaction.
     """
     # Events first, as on the COPY path (which COPYs them before anything else): concurrent batches
     # over the same new keys must take the tables in one order, as they take the keys (sorted).
+    insert_events = sql.INSERT_DERIVED_EVENTS if derived else sql.INSERT_EVENTS
     for chunk in _chunks(events, events_chunk):
-        await tx.execute(sql.INSERT_EVENTS, sql.event_params(chunk))
+        await tx.execute(insert_events, sql.event_params(chunk))
+    if derived:
+        for chunk in _chunks(copied_events, events_chunk):
+            await tx.execute(sql.DROP_SHADOWED_EVENTS, sql.event_key_params(chunk))
     insert_sql = sql.INSERT_ACTIONS_RETURNING_ROW if return_rows else sql.INSERT_ACTIONS
     action_cursors = [
         await tx.execute(insert_sql, sql.action_params(chunk)) for chunk in _chunks(actions, actions_chunk)

@@ -29,6 +29,8 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
+    exists,
     extract,
     func,
     literal_column,
@@ -54,8 +56,10 @@ __all__ = [
     "ABORT_UNFINISHED_RUN",
     "CLEAR_ABORT",
     "COPY_EVENTS",
+    "DROP_SHADOWED_EVENTS",
     "INSERT_ACTIONS",
     "INSERT_ACTIONS_RETURNING_ROW",
+    "INSERT_DERIVED_EVENTS",
     "INSERT_EVENTS",
     "MARK_ABORT_ATTEMPT",
     "NOTIFY",
@@ -64,6 +68,7 @@ __all__ = [
     "UPDATE_STATE",
     "UPSERT_EVENTS",
     "action_params",
+    "event_key_params",
     "event_params",
     "notify_params",
     "phase_guard",
@@ -162,6 +167,53 @@ def _insert_events() -> str:
 INSERT_EVENTS = _insert_events()
 
 
+def _same_transition(e: Any, u: Any) -> ColumnElement[bool]:
+    """Row ``e`` is the same action's same attempt and phase as ``u`` (any version)."""
+    return and_(pk_matches(e, u), e.c.attempt == u.c.attempt, e.c.phase == u.c.phase)
+
+
+def _insert_derived_events() -> str:
+    u = unnest(_EVENT_INPUT)
+    e = action_events.alias("e")
+    names = [name for name, _ in _EVENT_INPUT]
+    source = select(
+        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
+        func.now(),
+    ).where(~exists().where(_same_transition(e, u)))
+    return to_sql(insert(action_events).from_select([*names, "updated_at"], source).on_conflict_do_nothing())
+
+
+#: Ours: events the operator derived from a TaskAction's status, stored only for an (attempt, phase)
+#: with no row yet, of any version. Flyte's executor reports each event before the status write
+#: that shows it, with its own version (RUNNING may come as version 1 only): the derived event of
+#: the same transition is then a duplicate, never a second row.
+INSERT_DERIVED_EVENTS = _insert_derived_events()
+
+
+def _drop_shadowed_events() -> str:
+    u = unnest(
+        [
+            (c, t)
+            for c, t in _EVENT_INPUT
+            if c in ("project", "domain", "run_name", "name", "attempt", "phase", "version")
+        ]
+    )
+    o = action_events.alias("o")
+    stmt = delete(action_events).where(
+        pk_matches(action_events, u),
+        action_events.c.attempt == u.c.attempt,
+        action_events.c.phase == u.c.phase,
+        action_events.c.version == u.c.version,
+        exists().where(_same_transition(o, u), o.c.version != u.c.version),
+    )
+    return to_sql(stmt)
+
+
+#: After a COPY of derived events (which cannot check first): drop each copied row whose transition
+#: already had a row of another version.
+DROP_SHADOWED_EVENTS = _drop_shadowed_events()
+
+
 def _upsert_events() -> str:
     u = unnest(_EVENT_INPUT)
     names = [name for name, _ in _EVENT_INPUT]
@@ -187,6 +239,17 @@ UPSERT_EVENTS = _upsert_events()
 COPY_EVENTS = "COPY action_events ({}) FROM STDIN".format(
     ", ".join(name for name, _ in _EVENT_INPUT if name != "created_at")
 )
+
+
+def event_key_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:
+    """The keys of ``rows``, for :data:`DROP_SHADOWED_EVENTS`."""
+    names = ("project", "domain", "run_name", "name", "attempt", "phase", "version")
+    return {
+        name: [
+            int(v) if name in ("attempt", "phase", "version") else v for v in (getattr(r, name) for r in rows)
+        ]
+        for name in names
+    }
 
 
 def event_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:

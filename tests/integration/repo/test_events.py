@@ -204,3 +204,32 @@ async def test_events_with_explicit_created_at_use_the_insert(repo: ActionRepo, 
     await repo.insert_events([event(aid, 1, P.RUNNING, v, created_at=at(v)) for v in range(100)])
     assert repo.stats.statements - before == 2  # INSERT, NOTIFY: no COPY attempted
     assert [e.created_at for e in await repo.list_events(aid)] == [at(v) for v in range(100)]
+
+
+@pytest.mark.parametrize("copy_min", [0, 1], ids=["insert", "copy"])
+async def test_a_derived_event_never_becomes_a_second_row_of_a_reported_transition(
+    repo_dsn: str, project: str, copy_min: int
+) -> None:
+    """Flyte's executor reported RUNNING as version 1 (before the status write that shows it); the
+    operator's derivation of the same transition (version 0) must not add a second row, on the INSERT
+    path or the COPY path (``copy_min=1``). A new transition still goes in."""
+    r = await ActionRepo.connect(repo_dsn, pool_size=2, max_overflow=0, copy_events_min=copy_min)
+    try:
+        aid = run(project).root
+        await r.create_action(action(aid))
+        await r.insert_reported_events([event(aid, 1, P.QUEUED), event(aid, 1, P.RUNNING, 1)])
+        derived = [event(aid, 1, P.QUEUED), event(aid, 1, P.RUNNING), event(aid, 1, P.SUCCEEDED)]
+        await r.record_batch(events=derived, derived=True)
+        assert [(e.attempt, e.phase, e.version) for e in await r.list_events(aid)] == [
+            (1, P.QUEUED, 0),
+            (1, P.RUNNING, 1),
+            (1, P.SUCCEEDED, 0),
+        ]
+        # Upstream's InsertEvents keeps every version, as before.
+        await r.insert_events([event(aid, 1, P.RUNNING, 0)])
+        assert [(e.phase, e.version) for e in await r.list_events(aid) if e.phase is P.RUNNING] == [
+            (P.RUNNING, 0),
+            (P.RUNNING, 1),
+        ]
+    finally:
+        await r.close()
