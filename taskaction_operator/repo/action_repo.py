@@ -25,17 +25,17 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from flyteidl2.workflow import run_info_pb2
-from sqlalchemy import Select, literal, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import literal, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
-from taskaction_operator.repo.database import Database
-from taskaction_operator.repo.dsn import NetworkBounds, to_conninfo, to_sqlalchemy_url
+from taskaction_operator.repo.database import Database, create_engine
+from taskaction_operator.repo.dsn import NetworkBounds, to_conninfo
 from taskaction_operator.repo.errors import AlreadyFinishedError, NotFoundError, classified
 from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListActionsRequest
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
@@ -104,14 +104,13 @@ class ActionRepo:
         call that meets one a database restart left dead is retried (see :mod:`.database`);
         ``pool_pre_ping=True`` brings the ping back. Every connection carries ``bounds`` (the
         defaults of :class:`NetworkBounds`), so no call waits on the network forever."""
-        bounds = bounds or NetworkBounds()
-        engine = create_async_engine(
-            to_sqlalchemy_url(dsn),
+        engine = create_engine(
+            dsn,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_pre_ping=pool_pre_ping,
             pool_recycle=pool_recycle,
-            connect_args=bounds.connect_args(dsn),
+            bounds=bounds or NetworkBounds(),
         )
         return cls(engine, owns_engine=True, **kwargs)
 
@@ -141,39 +140,15 @@ class ActionRepo:
             copy_events_min=self.copy_events_min,
         )
 
-    async def _write_action(
-        self,
-        query: str,
-        action_id: ActionId,
-        rule: Callable[[ActionId, bool], notify.Notify] = lambda _action, _found: notify.NOBODY,
-        **params: Any,
-    ) -> list[Any]:
-        """One single-row write of ``action_id`` and what ``rule`` notifies for it, in one
-        transaction; :class:`NotFoundError` if there is no such action."""
-        rows = await self._db.write_one(
-            query, {**pk_params(action_id), **params}, lambda rows: rule(action_id, bool(rows))
-        )
-        if not rows:
-            raise NotFoundError(f"action not found: {action_id}")
-        return rows
-
-    # -- reads ------------------------------------------------------------------------------------
-    async def _one(self, stmt: Select[Any], params: dict[str, Any], missing: str) -> Any:
-        """The first row of ``stmt``; :class:`NotFoundError` (``missing``) if there is none."""
-        rows = await self._db.rows(stmt, params)
-        if not rows:
-            raise NotFoundError(missing)
-        return rows[0]
-
     @classified
     async def get_run(self, run_id: RunId) -> Action:
         """The run's root action (the action without a parent)."""
-        return Action(*await self._one(reads.GET_RUN, run_params(run_id), f"run not found: {run_id}"))
+        return Action(*await self._db.one(reads.GET_RUN, run_params(run_id), f"run not found: {run_id}"))
 
     @classified
     async def get_action(self, action_id: ActionId) -> Action:
         return Action(
-            *await self._one(reads.GET_ACTION, pk_params(action_id), f"action not found: {action_id}")
+            *await self._db.one(reads.GET_ACTION, pk_params(action_id), f"action not found: {action_id}")
         )
 
     @classified
@@ -198,7 +173,7 @@ class ActionRepo:
         """The event of ``attempt`` with the highest phase, then version (not the newest by time)."""
         params = {**pk_params(action_id), "attempt": attempt}
         missing = f"no event for attempt {attempt} of {action_id}"
-        return ActionEvent(*await self._one(reads.LATEST_EVENT, params, missing))
+        return ActionEvent(*await self._db.one(reads.LATEST_EVENT, params, missing))
 
     async def list_run_actions(self, run_id: RunId, page_size: int = 1000) -> list[Action]:
         """Every action of the run, keyset-paged (created_at, name) like upstream's WatchActions
@@ -239,7 +214,7 @@ class ActionRepo:
     @classified
     async def get_action_state(self, action_id: ActionId) -> str | None:
         """The state string last stored by :meth:`update_action_state` (``None`` if never set)."""
-        row = await self._one(reads.GET_STATE, pk_params(action_id), f"action not found: {action_id}")
+        row = await self._db.one(reads.GET_STATE, pk_params(action_id), f"action not found: {action_id}")
         state: str | None = row[0]
         return state
 
@@ -362,7 +337,7 @@ class ActionRepo:
     ) -> None:
         """Replace the RunInfo blob; :class:`NotFoundError` if the action does not exist."""
         blob = detailed_info if isinstance(detailed_info, bytes) else bytes(detailed_info.SerializeToString())
-        await self._write_action(
+        await self._db.write_action(
             writes.UPDATE_DETAILED_INFO, action_id, notify.after_update, detailed_info=blob
         )
 
@@ -397,7 +372,7 @@ class ActionRepo:
         del aborted_by
         query = writes.ABORT_ACTION if force else writes.ABORT_UNFINISHED_ACTION
         try:
-            await self._write_action(query, action_id, notify.after_abort_action, reason=reason)
+            await self._db.write_action(query, action_id, notify.after_abort_action, reason=reason)
         except NotFoundError:
             if not force:
                 await self._finished(await self.get_action(action_id))
@@ -412,7 +387,7 @@ class ActionRepo:
     @classified
     async def mark_abort_attempt(self, action_id: ActionId) -> int:
         """Atomically count one more abort attempt and return the new count. No notify."""
-        rows = await self._write_action(writes.MARK_ABORT_ATTEMPT, action_id)
+        rows = await self._db.write_action(writes.MARK_ABORT_ATTEMPT, action_id)
         return int(rows[0][0])
 
     @classified
@@ -428,7 +403,7 @@ class ActionRepo:
         ``phase`` column (failing for any non-numeric phase) and the JSON into ``action_details``;
         we keep the string in our own ``taskaction_action_states`` table and touch neither.
         """
-        await self._write_action(writes.UPDATE_STATE, action_id, notify.after_update, state=state)
+        await self._db.write_action(writes.UPDATE_STATE, action_id, notify.after_update, state=state)
 
     @classified
     async def notify_state_update(self, action_id: ActionId) -> None:

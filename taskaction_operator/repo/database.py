@@ -14,11 +14,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from taskaction_operator.model import ActionId
+from taskaction_operator.repo.dsn import NetworkBounds, to_sqlalchemy_url
+from taskaction_operator.repo.errors import NotFoundError
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
 from taskaction_operator.repo.notify.channels import NOBODY, Notify
-from taskaction_operator.repo.sql.keys import action_key, event_key
+from taskaction_operator.repo.sql.keys import action_key, event_key, pk_params
 from taskaction_operator.repo.writer import (
     BatchResult,
     CopyConflict,
@@ -34,6 +37,26 @@ from taskaction_operator.repo.writer import (
 __all__ = ["Database"]
 
 _T = TypeVar("_T")
+
+
+def create_engine(
+    dsn: str,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    pool_pre_ping: bool,
+    pool_recycle: float,
+    bounds: NetworkBounds,
+) -> AsyncEngine:
+    """A pool on ``dsn`` for psycopg 3 whose every connection carries ``bounds``."""
+    return create_async_engine(
+        to_sqlalchemy_url(dsn),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=pool_pre_ping,
+        pool_recycle=pool_recycle,
+        connect_args=bounds.connect_args(dsn),
+    )
 
 
 class Database:
@@ -129,6 +152,29 @@ class Database:
                 await write_reported_events(tx, events, events_chunk=events_chunk)
 
         await self.retry_stale(attempt)
+
+    async def write_action(
+        self,
+        query: str,
+        action_id: ActionId,
+        rule: Callable[[ActionId, bool], Notify] = lambda _action, _found: NOBODY,
+        **params: Any,
+    ) -> list[Any]:
+        """One single-row write of ``action_id`` and what ``rule`` notifies for it, in one
+        transaction; :class:`NotFoundError` if there is no such action."""
+        rows = await self.write_one(
+            query, {**pk_params(action_id), **params}, lambda rows: rule(action_id, bool(rows))
+        )
+        if not rows:
+            raise NotFoundError(f"action not found: {action_id}")
+        return rows
+
+    async def one(self, stmt: Select[Any], params: dict[str, Any], missing: str) -> Any:
+        """The first row of ``stmt``; :class:`NotFoundError` (``missing``) if there is none."""
+        rows = await self.rows(stmt, params)
+        if not rows:
+            raise NotFoundError(missing)
+        return rows[0]
 
     async def write_one(
         self, query: str, params: dict[str, Any], notify: Callable[[list[Any]], Notify] = lambda _: NOBODY
