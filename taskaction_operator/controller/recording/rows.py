@@ -1,8 +1,10 @@
 """Database rows from an Observation: the ``actions`` row to insert-if-absent, and ``action_events``.
 
 Mirrors what upstream's RecordAction stores for a TaskAction (the request ``notifyRunService``
-builds, ``actions/k8s/client.go``): task reference and function name from the TaskTemplate's id, the
-short name (``spec.shortName``, else the last ``.``-segment of the task name), ActionSpec bytes,
+builds, ``actions/k8s/client.go``, stored by ``runs/service/internal_run_service.go:
+recordSingleAction``): the task's project and domain from the CR's spec, its name and version (and the
+function name) from the TaskTemplate's id, the short name ``spec.shortName`` else the full task name,
+ActionSpec bytes, ``detailed_info`` a RunInfo with ``inputs_uri`` (and a condition's ConditionAction),
 ``action_details = '{}'``, attempts 1, created_at from the CR's creationTimestamp. A root row carries
 its run source as the enum name (from the ``flyte.org/run-source`` annotation, else
 ``RUN_SOURCE_UNSPECIFIED``), as CreateRun would; child rows keep ``''``.
@@ -97,7 +99,7 @@ def action_row(obs: Observation) -> Action:
             action_spec.task.CopyFrom(
                 run_definition_pb2.TaskAction(
                     id=task_definition_pb2.TaskIdentifier(
-                        project=tid.project, domain=tid.domain, name=tid.name, version=tid.version
+                        project=aid.project, domain=aid.domain, name=tid.name, version=tid.version
                     ),
                     spec=task_definition_pb2.TaskSpec(
                         task_template=tpl, short_name=str(spec.get("shortName") or "")
@@ -106,16 +108,18 @@ def action_row(obs: Observation) -> Action:
             )
             if spec.get("cacheKey"):
                 action_spec.task.cache_key.CopyFrom(wrappers_pb2.StringValue(value=str(spec["cacheKey"])))
-            row.task_project = tid.project or None
-            row.task_domain = tid.domain or None
+            row.task_project = aid.project or None
+            row.task_domain = aid.domain or None
             row.task_name = tid.name or None
             row.task_version = tid.version or None
             row.function_name = tid.name
             if not row.task_short_name and tid.name:
-                row.task_short_name = tid.name.rsplit(".", 1)[-1]
+                row.task_short_name = tid.name
     row.set_action_spec(action_spec)
-    if spec.get("inputUri"):
-        row.set_detailed_info(run_info_pb2.RunInfo(inputs_uri=str(spec["inputUri"])))
+    info = run_info_pb2.RunInfo(inputs_uri=str(spec.get("inputUri") or ""))
+    if action_spec.HasField("condition"):
+        info.condition.CopyFrom(action_spec.condition)
+    row.set_detailed_info(info)
     return row
 
 
