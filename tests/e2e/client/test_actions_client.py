@@ -177,7 +177,12 @@ async def test_subscribe_routes_by_run_and_parent_and_a_slow_consumer_coalesces(
     async def read_fast() -> None:
         async for update in fast:
             fast_seen.append(update)
-            if sum(u.phase is ActionPhase.SUCCEEDED for u in fast_seen) == len(children):
+            # Every child's terminal state, then its GC labels (ensureTerminalLabels): a second update
+            # of the same phase, which upstream's informer publishes too (its UpdateFunc takes all).
+            done = {u.action_id.name for u in fast_seen if u.phase is ActionPhase.SUCCEEDED}
+            if done == set(children) and sum(u.phase is ActionPhase.SUCCEEDED for u in fast_seen) == 2 * len(
+                children
+            ):
                 return
 
     reader = asyncio.create_task(read_fast())
@@ -190,7 +195,8 @@ async def test_subscribe_routes_by_run_and_parent_and_a_slow_consumer_coalesces(
         phases = [u.phase for u in fast_seen if u.action_id.name == c]
         assert phases[0] is ActionPhase.UNSPECIFIED  # ADDED, before the executor wrote anything
         assert [p for p in phases if p is not ActionPhase.UNSPECIFIED] == [
-            ActionPhase.QUEUED, ActionPhase.INITIALIZING, ActionPhase.RUNNING, ActionPhase.SUCCEEDED
+            ActionPhase.QUEUED, ActionPhase.INITIALIZING, ActionPhase.RUNNING, ActionPhase.SUCCEEDED,
+            ActionPhase.SUCCEEDED,  # the executor's terminal labels
         ]  # fmt: skip
     # The slow one read nothing meanwhile: it overflowed, coalesced by action, and lost no action.
     slow_seen = _drain(slow)
