@@ -26,7 +26,7 @@ from taskaction_operator.controller import instruments
 from taskaction_operator.controller.recording.patch_plan import PatchPlan
 from taskaction_operator.controller.runtime import Runtime
 from taskaction_operator.crd.names import GROUP, PLURAL, RECORD_GUARD_FINALIZER, VERSION
-from taskaction_operator.crd.observe import InvalidTaskAction, observe
+from taskaction_operator.crd.observe import InvalidTaskAction, observe, phase_from_conditions
 
 HANDLER_ID = "record-taskaction"
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ async def record_taskaction(
     kind = event.get("type") or "LISTED"
     deleted = kind == "DELETED"
     instruments.count_event_received(kind)
+    if deleted and await _left_the_watch(runtime, body):
+        return
     try:
         observation = observe(body, deleted=deleted)  # the event's only reading of its body
         outcome = await runtime.reconciler.handle(observation, deleted=deleted)
@@ -70,6 +72,19 @@ async def record_taskaction(
         else:
             patch.update(outcome.plan.as_merge_patch())
         instruments.count_patch(outcome.plan)
+
+
+async def _left_the_watch(runtime: Runtime, body: kopf.Body) -> bool:
+    """A DELETED event of an unfinished object with no deletionTimestamp may be no deletion at all:
+    the object left the watch's label selector (someone set the recorded label by hand). A GET tells;
+    only a deletion is recorded ABORTED. DELIBERATE DIFFERENCE: upstream's informer records it."""
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    if phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal():
+        return False
+    current = await runtime.kube.get_taskaction(str(meta.get("namespace")), str(meta.get("name")))
+    return current is not None and current["metadata"].get("uid") == meta.get("uid")
 
 
 def _release_unrecorded(body: kopf.Body, patch: kopf.Patch, deleted: bool, reason: str, detail: str) -> bool:

@@ -139,7 +139,7 @@ async def test_terminal_with_the_guard_labels_and_releases_in_one_guarded_patch(
 async def test_deleted_event_is_observed_as_deleted_and_patches_nothing(warnings: Warnings) -> None:
     guarded = raw(QUEUED, ownerReferences=[OWNER], finalizers=[RECORD_GUARD_FINALIZER])
     reconciler = FakeReconciler(guard=True)
-    patch = await handle(reconciler, guarded, "DELETED")
+    patch = await handle_with_kube(reconciler, GetKube(None), guarded, "DELETED")  # gone: a deletion
 
     ((obs, deleted),) = reconciler.calls
     assert deleted and obs.deleting and obs.phase is ActionPhase.ABORTED
@@ -219,3 +219,65 @@ async def test_a_deleting_object_keeps_its_guard_while_its_record_is_only_late(w
     patch = await handle(FakeReconciler(guard=True), body, "MODIFIED")
     assert "GuardReleased" not in [r for r, _ in warnings.posted]
     assert _released(patch)  # the ordinary release: its ABORTED end was committed
+
+
+class GetKube:
+    """The API server's answer to a GET of the object (None: it is gone)."""
+
+    def __init__(self, current: dict[str, Any] | None) -> None:
+        self.current = current
+        self.reads = 0
+
+    async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return self.current
+
+
+async def handle_with_kube(
+    reconciler: FakeReconciler, kube: GetKube, body_raw: dict[str, Any], event_type: str
+) -> kopf.Patch:
+    body = kopf.Body(body_raw)
+    patch = kopf.Patch(body=body)
+    runtime = runtime_with(reconciler)
+    runtime.kube = kube  # type: ignore[assignment]
+    await record_taskaction(
+        event={"type": event_type, "object": body_raw},
+        body=body,
+        patch=patch,
+        memo=kopf.Memo(runtime=runtime),
+    )  # type: ignore[arg-type]
+    return patch
+
+
+async def test_a_deleted_event_of_an_unfinished_object_that_still_exists_records_no_abort(
+    warnings: Warnings,
+) -> None:
+    """Someone labelled a running TaskAction terminal-status-recorded by hand: it leaves the watch's
+    label selector, which the watch reports as DELETED, with no deletionTimestamp. It was not deleted:
+    a GET says so, and nothing is recorded (upstream would record ABORTED)."""
+    running = raw(QUEUED, ownerReferences=[OWNER])
+    reconciler = FakeReconciler(guard=True)
+    kube = GetKube(running)
+    await handle_with_kube(reconciler, kube, running, "DELETED")
+    assert kube.reads == 1 and reconciler.calls == []
+
+
+async def test_a_deleted_event_of_an_object_that_is_gone_is_recorded_aborted(warnings: Warnings) -> None:
+    running = raw(QUEUED, ownerReferences=[OWNER])
+    reconciler = FakeReconciler(guard=True)
+    await handle_with_kube(reconciler, GetKube(None), running, "DELETED")
+    ((obs, deleted),) = reconciler.calls
+    assert deleted and obs.phase is ActionPhase.ABORTED
+    # Re-created under the same name meanwhile: the deleted one is gone all the same.
+    reconciler = FakeReconciler(guard=True)
+    await handle_with_kube(reconciler, GetKube(raw(QUEUED, uid="u-new")), running, "DELETED")
+    assert len(reconciler.calls) == 1
+
+
+async def test_a_deleted_event_with_a_deletion_timestamp_or_a_terminal_phase_needs_no_read(
+    warnings: Warnings,
+) -> None:
+    kube = GetKube(None)
+    await handle_with_kube(FakeReconciler(guard=True), kube, raw(QUEUED, deletionTimestamp=T0), "DELETED")
+    await handle_with_kube(FakeReconciler(guard=True), kube, raw(SUCCEEDED), "DELETED")
+    assert kube.reads == 0
