@@ -32,7 +32,8 @@ defaults: --project/--domain from TASKACTION_PROJECT/TASKACTION_DOMAIN or the co
 ($TASKACTION_CONFIG, else ~/.config/taskaction/config.yaml: project, domain, namespace, database_url);
 -n from TASKACTION_NAMESPACE or the config file, else "flyte"; the database from --database-url,
 TASKACTION_DATABASE_URL, the config file, or .local/db/dsn in this repository's checkout; the
-cluster from --kubeconfig or KUBECONFIG. Exit codes: 0 ok, 1 failed, 2 bad usage or input."""
+cluster from --kubeconfig or KUBECONFIG. Exit codes: 0 ok, 1 failed, 2 bad usage or input; runs watch
+exits by the run's outcome: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -176,8 +176,19 @@ async def runs_tree(ctx: Context) -> int:
 
 
 # --- runs watch ----------------------------------------------------------------------------------
+#: A waiting command's exit code by the run's outcome (1 and 2 stay "the command failed" and "bad
+#: usage"): CI reads the outcome from it.
+OUTCOME_CODES = {
+    ActionPhase.SUCCEEDED: 0,
+    ActionPhase.FAILED: 3,
+    ActionPhase.ABORTED: 4,
+    ActionPhase.TIMED_OUT: 5,
+}
+
+
 async def runs_watch(ctx: Context) -> int:
-    """Follow the run until its root is terminal or the deadline passes (exit 1)."""
+    """Follow the run until its root is terminal (exit by its outcome: :data:`OUTCOME_CODES`) or the
+    deadline passes (exit 1)."""
     run_id = ctx.run_id(ctx.args.run)
     timeout = float(ctx.args.timeout)
     if timeout <= 0:
@@ -233,7 +244,7 @@ async def runs_watch(ctx: Context) -> int:
     if fmt == "table":
         summary = f"run {run_id.name} {phase_name(root.phase)} after {human_duration(root.duration_ms)}"
         print(paint(summary, phase_colour(phase_name(root.phase)), colour))
-    return 0
+    return OUTCOME_CODES.get(ActionPhase(root.phase), 0)
 
 
 def emit_change(a: Action, fmt: str, colour: bool) -> None:

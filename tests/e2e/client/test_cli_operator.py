@@ -113,3 +113,22 @@ async def test_abort_wait_follows_the_sweep_until_the_tree_is_gone(
     await until(lambda: db.phases(namespace, "rab")["a1"] == ABORTED, timeout=30, what="a1 recorded ABORTED")
     shown = cli("runs", "get", "rab", "-o", "yaml").yaml()
     assert shown["phase"] == "ABORTED" and shown["abortReason"] == "e2e says stop"
+
+
+@pytest.mark.parametrize(("ending", "code"), [("PermanentFailure", 3), ("TimedOut", 5)])
+async def test_runs_watch_exits_by_the_runs_outcome(
+    cli: Cli, cli_operator: OperatorProcess, kube: KubeOps, db: Db, namespace: str, ending: str, code: int
+) -> None:
+    """CI reads the outcome from the exit code: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT (a run
+    that FAILED exited 0)."""
+    run = f"rout{code}"
+    enqueue(cli, run, task("a0"))
+    watch = cli.popen("runs", "watch", run, "--timeout", "120")
+    try:
+        await until(lambda: len(db.phases(namespace, run)) == 1, timeout=60, what="recorded")
+        await StandInExecutor(kube).run_through(namespace, f"{run}-a0", ["Queued", "Executing", ending])
+        out, err = watch.communicate(timeout=90)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == code, (out, err)
