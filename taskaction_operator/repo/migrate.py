@@ -16,16 +16,24 @@ bookkeeping or another Alembic user of the same database.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from taskaction_operator.repo.dsn import to_sqlalchemy_url
-from taskaction_operator.repo.errors import classify_db_error
+from taskaction_operator.repo.errors import TemporaryRepoError, classify_db_error
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
@@ -38,6 +46,8 @@ __all__ = [
 
 #: The advisory lock held around an upgrade (upstream's key, see the module docstring).
 MIGRATION_LOCK_KEY = 5432
+#: Longest wait for the migration lock, in seconds (another replica's migration holds it meanwhile).
+LOCK_TIMEOUT = 120.0
 #: Alembic's version table for this schema.
 VERSION_TABLE = "taskaction_schema_version"
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
@@ -51,13 +61,29 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(dsn: str, revision: str = "head") -> None:
+def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIMEOUT) -> None:
     """Bring the schema at ``dsn`` (``postgresql://…``) to ``revision``, holding the migration lock.
 
-    Blocks (the calling thread) while another process holds the lock; afterwards finds the schema
-    current and does nothing. Failures are raised as classified repository errors.
+    Blocks (the calling thread) while another process holds the lock, for ``lock_timeout`` seconds at
+    most (then a TemporaryRepoError); afterwards finds the schema current and does nothing. A database
+    whose revision this code does not know is ahead of it (the operator was rolled back): it is left
+    as it is, with a warning, so the operator starts against it instead of failing on every start.
+    Failures are raised as classified repository errors.
     """
-    _run(dsn, lambda cfg: command.upgrade(cfg, revision))
+
+    def apply(cfg: Config) -> None:
+        current = _current_revision(cfg)
+        if current is not None and not _known(cfg, current):
+            log.warning(
+                "the database schema (revision %s) is newer than this operator's (%s): not migrating; "
+                "running against it",
+                current,
+                ScriptDirectory.from_config(cfg).get_current_head(),
+            )
+            return
+        command.upgrade(cfg, revision)
+
+    _run(dsn, apply, lock_timeout=lock_timeout)
 
 
 def downgrade(dsn: str, revision: str) -> None:
@@ -70,11 +96,34 @@ async def upgrade_async(dsn: str, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, dsn, revision)
 
 
-def _run(dsn: str, action: Callable[[Config], None]) -> None:
+def _current_revision(cfg: Config) -> str | None:
+    conn = cfg.attributes["connection"]
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _known(cfg: Config, revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(cfg).get_revision(revision) is not None
+    except (ResolutionError, CommandError):
+        return False
+
+
+def _run(dsn: str, action: Callable[[Config], None], *, lock_timeout: float = LOCK_TIMEOUT) -> None:
     engine = create_engine(to_sqlalchemy_url(dsn), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            # lock_timeout bounds the wait for the advisory lock too; reset once it is held.
+            conn.execute(text(f"SET lock_timeout = {int(lock_timeout * 1000)}"))
+            try:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "55P03":
+                    raise TemporaryRepoError(
+                        f"timed out after {lock_timeout:.0f} s waiting for the migration lock "
+                        f"(pg_advisory_lock {MIGRATION_LOCK_KEY}; another migration is running)"
+                    ) from exc
+                raise
+            conn.execute(text("RESET lock_timeout"))
             conn.commit()
             try:
                 cfg = alembic_config()
@@ -86,6 +135,8 @@ def _run(dsn: str, action: Callable[[Config], None]) -> None:
                     conn.rollback()
                     conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
                     conn.commit()
+    except TemporaryRepoError:
+        raise
     except Exception as exc:
         raise classify_db_error(exc) from exc
     finally:

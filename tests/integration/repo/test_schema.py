@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from taskaction_operator.repo import upgrade
+from taskaction_operator.repo import TemporaryRepoError, upgrade
 from taskaction_operator.repo.dsn import to_sqlalchemy_url
 from taskaction_operator.repo.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE, downgrade
 from taskaction_operator.repo.schema import Base
@@ -210,3 +211,27 @@ def test_downgrade_to_base_and_back(scratch_dsn: str) -> None:
     assert _columns(scratch_dsn, "actions") == {}
     upgrade(scratch_dsn)
     assert _columns(scratch_dsn, "actions") == ACTIONS
+
+
+def test_a_database_ahead_of_the_code_starts_with_a_warning_not_a_crash(
+    scratch_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a rollback of the operator the database may carry a newer revision than the code knows:
+    upgrading must leave it alone with a warning, not fail on every start (a crash loop)."""
+    upgrade(scratch_dsn)
+    with psycopg.connect(scratch_dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = 'm9999'")
+    with caplog.at_level("WARNING"):
+        upgrade(scratch_dsn)
+    assert "m9999" in caplog.text and "newer" in caplog.text
+    with psycopg.connect(scratch_dsn) as conn:
+        assert conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [("m9999",)]
+
+
+def test_waiting_for_the_migration_lock_has_a_deadline(scratch_dsn: str) -> None:
+    with psycopg.connect(scratch_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        started = time.monotonic()
+        with pytest.raises(TemporaryRepoError, match="migration lock"):
+            upgrade(scratch_dsn, lock_timeout=1.0)
+        assert time.monotonic() - started < 10
