@@ -44,6 +44,8 @@ class Settings:
     migrate: bool = True
     #: Seconds between abort sweeps (a NOTIFY on a new abort request wakes the sweep at once).
     sweep_interval: float = 10.0
+    #: Seconds between passes that release the guard of recorded TaskActions still carrying it.
+    guard_sweep_interval: float = 300.0
     #: Abort attempts before giving up on deleting a TaskAction (counted in the database).
     abort_max_attempts: int = 10
     #: Full-jitter backoff of abort retries: first ceiling and cap, in seconds.
@@ -100,6 +102,7 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}DATABASE_URL must be a postgresql:// DSN")
         checks = [
             (self.sweep_interval > 0, "SWEEP_INTERVAL", "must be > 0"),
+            (self.guard_sweep_interval > 0, "GUARD_SWEEP_INTERVAL", "must be > 0"),
             (self.abort_max_attempts >= 1, "ABORT_MAX_ATTEMPTS", "must be >= 1"),
             (self.abort_initial_delay > 0, "ABORT_INITIAL_DELAY", "must be > 0"),
             (self.abort_max_delay >= self.abort_initial_delay, "ABORT_MAX_DELAY", "must be >= initial"),
@@ -122,6 +125,13 @@ def _convert(name: str, raw: str) -> Any:
         return _bool(raw)
     if name in {"abort_max_attempts", "batch_max", "metrics_port", "api_connections"}:
         return int(raw)
-    if name in {"sweep_interval", "abort_initial_delay", "abort_max_delay", "parent_wait", "lease_duration"}:
+    if name in {
+        "sweep_interval",
+        "guard_sweep_interval",
+        "abort_initial_delay",
+        "abort_max_delay",
+        "parent_wait",
+        "lease_duration",
+    }:
         return float(raw)
     return raw

@@ -140,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=120, help="seconds --wait waits (default 120)")
 
+    p = leaf(
+        sub,
+        "release-guards",
+        "write_cmds:release_guards",
+        "take the operator's record-guard finalizer off TaskActions (uninstalling: see the README)",
+    )
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
+    p.add_argument("--dry-run", action="store_true", help="only list the TaskActions that hold it")
+
     p = leaf(sub, "enqueue", "write_cmds:enqueue", "create a run described in a YAML file")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="the run file ('-': stdin)")
     p.add_argument(

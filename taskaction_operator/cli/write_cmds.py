@@ -25,6 +25,7 @@ from taskaction_operator.client.run_file import RunFileError, load_run_file, ren
 from taskaction_operator.client.runs import CreateRunError, RunExistsError, create_run
 from taskaction_operator.client.validate import InvalidActionError, action_id_of, action_kind, parent_name
 from taskaction_operator.config import ConfigurationError, Settings
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, is_recorded
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
 from taskaction_operator.repo import (
@@ -226,4 +227,31 @@ def run(ctx: Context) -> int:
     )
 
     run_operator(settings)
+    return 0
+
+
+# --- release-guards -------------------------------------------------------------------------------
+async def release_guards(ctx: Context) -> int:
+    """Take the operator's record-guard finalizer off TaskActions (in -n NS, or -A every namespace).
+
+    For uninstalling: with the operator gone nothing releases its guard, and deleting the CRD or a
+    namespace waits on it forever. Objects whose end is not recorded are named: their record stays
+    incomplete. ``--dry-run`` only lists.
+    """
+    a = ctx.args
+    kube = ctx.kube()
+    namespace = None if a.all_namespaces else ctx.namespace
+    held: list[tuple[str, str, bool]] = []
+    async for page in kube.taskaction_pages(namespace):
+        for obj in page:
+            meta = obj["metadata"]
+            if RECORD_GUARD_FINALIZER in (meta.get("finalizers") or ()):
+                held.append((meta["namespace"], meta["name"], is_recorded(obj)))
+    verb = "would release" if a.dry_run else "released"
+    for ns, name, recorded in held:
+        if not a.dry_run and not await kube.remove_finalizer(ns, name, RECORD_GUARD_FINALIZER):
+            continue  # gone, or released meanwhile
+        print(f"{verb} {ns}/{name}" + ("" if recorded else " (its end is not recorded)"))
+    where = "every namespace" if namespace is None else f"namespace {namespace}"
+    print(f"{len(held)} TaskAction(s) in {where} held the record guard" + (" (dry run)" if a.dry_run else ""))
     return 0

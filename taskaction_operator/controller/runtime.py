@@ -13,6 +13,7 @@ from taskaction_operator.controller import instruments
 from taskaction_operator.controller.aborts.deleter import KubeDeleter
 from taskaction_operator.controller.aborts.sweeper import AbortSweeper, wake_on_abort_requests
 from taskaction_operator.controller.recording.adopter import OrphanAdopter
+from taskaction_operator.controller.recording.guards import sweep_recorded_guards
 from taskaction_operator.controller.recording.index import ActionIndex
 from taskaction_operator.controller.recording.reconciler import ActionReconciler
 from taskaction_operator.controller.recording.recorder import Recorder
@@ -101,6 +102,14 @@ class Runtime:
                     repo.watch_abort_requests, sweeper, on_restart=instruments.count_watch_restart
                 ),
                 name="abort-wakeups",
+            )
+        )
+        rt.tasks.append(
+            asyncio.create_task(
+                sweep_recorded_guards(
+                    kube, settings.namespaces, settings.guard_sweep_interval, lambda: elector.is_leader
+                ),
+                name="recorded-guards",
             )
         )
         return rt

@@ -7,14 +7,14 @@ import contextlib
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from taskaction_operator.crd.names import API_VERSION, GROUP, PLURAL, VERSION
-from taskaction_operator.k8s.errors import Conflict, KubeError, NotFound, translate
+from taskaction_operator.k8s.errors import Conflict, Invalid, KubeError, NotFound, translate
 
 COMPONENT = "taskaction-operator"
 
@@ -94,6 +94,46 @@ class KubeOps:
                 self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, label_selector=label_selector
             )
         return cast(dict[str, Any], res)
+
+    async def taskaction_pages(
+        self, namespace: str | None = None, label_selector: str = "", *, limit: int = 500
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """TaskActions in pages of at most ``limit`` (``continue`` tokens): a large cluster is never
+        one huge response."""
+        token = ""
+        while True:
+            self.reads += 1
+            kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
+            if token:
+                kwargs["_continue"] = token
+            if namespace:
+                fn = self.custom.list_namespaced_custom_object
+                res = await self._call(fn, GROUP, VERSION, namespace, PLURAL, **kwargs)
+            else:
+                res = await self._call(
+                    self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs
+                )
+            yield cast(list[dict[str, Any]], res.get("items", []))
+            token = str((res.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return
+
+    async def remove_finalizer(self, namespace: str, name: str, finalizer: str, *, attempts: int = 5) -> bool:
+        """Take ``finalizer`` (only it) off the TaskAction: a JSON patch that tests the entry it
+        removes, read again and retried when the list changed meanwhile. False when the object or
+        the finalizer is already gone."""
+        for _ in range(attempts):
+            obj = await self.get_taskaction(namespace, name)
+            finalizers = list((obj or {}).get("metadata", {}).get("finalizers") or [])
+            if obj is None or finalizer not in finalizers:
+                return False
+            path = f"/metadata/finalizers/{finalizers.index(finalizer)}"
+            ops = [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
+            try:
+                return await self.json_patch_taskaction(namespace, name, ops) is not None
+            except Invalid:
+                continue
+        raise KubeError(409, "Conflict", f"the finalizers of {namespace}/{name} kept changing")
 
     async def create_taskaction(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1

@@ -289,3 +289,22 @@ async def test_self_parent_and_parent_of_another_run_are_refused_with_events(
         obj = await kube.get_taskaction(namespace, name)
         assert obj is not None
         assert not obj["metadata"].get("ownerReferences")
+
+
+async def test_a_recorded_taskaction_still_guarded_gets_its_guard_released(
+    kube: KubeOps, namespace: str, start_operator: Any
+) -> None:
+    """Labelled recorded (so out of the watch) yet carrying the guard, as after a rollout with mixed
+    TASKACTION_RECORD_GUARD settings: the sweep leader releases it; other finalizers stay."""
+    body = taskaction(namespace, "rmixed", "a0")
+    body["metadata"]["labels"][RECORDED_LABEL] = "true"
+    body["metadata"]["finalizers"] = ["example.com/keep", RECORD_GUARD_FINALIZER]
+    await kube.create_taskaction(namespace, body)
+    start_operator(TASKACTION_GUARD_SWEEP_INTERVAL="1")
+
+    async def released() -> bool:
+        o = await kube.get_taskaction(namespace, "rmixed-a0")
+        return bool(o and o["metadata"].get("finalizers") == ["example.com/keep"])
+
+    await until(released, timeout=60, what="the guard released, the other finalizer kept")
+    await kube.merge_patch_taskaction(namespace, "rmixed-a0", {"metadata": {"finalizers": None}})

@@ -180,6 +180,32 @@ async def test_aborting_a_finished_run_is_refused_unless_forced(
     assert db.actions(namespace, "rdone")["a0"]["phase"] == 7
 
 
+async def test_release_guards_lists_on_a_dry_run_then_releases_only_the_guard(
+    cli: Cli, kube: KubeOps, namespace: str
+) -> None:
+    """Uninstalling: with the operator gone, its guard would hold TaskActions (and the CRD, and the
+    namespace) forever; release-guards takes it off, and nothing else."""
+    from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
+    from tests.e2e.taskactions import taskaction
+
+    body = taskaction(namespace, "rguard", "a0")
+    body["metadata"]["finalizers"] = ["example.com/keep", RECORD_GUARD_FINALIZER]
+    await kube.create_taskaction(namespace, body)
+    dry = cli("release-guards", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert f"would release {namespace}/rguard-a0 (its end is not recorded)" in dry.stdout
+    assert (await kube.get_taskaction(namespace, "rguard-a0") or {})["metadata"]["finalizers"] == [
+        "example.com/keep",
+        RECORD_GUARD_FINALIZER,
+    ]
+    done = cli("release-guards")
+    assert done.code == 0 and f"released {namespace}/rguard-a0" in done.stdout, done.stderr
+    assert "1 TaskAction(s) in namespace" in done.stdout
+    obj = await kube.get_taskaction(namespace, "rguard-a0") or {}
+    assert obj["metadata"]["finalizers"] == ["example.com/keep"]
+    await kube.merge_patch_taskaction(namespace, "rguard-a0", {"metadata": {"finalizers": None}})
+
+
 def test_help_version_and_module_entry_point(cli: Cli) -> None:
     assert cli("--help").code == 0 and "TASKACTION_PROJECT" in cli("--help").stdout
     assert cli("runs", "--help").code == 0

@@ -1,0 +1,49 @@
+"""Release the record guard of TaskActions whose end is recorded but that still carry it.
+
+The recorded label takes an object out of the watch (a server-side label selector), so a guard left
+on a labelled object is never seen again: after a rollout with mixed ``TASKACTION_RECORD_GUARD``
+settings, or a label patch that won its race against the guard's release. Such objects are complete
+in the database; holding them only blocks their deletion (and their namespace's). A paged list of
+labelled objects, every ``interval`` seconds, on the sweep leader only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL
+from taskaction_operator.k8s import KubeOps
+
+log = logging.getLogger(__name__)
+
+
+async def release_recorded_guards(kube: KubeOps, namespaces: tuple[str, ...]) -> int:
+    """One pass: the guard taken off every recorded TaskAction still carrying it; how many."""
+    released = 0
+    for ns in namespaces or (None,):
+        async for page in kube.taskaction_pages(ns, f"{RECORDED_LABEL}=true"):
+            for obj in page:
+                meta = obj["metadata"]
+                if RECORD_GUARD_FINALIZER in (meta.get("finalizers") or ()) and await kube.remove_finalizer(
+                    meta["namespace"], meta["name"], RECORD_GUARD_FINALIZER
+                ):
+                    released += 1
+                    log.info(
+                        "released the guard of recorded TaskAction %s/%s", meta["namespace"], meta["name"]
+                    )
+    return released
+
+
+async def sweep_recorded_guards(
+    kube: KubeOps, namespaces: tuple[str, ...], interval: float, is_leader: Callable[[], bool]
+) -> None:
+    """:func:`release_recorded_guards` every ``interval`` seconds while this replica leads, forever."""
+    while True:
+        if is_leader():
+            try:
+                await release_recorded_guards(kube, namespaces)
+            except Exception as exc:  # the next pass tries again
+                log.warning("could not release guards of recorded TaskActions: %s", exc)
+        await asyncio.sleep(interval)
