@@ -27,6 +27,11 @@ class OrphanAdopter:
         self._parent_wait = parent_wait
         self._orphans: dict[Place, asyncio.Task[None]] = {}
 
+    @property
+    def pending(self) -> int:
+        """Children still waiting for their ownerReference."""
+        return sum(not task.done() for task in self._orphans.values())
+
     def adopt_later(self, obs: Observation, parent_name: str) -> None:
         """Set the child's ownerReference once ``parent_name`` exists (one task per child)."""
         key = (obs.namespace, obs.name)

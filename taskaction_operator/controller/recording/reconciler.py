@@ -25,6 +25,7 @@ from taskaction_operator.controller.recording.recorder import Recorder, Work
 from taskaction_operator.controller.recording.rows import action_row, event_row
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
 from taskaction_operator.crd.observe import Observation
+from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, cr_name
 from taskaction_operator.repo import Action, ActionEvent, PhaseUpdate
 
@@ -220,7 +221,16 @@ class ActionReconciler:
             return None
         parent_name = cr_name(parent_id)
         # Read, not the index: the uid must be the parent's current one (see ActionIndex.read).
-        known = await self._index.read(obs.namespace, parent_name)
+        try:
+            known = await self._index.read(obs.namespace, parent_name)
+        except KubeError as exc:
+            # After COMMIT: the rest of this event's patch (the guard, a terminal label) must not be
+            # lost with the lookup; the ownerReference is retried in the background.
+            log.warning(
+                "parent lookup for %s/%s failed (%s); retrying it later", obs.namespace, obs.name, exc
+            )
+            self._adopter.adopt_later(obs, parent_name)
+            return None
         if known is None:
             self._report(
                 state,

@@ -194,3 +194,29 @@ async def test_the_index_follows_a_parent_seen_again_with_another_uid(recorder: 
     known = await index.find("ns", "r1-a0")
     assert known is not None and known.uid == "u-2"
     assert kube.reads == 0
+
+
+class FailingKube:
+    """The API server answering the parent lookup with a 500 (or a 429) after our COMMIT."""
+
+    async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from taskaction_operator.k8s.errors import KubeError
+
+        raise KubeError(500, "Internal Server Error", "etcdserver: request timed out")
+
+
+async def test_a_failed_parent_lookup_after_commit_still_plans_the_rest_and_retries_the_owner(
+    recorder: Any,
+) -> None:
+    """The rows are committed; the lookup of the parent's uid fails. The event's patch must not be
+    lost with it (a terminal event is the object's last: its label would never come), and the
+    ownerReference is retried in the background."""
+    kube = FailingKube()
+    index = ActionIndex(kube)  # type: ignore[arg-type]
+    adopter = OrphanAdopter(index, kube, parent_wait=0.01)  # type: ignore[arg-type]
+    rec = Handler(ActionReconciler(recorder, index, adopter, guard=False, clock=Clock()))
+    out = await rec.handle(body("a1", "a0", "Completed"), deleted=False)
+    assert out.committed and out.plan.label_recorded
+    assert out.plan.owner_reference is None
+    assert adopter.pending == 1
+    await adopter.close()
