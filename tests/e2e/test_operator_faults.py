@@ -249,3 +249,35 @@ async def test_a_deleting_action_whose_end_the_database_refuses_does_not_hold_it
 
 async def _gone(kube: KubeOps, namespace: str, name: str) -> bool:
     return await kube.get_taskaction(namespace, name) is None
+
+
+async def test_a_namespace_deleted_with_200_guarded_unfinished_actions_is_recorded_and_goes(
+    kube: KubeOps, kubectl: Kubectl, db: Db, namespace: str, start_operator: Any
+) -> None:
+    """Every action ends ABORTED in the record, exactly once, and the guard never holds the namespace."""
+    start_operator()
+    ex = StandInExecutor(kube)
+    names = [f"c{i:03d}" for i in range(199)]
+    await kube.create_taskaction(namespace, taskaction(namespace, "rns", "a0"))
+    await asyncio.gather(
+        *(kube.create_taskaction(namespace, taskaction(namespace, "rns", n, "a0")) for n in names)
+    )
+    await ex.move(namespace, "rns-a0", "Executing")
+
+    async def all_guarded() -> bool:
+        items = await kube.list_taskactions(namespace)
+        return len(items) == 200 and all(
+            RECORD_GUARD_FINALIZER in (o["metadata"].get("finalizers") or ()) for o in items
+        )
+
+    await until(all_guarded, timeout=120, what="200 TaskActions under the guard")
+    kubectl.run("delete", "namespace", namespace, "--wait=false")
+
+    def namespace_gone() -> bool:
+        return kubectl.try_run("get", "namespace", namespace).returncode != 0
+
+    await until(namespace_gone, timeout=180, what="the namespace gone")
+    phases = db.phases(namespace, "rns")
+    assert len(phases) == 200 and set(phases.values()) == {7}, phases
+    for name in ("a0", "c000", "c198"):
+        assert [p for _, p, _ in db.events(namespace, "rns", name)].count(7) == 1
