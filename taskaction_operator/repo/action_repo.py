@@ -322,7 +322,7 @@ class ActionRepo:
 
         Inserts ``actions`` (ON CONFLICT DO NOTHING), then ``events`` (likewise, first write wins;
         with ``derived``, the operator's events derived from a status, only for an (attempt, phase)
-        with no row of any version: see :data:`.sql.writes.INSERT_DERIVED_EVENTS`; derived events are
+        with no row of any version: see :data:`.sql.events.INSERT_DERIVED_EVENTS`; derived events are
         all version 0), then applies ``updates`` under the phase guard in the given order (several may
         target one action), then notifies each touched action, and each run whose root was updated,
         in one statement. Same SQL as the single-object methods.

@@ -32,6 +32,7 @@ from taskaction_operator.model import ActionId
 from taskaction_operator.repo.errors import TemporaryRepoError
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
 from taskaction_operator.repo.notify.channels import Notify, after_batch
+from taskaction_operator.repo.sql import events as events_sql
 from taskaction_operator.repo.sql import writes as sql
 from taskaction_operator.repo.sql.keys import action_key
 
@@ -136,7 +137,7 @@ async def _copy_events(
     SQLSTATE as the INSERT path."""
     stats.statements += 1
     try:
-        async with conn.cursor() as cur, cur.copy(sql.COPY_EVENTS) as copy:
+        async with conn.cursor() as cur, cur.copy(events_sql.COPY_EVENTS) as copy:
             for e in events:
                 await copy.write_row(
                     (
@@ -171,10 +172,10 @@ class BatchResult:
 
 
 async def write_reported_events(tx: Tx, events: Sequence[ActionEvent], *, events_chunk: int) -> None:
-    """Store events an executor reported (:data:`.sql.writes.UPSERT_EVENTS`), in ``tx``, and notify
+    """Store events an executor reported (:data:`.sql.events.UPSERT_EVENTS`), in ``tx``, and notify
     each distinct action once, as an insert of events does."""
     for chunk in _chunks(events, events_chunk):
-        await tx.execute(sql.UPSERT_EVENTS, sql.event_params(chunk))
+        await tx.execute(events_sql.UPSERT_EVENTS, events_sql.event_params(chunk))
     await tx.notify(after_batch((), [e.action_id for e in events], (), ()))
 
 
@@ -199,17 +200,17 @@ async def write_batch(
     guard in the order given, then notify (:func:`.notify.channels.after_batch`), all in ``tx``.
     ``copied_events`` were already stored by the transaction's COPY: they are only notified.
     ``derived`` events (the operator's, from a status) go in only for a transition with no row yet
-    (:data:`.sql.writes.INSERT_DERIVED_EVENTS`); copied ones that turn out to repeat a transition are
+    (:data:`.sql.events.INSERT_DERIVED_EVENTS`); copied ones that turn out to repeat a transition are
     dropped again in the same transaction.
     """
     # Events first, as on the COPY path (which COPYs them before anything else): concurrent batches
     # over the same new keys must take the tables in one order, as they take the keys (sorted).
-    insert_events = sql.INSERT_DERIVED_EVENTS if derived else sql.INSERT_EVENTS
+    insert_events = events_sql.INSERT_DERIVED_EVENTS if derived else events_sql.INSERT_EVENTS
     for chunk in _chunks(events, events_chunk):
-        await tx.execute(insert_events, sql.event_params(chunk))
+        await tx.execute(insert_events, events_sql.event_params(chunk))
     if derived:
         for chunk in _chunks(copied_events, events_chunk):
-            await tx.execute(sql.DROP_SHADOWED_EVENTS, sql.event_key_params(chunk))
+            await tx.execute(events_sql.DROP_SHADOWED_EVENTS, events_sql.event_key_params(chunk))
     insert_sql = sql.INSERT_ACTIONS_RETURNING_ROW if return_rows else sql.INSERT_ACTIONS
     action_cursors = [
         await tx.execute(insert_sql, sql.action_params(chunk)) for chunk in _chunks(actions, actions_chunk)

@@ -29,8 +29,6 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    delete,
-    exists,
     extract,
     func,
     literal_column,
@@ -44,8 +42,8 @@ from sqlalchemy.types import TypeEngine
 
 from taskaction_operator.model import ActionId, ActionPhase
 from taskaction_operator.model.phases import RETRYABLE_PHASES, TERMINAL_PHASES
-from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
-from taskaction_operator.repo.schema import action_events, actions
+from taskaction_operator.repo.models import Action, PhaseUpdate, require_aware
+from taskaction_operator.repo.schema import actions
 from taskaction_operator.repo.sql.compile import lit, to_sql, unnest
 from taskaction_operator.repo.sql.keys import ACTION_PK, by_pk, by_run_root, pk_matches
 
@@ -55,21 +53,14 @@ __all__ = [
     "ABORT_UNFINISHED_ACTION",
     "ABORT_UNFINISHED_RUN",
     "CLEAR_ABORT",
-    "COPY_EVENTS",
-    "DROP_SHADOWED_EVENTS",
     "INSERT_ACTIONS",
     "INSERT_ACTIONS_RETURNING_ROW",
-    "INSERT_DERIVED_EVENTS",
-    "INSERT_EVENTS",
     "MARK_ABORT_ATTEMPT",
     "NOTIFY",
     "UPDATE_DETAILED_INFO",
     "UPDATE_PHASES",
     "UPDATE_STATE",
-    "UPSERT_EVENTS",
     "action_params",
-    "event_key_params",
-    "event_params",
     "notify_params",
     "phase_guard",
     "phase_update_rounds",
@@ -147,118 +138,6 @@ def action_params(rows: Sequence[Action], now: datetime | None = None) -> dict[s
 
 
 _ACTION_TIMES = frozenset({"created_at", "ended_at", "abort_requested_at"})
-
-
-# -- INSERT events --------------------------------------------------------------------------------
-_EVENT_INPUT = [(c.name, c.type) for c in action_events.c if c.name != "updated_at"]
-
-
-def _insert_events() -> str:
-    u = unnest(_EVENT_INPUT)
-    names = [name for name, _ in _EVENT_INPUT]
-    source = select(
-        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
-        func.now(),
-    )
-    return to_sql(insert(action_events).from_select([*names, "updated_at"], source).on_conflict_do_nothing())
-
-
-#: Insert events, ON CONFLICT DO NOTHING (first write wins per key).
-INSERT_EVENTS = _insert_events()
-
-
-def _same_transition(e: Any, u: Any) -> ColumnElement[bool]:
-    """Row ``e`` is the same action's same attempt and phase as ``u`` (any version)."""
-    return and_(pk_matches(e, u), e.c.attempt == u.c.attempt, e.c.phase == u.c.phase)
-
-
-def _insert_derived_events() -> str:
-    u = unnest(_EVENT_INPUT)
-    e = action_events.alias("e")
-    names = [name for name, _ in _EVENT_INPUT]
-    source = select(
-        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
-        func.now(),
-    ).where(~exists().where(_same_transition(e, u)))
-    return to_sql(insert(action_events).from_select([*names, "updated_at"], source).on_conflict_do_nothing())
-
-
-#: Ours: events the operator derived from a TaskAction's status, stored only for an (attempt, phase)
-#: with no row yet, of any version. Flyte's executor reports each event before the status write
-#: that shows it, with its own version (RUNNING may come as version 1 only): the derived event of
-#: the same transition is then a duplicate, never a second row.
-INSERT_DERIVED_EVENTS = _insert_derived_events()
-
-
-def _drop_shadowed_events() -> str:
-    u = unnest(
-        [
-            (c, t)
-            for c, t in _EVENT_INPUT
-            if c in ("project", "domain", "run_name", "name", "attempt", "phase", "version")
-        ]
-    )
-    o = action_events.alias("o")
-    stmt = delete(action_events).where(
-        pk_matches(action_events, u),
-        action_events.c.attempt == u.c.attempt,
-        action_events.c.phase == u.c.phase,
-        action_events.c.version == u.c.version,
-        exists().where(_same_transition(o, u), o.c.version != u.c.version),
-    )
-    return to_sql(stmt)
-
-
-#: After a COPY of derived events (which cannot check first): drop each copied row whose transition
-#: already had a row of another version.
-DROP_SHADOWED_EVENTS = _drop_shadowed_events()
-
-
-def _upsert_events() -> str:
-    u = unnest(_EVENT_INPUT)
-    names = [name for name, _ in _EVENT_INPUT]
-    source = select(
-        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
-        func.now(),
-    )
-    stmt = insert(action_events).from_select([*names, "updated_at"], source)
-    excluded = stmt.excluded
-    return to_sql(
-        stmt.on_conflict_do_update(
-            index_elements=[c for c in action_events.primary_key.columns],
-            set_={"info": excluded.info, "error_kind": excluded.error_kind, "updated_at": func.now()},
-        )
-    )
-
-
-#: Insert events an executor reported; a row with the same key (one the operator derived from the
-#: TaskAction first, or the executor's own earlier send) takes the report's info and error kind.
-UPSERT_EVENTS = _upsert_events()
-#: COPY of new events (the optimistic fast path of :mod:`taskaction_operator.repo.writer`); timestamps
-#: take their defaults.
-COPY_EVENTS = "COPY action_events ({}) FROM STDIN".format(
-    ", ".join(name for name, _ in _EVENT_INPUT if name != "created_at")
-)
-
-
-def event_key_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:
-    """The keys of ``rows``, for :data:`DROP_SHADOWED_EVENTS`."""
-    names = ("project", "domain", "run_name", "name", "attempt", "phase", "version")
-    return {
-        name: [
-            int(v) if name in ("attempt", "phase", "version") else v for v in (getattr(r, name) for r in rows)
-        ]
-        for name in names
-    }
-
-
-def event_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:
-    params: dict[str, list[Any]] = {name: [] for name, _ in _EVENT_INPUT}
-    for row in rows:
-        require_aware(row.created_at, "created_at")
-        for name, values in params.items():
-            values.append(getattr(row, name))
-    return params
 
 
 # -- guarded phase UPDATE --------------------------------------------------------------------------
