@@ -27,6 +27,7 @@ from taskaction_operator.controller.recording.patch_plan import PatchPlan
 from taskaction_operator.controller.runtime import Runtime
 from taskaction_operator.crd.names import GROUP, PLURAL, RECORD_GUARD_FINALIZER, VERSION
 from taskaction_operator.crd.observe import InvalidTaskAction, observe, phase_from_conditions
+from taskaction_operator.k8s.errors import KubeError
 
 HANDLER_ID = "record-taskaction"
 log = logging.getLogger(__name__)
@@ -83,7 +84,11 @@ async def _left_the_watch(runtime: Runtime, body: kopf.Body) -> bool:
         return False
     if phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal():
         return False
-    current = await runtime.kube.get_taskaction(str(meta.get("namespace")), str(meta.get("name")))
+    try:
+        current = await runtime.kube.get_taskaction(str(meta.get("namespace")), str(meta.get("name")))
+    except KubeError as exc:  # cannot tell: a deletion, as upstream takes it
+        log.warning("could not confirm the deletion of %s: %s", meta.get("name"), exc)
+        return False
     return current is not None and current["metadata"].get("uid") == meta.get("uid")
 
 
