@@ -4,8 +4,9 @@ Phase derivation follows upstream exactly (``actions/k8s/client.go``: ``GetPhase
 conditions in list order, the first match wins; ``Succeeded=True`` → SUCCEEDED, ``Failed=True`` →
 TIMED_OUT for reason TimedOut else FAILED (so the executor's ``Aborted`` reason is FAILED),
 ``Progressing=True`` by reason (Queued, Initializing, Executing, Paused); anything else is
-UNSPECIFIED and never written. A deleted non-terminal TaskAction is ABORTED; a deleted terminal one
-keeps its phase.
+UNSPECIFIED and never written. A deleted non-terminal TaskAction is ABORTED once no finalizer but our
+guard is left on it (or at its final tombstone), so that Flyte's executor, which finalizes first, may
+still write its end; a deleted terminal one keeps its phase.
 
 The phases an action passed through come from ``status.phaseHistory`` (the executor's append-only
 timeline) plus the current phase, so the event history is complete even when coalescing let the
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from taskaction_operator.crd.names import RUN_SOURCE_ANNOTATION, is_recorded
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RUN_SOURCE_ANNOTATION, is_recorded
 from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, ActionPhase, ActionType, RunSource
 from taskaction_operator.model.times import parse_rfc3339
 
@@ -160,9 +161,13 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
     conditions = status.get("conditions") or []
     phase = phase_from_conditions(conditions)
     deleting = deleted or bool(meta.get("deletionTimestamp"))
+    finalizers = tuple(meta.get("finalizers") or ())
+    # A deletion is the action's end once nothing but our guard holds the object (or at its final
+    # tombstone): until then another finalizer (Flyte's executor's) may still write a terminal status.
+    finalizing = any(f != RECORD_GUARD_FINALIZER for f in finalizers)
     now = now or datetime.now(UTC)
     end_time: datetime | None = None
-    if deleting and not phase.is_terminal():
+    if deleting and not phase.is_terminal() and (deleted or not finalizing):
         phase = ActionPhase.ABORTED
         end_time = now
     elif phase.is_terminal():
@@ -182,7 +187,7 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
         end_time=end_time,
         deleting=deleting,
         labelled_recorded=is_recorded(body),
-        finalizers=tuple(meta.get("finalizers") or ()),
+        finalizers=finalizers,
         owner_references=tuple(meta.get("ownerReferences") or ()),
         spec=spec,
         annotations=meta.get("annotations") or {},

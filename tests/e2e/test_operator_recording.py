@@ -308,3 +308,36 @@ async def test_a_recorded_taskaction_still_guarded_gets_its_guard_released(
 
     await until(released, timeout=60, what="the guard released, the other finalizer kept")
     await kube.merge_patch_taskaction(namespace, "rmixed-a0", {"metadata": {"finalizers": None}})
+
+
+async def test_an_end_the_executor_writes_while_it_finalizes_a_deletion_is_the_record(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    """Deleted while running; Flyte's executor, holding its own finalizer, writes SUCCEEDED while it
+    finalizes, then lets go. The record is SUCCEEDED with no ABORTED event (deciding ABORTED at the
+    deletionTimestamp used to contradict the executor, and the phase guard kept the ABORTED)."""
+    start_operator()
+    body = taskaction(namespace, "rfin", "a0")
+    body["metadata"]["finalizers"] = ["flyte.org/plugin-finalizer"]
+    await kube.create_taskaction(namespace, body)
+    ex = StandInExecutor(kube)
+    await ex.move(namespace, "rfin-a0", "Executing")
+
+    async def guarded() -> bool:
+        o = await kube.get_taskaction(namespace, "rfin-a0")
+        return bool(o and RECORD_GUARD_FINALIZER in o["metadata"].get("finalizers", ()))
+
+    await until(guarded, what="the record guard")
+    await until(lambda: db.phases(namespace, "rfin").get("a0") == 4, what="RUNNING recorded")
+    await kube.delete_taskaction(namespace, "rfin-a0")
+    await asyncio.sleep(1)  # the operator sees the deletionTimestamp, with the executor still finalizing
+    assert db.phases(namespace, "rfin")["a0"] == 4
+    await ex.move(namespace, "rfin-a0", "Completed")
+    await kube.remove_finalizer(namespace, "rfin-a0", "flyte.org/plugin-finalizer")  # the executor lets go
+    await until(lambda: db.phases(namespace, "rfin").get("a0") == 5, what="SUCCEEDED recorded")
+
+    async def gone() -> bool:
+        return await kube.get_taskaction(namespace, "rfin-a0") is None
+
+    await until(gone, what="the TaskAction gone (our guard released)")
+    assert 7 not in [p for _, p, _ in db.events(namespace, "rfin", "a0")]

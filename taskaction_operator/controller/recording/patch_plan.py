@@ -87,7 +87,8 @@ def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: st
     """
     has_guard = RECORD_GUARD_FINALIZER in obs.finalizers
     if obs.deleting:
-        return PatchPlan(remove_guard=committed and has_guard)
+        # Only once its end is committed: while another finalizer runs, the end is not known yet.
+        return PatchPlan(remove_guard=committed and has_guard and obs.phase.is_terminal())
     terminal_done = committed and obs.phase.is_terminal()
     owner = None
     if obs.parent is not None and not obs.owner_references and parent_uid:

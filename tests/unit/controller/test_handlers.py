@@ -213,12 +213,16 @@ async def test_a_deleting_object_whose_end_cannot_be_recorded_gets_its_guard_bac
     assert counted("taskaction_guards_released_unrecorded_total", reason=reason) == given_up + 1
 
 
-async def test_a_deleting_object_keeps_its_guard_while_its_record_is_only_late(warnings: Warnings) -> None:
-    """Not committed yet is not refused: no guard is released for an outcome that is committed."""
+async def test_a_deleting_object_keeps_its_guard_while_another_finalizer_runs(warnings: Warnings) -> None:
+    """Committed, not refused: no GuardReleased. And while another finalizer (Flyte's executor's)
+    still runs, the action's end is not known: the guard stays until it is."""
     body = raw(QUEUED, ownerReferences=[OWNER], **DELETING)
     patch = await handle(FakeReconciler(guard=True), body, "MODIFIED")
     assert "GuardReleased" not in [r for r, _ in warnings.posted]
-    assert _released(patch)  # the ordinary release: its ABORTED end was committed
+    assert not patch.fns and not patch
+    body["metadata"]["finalizers"] = [RECORD_GUARD_FINALIZER]  # the other one is done
+    patch = await handle(FakeReconciler(guard=True), body, "MODIFIED")
+    assert patch.as_json_patch() == [{"op": "remove", "path": "/metadata/finalizers/0"}]  # its ABORTED end
 
 
 class GetKube:

@@ -202,3 +202,33 @@ def test_a_time_no_timestamp_can_hold_is_no_time_and_crashes_nothing() -> None:
     action_row(obs)
     for ev in obs.events:
         event_row(obs, ev)
+
+
+# --- when a deletion becomes ABORTED ----------------------------------------------------------------
+EXECUTOR_FINALIZER = "flyte.org/plugin-finalizer"  # taskaction_controller.go: taskActionFinalizer
+
+
+def test_a_deleting_action_is_not_aborted_while_another_finalizer_still_runs() -> None:
+    """Flyte's executor finalizes first (handleAbortAndFinalize), and may write a terminal status
+    meanwhile: until only our finalizer (or none) remains, the phase is the status's own."""
+    b = body([cond("Progressing", "True", "Executing")], deletionTimestamp=T0)
+    b["metadata"]["finalizers"] = [EXECUTOR_FINALIZER, "flyte.org/record-guard"]
+    obs = observe(b)
+    assert obs.deleting and obs.phase is P.RUNNING and obs.end_time is None
+    b["metadata"]["finalizers"] = ["flyte.org/record-guard"]
+    assert observe(b).phase is P.ABORTED
+    del b["metadata"]["finalizers"]
+    assert observe(b).phase is P.ABORTED
+
+
+def test_a_terminal_status_written_during_the_executors_finalization_is_the_end() -> None:
+    b = body([cond("Succeeded", "True", "Completed")], deletionTimestamp=T0)
+    b["metadata"]["finalizers"] = ["flyte.org/record-guard"]
+    obs = observe(b)
+    assert obs.phase is P.SUCCEEDED and P.ABORTED not in [e.phase for e in obs.events]
+
+
+def test_the_final_tombstone_of_an_unfinished_action_is_aborted_whatever_its_finalizers_said() -> None:
+    b = body([cond("Progressing", "True", "Executing")], deletionTimestamp=T0)
+    b["metadata"]["finalizers"] = [EXECUTOR_FINALIZER]
+    assert observe(b, deleted=True).phase is P.ABORTED

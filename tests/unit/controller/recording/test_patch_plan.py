@@ -131,3 +131,17 @@ def test_plans_that_change_finalizers_refuse_the_merge_form() -> None:
     assert plan.touches_finalizers
     with pytest.raises(ValueError, match="guarded JSON patch"):
         plan.as_merge_patch()
+
+
+def test_the_guard_of_a_deleting_action_is_released_only_once_its_end_is_committed() -> None:
+    """While Flyte's executor still finalizes, the action's end is not known: keep the guard."""
+    from taskaction_operator.controller.recording.patch_plan import plan_patch
+    from taskaction_operator.crd.observe import observe
+    from tests.factories import taskaction_body
+
+    running = [{"type": "Progressing", "status": "True", "reason": "Executing"}]
+    b = taskaction_body(conditions=running, uid="u1", deletionTimestamp="2026-11-23T10:00:00Z")
+    b["metadata"]["finalizers"] = ["flyte.org/plugin-finalizer", "flyte.org/record-guard"]
+    assert not plan_patch(observe(b), guard=True, committed=True, parent_uid=None).remove_guard
+    b["metadata"]["finalizers"] = ["flyte.org/record-guard"]
+    assert plan_patch(observe(b), guard=True, committed=True, parent_uid=None).remove_guard
