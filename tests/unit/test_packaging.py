@@ -265,3 +265,22 @@ def test_base_deployment_is_restricted_probed_and_configured() -> None:
     assert pdb["spec"]["minAvailable"] == 1
     selector = deploy["spec"]["selector"]["matchLabels"]
     assert service["spec"]["selector"] == pdb["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_the_events_deployment_serves_probed_restricted_and_without_a_token() -> None:
+    deploy, service = yaml.safe_load_all((BASE / "events.yaml").read_text())
+    assert "events.yaml" in yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]
+    pod = deploy["spec"]["template"]["spec"]
+    c = _container(deploy)
+    assert c["command"][:2] == ["taskaction-operator", "serve"]
+    assert pod["automountServiceAccountToken"] is False
+    operator = _container(yaml.safe_load((BASE / "deployment.yaml").read_text()))
+    assert c["securityContext"] == operator["securityContext"]
+    assert (
+        c["startupProbe"]["httpGet"]
+        == c["livenessProbe"]["httpGet"]
+        == {"path": "/healthz", "port": "connect"}
+    )
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "connect"}
+    assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == 8090
