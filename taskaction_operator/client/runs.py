@@ -59,13 +59,14 @@ def root_row(
     """The ``actions`` row CreateRun writes for the root (upstream ``persistRunModel``).
 
     a0, QUEUED, ActionType TASK, attempts 1, ``action_details`` ``{}``, ``run_source`` the enum name,
-    ``detailed_info`` a RunInfo with the inputs prefix, ``action_spec`` with ``<inputs>/inputs.pb``
+    ``detailed_info`` a RunInfo and ``action_spec``, both with ``<inputs>/inputs.pb``
     and the task without its cache key, ``run_spec`` (an empty RunSpec when none is given).
     """
     run_spec = run_spec if run_spec is not None else run_pb2.RunSpec()
     aid = action_id_of(root)
     spec = build_action_spec(root, run_spec)
-    spec.input_uri = f"{root.input_uri}/inputs.pb" if root.input_uri else ""
+    inputs = f"{root.input_uri}/inputs.pb" if root.input_uri else ""
+    spec.input_uri = inputs
     spec.task.ClearField("cache_key")
     task = root.task
     row = Action.new(
@@ -85,7 +86,7 @@ def root_row(
     )
     row.set_run_source(source)
     row.set_action_spec(spec)
-    row.set_detailed_info(run_info_pb2.RunInfo(inputs_uri=root.input_uri))
+    row.set_detailed_info(run_info_pb2.RunInfo(inputs_uri=inputs))
     row.set_run_spec(run_spec)
     return row
 

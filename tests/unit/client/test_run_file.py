@@ -163,7 +163,8 @@ def test_root_row_is_what_create_run_writes() -> None:
     assert spec is not None and spec.input_uri == "s3://flyte-data/p/d/r1/inputs/inputs.pb"
     assert not spec.task.HasField("cache_key")
     info = row.get_detailed_info()
-    assert info is not None and info.inputs_uri == "s3://flyte-data/p/d/r1/inputs"
+    # upstream persistRunModel: RunInfo{InputsUri: inputPrefix + "/inputs.pb"}
+    assert info is not None and info.inputs_uri == "s3://flyte-data/p/d/r1/inputs/inputs.pb"
     assert row.get_run_spec() is not None
 
 
