@@ -3,7 +3,7 @@ for reported events, and the COPY of the writer's fast path (compiled once, at i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, select
@@ -27,18 +27,26 @@ __all__ = [
 _EVENT_INPUT = [(c.name, c.type) for c in action_events.c if c.name != "updated_at"]
 
 
-def _insert_events() -> str:
+#: The key of an ``action_events`` row (its primary key, in order).
+_EVENT_KEY = [c.name for c in action_events.primary_key.columns]
+
+
+def _insert_from_unnest(where: Callable[[Any], ColumnElement[bool]] | None = None) -> Any:
+    """``INSERT INTO action_events … SELECT … FROM unnest(…) AS u`` (``created_at`` defaulting to
+    now), optionally only the rows of ``u`` that ``where(u)`` keeps."""
     u = unnest(_EVENT_INPUT)
     names = [name for name, _ in _EVENT_INPUT]
     source = select(
         *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
         func.now(),
     )
-    return to_sql(insert(action_events).from_select([*names, "updated_at"], source).on_conflict_do_nothing())
+    if where is not None:
+        source = source.where(where(u))
+    return insert(action_events).from_select([*names, "updated_at"], source)
 
 
 #: Insert events, ON CONFLICT DO NOTHING (first write wins per key).
-INSERT_EVENTS = _insert_events()
+INSERT_EVENTS = to_sql(_insert_from_unnest().on_conflict_do_nothing())
 
 
 def _same_transition(e: Any, u: Any) -> ColumnElement[bool]:
@@ -46,38 +54,23 @@ def _same_transition(e: Any, u: Any) -> ColumnElement[bool]:
     return and_(pk_matches(e, u), e.c.attempt == u.c.attempt, e.c.phase == u.c.phase)
 
 
-def _insert_derived_events() -> str:
-    u = unnest(_EVENT_INPUT)
+def _no_row_of_the_transition(u: Any) -> ColumnElement[bool]:
     e = action_events.alias("e")
-    names = [name for name, _ in _EVENT_INPUT]
-    source = select(
-        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
-        func.now(),
-    ).where(~exists().where(_same_transition(e, u)))
-    return to_sql(insert(action_events).from_select([*names, "updated_at"], source).on_conflict_do_nothing())
+    return ~exists().where(_same_transition(e, u))
 
 
 #: Ours: events the operator derived from a TaskAction's status, stored only for an (attempt, phase)
 #: with no row yet, of any version. Flyte's executor reports each event before the status write
 #: that shows it, with its own version (RUNNING may come as version 1 only): the derived event of
 #: the same transition is then a duplicate, never a second row.
-INSERT_DERIVED_EVENTS = _insert_derived_events()
+INSERT_DERIVED_EVENTS = to_sql(_insert_from_unnest(_no_row_of_the_transition).on_conflict_do_nothing())
 
 
 def _drop_shadowed_events() -> str:
-    u = unnest(
-        [
-            (c, t)
-            for c, t in _EVENT_INPUT
-            if c in ("project", "domain", "run_name", "name", "attempt", "phase", "version")
-        ]
-    )
+    u = unnest([(c, t) for c, t in _EVENT_INPUT if c in _EVENT_KEY])
     o = action_events.alias("o")
     stmt = delete(action_events).where(
-        pk_matches(action_events, u),
-        action_events.c.attempt == u.c.attempt,
-        action_events.c.phase == u.c.phase,
-        action_events.c.version == u.c.version,
+        *(action_events.c[name] == u.c[name] for name in _EVENT_KEY),
         exists().where(_same_transition(o, u), o.c.version != u.c.version),
     )
     return to_sql(stmt)
@@ -89,17 +82,11 @@ DROP_SHADOWED_EVENTS = _drop_shadowed_events()
 
 
 def _upsert_events() -> str:
-    u = unnest(_EVENT_INPUT)
-    names = [name for name, _ in _EVENT_INPUT]
-    source = select(
-        *(func.coalesce(u.c.created_at, func.now()) if n == "created_at" else u.c[n] for n in names),
-        func.now(),
-    )
-    stmt = insert(action_events).from_select([*names, "updated_at"], source)
+    stmt = _insert_from_unnest()
     excluded = stmt.excluded
     return to_sql(
         stmt.on_conflict_do_update(
-            index_elements=[c for c in action_events.primary_key.columns],
+            index_elements=list(action_events.primary_key.columns),
             set_={"info": excluded.info, "error_kind": excluded.error_kind, "updated_at": func.now()},
         )
     )
@@ -117,13 +104,7 @@ COPY_EVENTS = "COPY action_events ({}) FROM STDIN".format(
 
 def event_key_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:
     """The keys of ``rows``, for :data:`DROP_SHADOWED_EVENTS`."""
-    names = ("project", "domain", "run_name", "name", "attempt", "phase", "version")
-    return {
-        name: [
-            int(v) if name in ("attempt", "phase", "version") else v for v in (getattr(r, name) for r in rows)
-        ]
-        for name in names
-    }
+    return {name: [getattr(r, name) for r in rows] for name in _EVENT_KEY}
 
 
 def event_params(rows: Sequence[ActionEvent]) -> dict[str, list[Any]]:
