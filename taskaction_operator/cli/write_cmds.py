@@ -242,11 +242,8 @@ async def release_guards(ctx: Context) -> int:
     kube = ctx.kube()
     namespace = None if a.all_namespaces else ctx.namespace
     held: list[tuple[str, str, bool]] = []
-    async for page in kube.taskaction_pages(namespace):
-        for obj in page:
-            meta = obj["metadata"]
-            if RECORD_GUARD_FINALIZER in (meta.get("finalizers") or ()):
-                held.append((meta["namespace"], meta["name"], is_recorded(obj)))
+    async for obj in kube.holding(RECORD_GUARD_FINALIZER, namespace):
+        held.append((obj["metadata"]["namespace"], obj["metadata"]["name"], is_recorded(obj)))
     verb = "would release" if a.dry_run else "released"
     for ns, name, recorded in held:
         if not a.dry_run and not await kube.remove_finalizer(ns, name, RECORD_GUARD_FINALIZER):

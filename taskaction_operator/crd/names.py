@@ -39,6 +39,8 @@ RUN_SOURCE_ANNOTATION = "flyte.org/run-source"
 
 #: What the operator watches: TaskActions whose end is not recorded yet.
 UNRECORDED_SELECTOR = f"{RECORDED_LABEL}!=true"
+#: TaskActions whose end is recorded (out of the watch).
+RECORDED_SELECTOR = f"{RECORDED_LABEL}=true"
 
 
 def run_selector(run: RunId) -> str:

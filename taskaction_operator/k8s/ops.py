@@ -78,21 +78,16 @@ class KubeOps:
         """TaskActions in one namespace (or all), optionally by label selector."""
         return cast(list[dict[str, Any]], (await self._list(namespace, label_selector)).get("items", []))
 
-    async def _list(self, namespace: str | None, label_selector: str) -> dict[str, Any]:
+    async def _list(self, namespace: str | None, label_selector: str, **kwargs: Any) -> dict[str, Any]:
+        """One list call, in a namespace or cluster-wide; ``kwargs`` go to the official client."""
         self.reads += 1
+        kwargs["label_selector"] = label_selector
         if namespace:
             res = await self._call(
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                label_selector=label_selector,
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, **kwargs
             )
         else:
-            res = await self._call(
-                self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, label_selector=label_selector
-            )
+            res = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs)
         return cast(dict[str, Any], res)
 
     async def taskaction_pages(
@@ -102,21 +97,21 @@ class KubeOps:
         one huge response."""
         token = ""
         while True:
-            self.reads += 1
-            kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
-            if token:
-                kwargs["_continue"] = token
-            if namespace:
-                fn = self.custom.list_namespaced_custom_object
-                res = await self._call(fn, GROUP, VERSION, namespace, PLURAL, **kwargs)
-            else:
-                res = await self._call(
-                    self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs
-                )
+            paging: dict[str, Any] = {"limit": limit, "_continue": token} if token else {"limit": limit}
+            res = await self._list(namespace, label_selector, **paging)
             yield cast(list[dict[str, Any]], res.get("items", []))
             token = str((res.get("metadata") or {}).get("continue") or "")
             if not token:
                 return
+
+    async def holding(
+        self, finalizer: str, namespace: str | None = None, label_selector: str = ""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every TaskAction (paged) that carries ``finalizer``."""
+        async for page in self.taskaction_pages(namespace, label_selector):
+            for obj in page:
+                if finalizer in (obj["metadata"].get("finalizers") or ()):
+                    yield obj
 
     async def remove_finalizer(self, namespace: str, name: str, finalizer: str, *, attempts: int = 5) -> bool:
         """Take ``finalizer`` (only it) off the TaskAction: a JSON patch that tests the entry it

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_SELECTOR
 from taskaction_operator.k8s import KubeOps
 
 log = logging.getLogger(__name__)
@@ -23,16 +23,11 @@ async def release_recorded_guards(kube: KubeOps, namespaces: tuple[str, ...]) ->
     """One pass: the guard taken off every recorded TaskAction still carrying it; how many."""
     released = 0
     for ns in namespaces or (None,):
-        async for page in kube.taskaction_pages(ns, f"{RECORDED_LABEL}=true"):
-            for obj in page:
-                meta = obj["metadata"]
-                if RECORD_GUARD_FINALIZER in (meta.get("finalizers") or ()) and await kube.remove_finalizer(
-                    meta["namespace"], meta["name"], RECORD_GUARD_FINALIZER
-                ):
-                    released += 1
-                    log.info(
-                        "released the guard of recorded TaskAction %s/%s", meta["namespace"], meta["name"]
-                    )
+        async for obj in kube.holding(RECORD_GUARD_FINALIZER, ns, RECORDED_SELECTOR):
+            meta = obj["metadata"]
+            if await kube.remove_finalizer(meta["namespace"], meta["name"], RECORD_GUARD_FINALIZER):
+                released += 1
+                log.info("released the guard of recorded TaskAction %s/%s", meta["namespace"], meta["name"])
     return released
 
 
