@@ -16,10 +16,11 @@ reported one (first write wins for them, as upstream).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from connectrpc.request import RequestContext
-from flyteidl2.workflow import events_proxy_service_pb2, internal_run_service_pb2
+from flyteidl2.workflow import events_proxy_service_pb2, internal_run_service_pb2, run_definition_pb2
 from flyteidl2.workflow.events_proxy_service_connect import EventsProxyService
 from flyteidl2.workflow.internal_run_service_connect import InternalRunService
 from google.rpc import status_pb2
@@ -35,13 +36,15 @@ class EventsEndpoint(EventsProxyService, InternalRunService):  # type: ignore[mi
     def __init__(self, repo: ActionRepo) -> None:
         self._repo = repo
 
+    async def _store(self, events: Sequence[run_definition_pb2.ActionEvent]) -> None:
+        validate_events(events)
+        await self._repo.insert_reported_events([ActionEvent.from_proto(e) for e in events])
+
     @translated
     async def record(
         self, request: events_proxy_service_pb2.RecordRequest, ctx: RequestContext[Any, Any]
     ) -> events_proxy_service_pb2.RecordResponse:
-        validate_events(request.events)
-        if request.events:
-            await self._repo.insert_reported_events([ActionEvent.from_proto(e) for e in request.events])
+        await self._store(request.events)
         return events_proxy_service_pb2.RecordResponse()
 
     async def record_action_events(
@@ -49,9 +52,7 @@ class EventsEndpoint(EventsProxyService, InternalRunService):  # type: ignore[mi
     ) -> internal_run_service_pb2.RecordActionEventsResponse:
         """Upstream answers failures in-band (``statusFromError``), never as an RPC error."""
         try:
-            validate_events(request.events)
-            if request.events:
-                await self._repo.insert_reported_events([ActionEvent.from_proto(e) for e in request.events])
+            await self._store(request.events)
         except Exception as exc:
             err = connect_error(exc)
             status = status_pb2.Status(code=GRPC_CODES[err.code], message=err.message)
