@@ -61,10 +61,13 @@ wait_ready() {
 }
 
 start_server() {
-  local d port
+  local d port log
   d=$(cat "$state/datadir"); port=$(cat "$state/port")
-  : >"$state/postgres.log"; chmod 666 "$state/postgres.log"
-  as_pg "$bindir/pg_ctl" -D "$d" -l "$state/postgres.log" -w -t 30 -o "-p $port -k $d" start >/dev/null \
+  # The log lives beside the data, where the postgres user may write, whoever may enter this
+  # checkout (a clone under a private directory); .local/db/postgres.log points at it.
+  log="$(cat "$state/tmpdir")/postgres.log"
+  : >"$log"; chmod 666 "$log"; ln -sfn "$log" "$state/postgres.log"
+  as_pg "$bindir/pg_ctl" -D "$d" -l "$log" -w -t 30 -o "-p $port -k $d" start >/dev/null \
     || die "PostgreSQL failed to start; see $state/postgres.log"
   wait_ready "$port"
 }
