@@ -1,9 +1,12 @@
-# syntax=docker/dockerfile:1
 # The taskaction-operator image (see hack/image/README.md).
 #   build stage:   the project's wheel, built with the pinned backend (hack/image/build.lock)
-#   runtime stage: a virtualenv holding exactly the pinned runtime closure (hack/image/requirements.lock)
-#                  plus that wheel; no compiler, no source tree, no build tools
-# Both stages run the same scripts that hack/image/verify.sh runs without Docker, so the recipe is
+#   install stage: a virtualenv holding exactly the pinned runtime closure (hack/image/requirements.lock)
+#                  plus that wheel
+#   runtime stage: that virtualenv alone; no wheel, no lock, no compiler, no source tree, no build tools
+# No BuildKit-only syntax (no RUN --mount, no COPY --chmod, no syntax directive to pull): the legacy
+# builder of an engine without buildx builds it too (hack/kind/README.md). PYTHON_IMAGE overrides the
+# base, e.g. with the Debian-made one of hack/kind/images.sh where no registry is reachable.
+# The build and install stages run the same scripts that hack/image/verify.sh runs without Docker, so the recipe is
 # tested on every `make test` even where no Docker engine exists.
 # Runs as a numeric non-root user on a read-only root filesystem: nothing is written outside /tmp
 # (the Deployment mounts an emptyDir there); bytecode is compiled at install time.
@@ -21,15 +24,18 @@ COPY crds/ crds/
 COPY taskaction_operator/ taskaction_operator/
 RUN sh hack/image/build-wheel.sh /src /wheels
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${PYTHON_IMAGE} AS install
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
-# The wheel and the lock are bind-mounted, not copied: they leave no layer behind.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    --mount=type=bind,source=hack/image,target=/image \
-    sh /image/install.sh /opt/venv /wheels /image/requirements.lock
-# Set only after the install, so pip still precompiles bytecode into the image.
+COPY --from=build /wheels /wheels
+COPY hack/image/ /image/
+RUN sh /image/install.sh /opt/venv /wheels /image/requirements.lock
+
+FROM ${PYTHON_IMAGE} AS runtime
+# Only the virtualenv crosses over: the wheel and the lock leave no layer behind.
+COPY --from=install /opt/venv /opt/venv
+# pip compiled the bytecode in the install stage; at run time nothing writes beside it.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

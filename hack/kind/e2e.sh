@@ -1,36 +1,67 @@
 #!/usr/bin/env bash
 # The shipped-artifact path: a kind cluster, the image built from the Dockerfile, the kustomize
-# manifests (manifests/overlays/kind: operator + throwaway PostgreSQL), a sample TaskAction that the
-# deployed operator must take under its record guard, then the same e2e suite as `make e2e`, pointed
-# at kind (context kind-taskaction) and at the in-cluster PostgreSQL through a port-forward.
-# Needs a Docker engine, kind and kubectl (or .local/bin/kubectl); see hack/kind/README.md.
-#   hack/kind/e2e.sh [--keep] [-- PYTEST_ARGS...]     --keep leaves the cluster running
+# manifests (operator + throwaway PostgreSQL), the checks of the operator running as Pods
+# (tests/kind), then the same e2e suite as `make e2e`, pointed at kind and at the in-cluster
+# PostgreSQL through a port-forward. See hack/kind/README.md.
+#
+# Two ways to a cluster, chosen by --offline/--registry (default: --registry when Docker Hub answers,
+# --offline otherwise):
+#   registry  kind's own node image (kind create cluster), python:3.11-slim and postgres:15 pulled;
+#   offline   nothing pulled: the node image of node-image.sh (Debian + binaries built from the
+#             official Go modules), the Python and PostgreSQL bases of images.sh.
+# A Docker engine is started when none answers (docker.sh).
+#   hack/kind/e2e.sh [--offline|--registry] [--keep] [-- PYTEST_ARGS...]
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=hack/kind/versions.sh
+source "$here/versions.sh"
 cluster=${KIND_CLUSTER_NAME:-taskaction}
-image=taskaction-operator:dev
 ns=taskaction-system
 state="$root/.local/kind"
 kubeconfig="$state/kubeconfig"
-keep=0
+keep=0 mode=auto
 pytest_args=()
 while (( $# )); do
   case $1 in
     --keep) keep=1 ;;
+    --offline) mode=offline ;;
+    --registry) mode=registry ;;
     --) shift; pytest_args=("$@"); break ;;
-    *) echo "usage: hack/kind/e2e.sh [--keep] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: hack/kind/e2e.sh [--offline|--registry] [--keep] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
   esac
   shift
 done
 
 die() { printf 'kind/e2e.sh: %s\n' "$*" >&2; exit 1; }
-log() { printf 'kind/e2e.sh: %s\n' "$*" >&2; }
-
-command -v kind >/dev/null || die "kind is not installed (https://kind.sigs.k8s.io); this path needs kind and a Docker engine"
-docker info >/dev/null 2>&1 || die "'docker info' failed: no Docker engine reachable; this path needs one"
-kubectl=$(command -v kubectl || echo "$root/.local/bin/kubectl")
-[[ -x "$kubectl" ]] || die "kubectl not found (install it, or run 'make cluster-up' once for .local/bin/kubectl)"
+log() { printf 'kind/e2e.sh: %s (%d s)\n' "$1" "$((SECONDS - t0))" >&2; }
+t0=$SECONDS
 [[ -x "$root/.venv/bin/pytest" ]] || die ".venv missing: run 'make venv' first"
+mkdir -p "$state"
+
+bash "$here/docker.sh" up
+if [[ $mode == auto ]]; then
+  # Docker Hub's registry answers 401 to an anonymous probe when it is reachable at all.
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 https://registry-1.docker.io/v2/ || true)
+  if [[ $code == 401 || $code == 200 ]]; then mode=registry; else mode=offline; fi
+  log "mode: $mode (Docker Hub answered ${code:-nothing})"
+fi
+
+node_args=() overlay="$root/manifests/overlays/kind"
+if [[ $mode == offline ]]; then
+  bin=$(bash "$here/build.sh")
+  node_image=$(bash "$here/node-image.sh")
+  node_args=(--image "$node_image")
+  overlay="$root/manifests/overlays/kind-offline"
+  images_args=(--offline)
+  log "node image $node_image ready"
+else
+  bin=$(bash "$here/build.sh" kind)
+  images_args=()
+fi
+kind="$bin/kind"
+kubectl=$([[ -x "$bin/kubectl" ]] && echo "$bin/kubectl" || command -v kubectl || true)
+[[ -n "$kubectl" ]] || die "kubectl not found (install it; the offline path builds its own)"
 k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 pf_pid=""
@@ -40,42 +71,41 @@ finish() {
   if (( rc != 0 )) && [[ -f "$kubeconfig" ]]; then
     log "failed ($rc); operator logs and events follow"
     k -n "$ns" logs deployment/taskaction-operator --all-containers --tail=200 >&2 || true
+    k get pods -A -o wide >&2 || true
     k -n "$ns" get events --sort-by=.lastTimestamp >&2 || true
   fi
   if (( keep )); then
     log "kept cluster $cluster: KUBECONFIG=$kubeconfig"
   else
-    kind delete cluster --name "$cluster" >&2 || true
+    "$kind" delete cluster --name "$cluster" >&2 || true
   fi
   exit "$rc"
 }
 trap finish EXIT
 
-mkdir -p "$state"
-if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
+# --- the cluster
+config="$state/kind-config.yaml"
+bash "$here/kind-config.sh" "$mode" >"$config"
+if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
   log "reusing kind cluster $cluster"
-  kind export kubeconfig --name "$cluster" --kubeconfig "$kubeconfig"
+  "$kind" export kubeconfig --name "$cluster" --kubeconfig "$kubeconfig"
 else
-  kind create cluster --name "$cluster" --kubeconfig "$kubeconfig" --wait 120s
+  "$kind" create cluster --name "$cluster" --kubeconfig "$kubeconfig" --config "$config" \
+    "${node_args[@]}" --wait 180s
 fi
+log "cluster $cluster up"
 
-docker build -t "$image" "$root"
-kind load docker-image "$image" --name "$cluster"
-
-k apply -k "$root/manifests/overlays/kind"
+# --- the images and the manifests
+bash "$here/images.sh" "${images_args[@]}"
+"$kind" load docker-image taskaction-operator:dev --name "$cluster"
+if [[ $mode == offline ]]; then
+  "$kind" load docker-image "taskaction.local/postgres:15-$DEBIAN_SUITE" --name "$cluster"
+fi
+log "images loaded"
+k apply -k "$overlay"
 k -n "$ns" rollout status deployment/taskaction-postgres --timeout=180s
 k -n "$ns" rollout status deployment/taskaction-operator --timeout=180s
-
-# The deployed operator (its image, entrypoint, RBAC and probes) takes a sample under its record guard.
-smoke=taskaction-kind-smoke
-k create namespace "$smoke" --dry-run=client -o yaml | k apply -f -
-k -n "$smoke" apply -f "$root/examples/flyte-taskaction.yaml"
-k -n "$smoke" wait taskaction/rdemo1-a0 --for=jsonpath='{.metadata.finalizers[0]}'=flyte.org/record-guard --timeout=60s
-log "the deployed operator reconciled the sample TaskAction"
-# The e2e tests start their own operator per test namespace (some kill or restart it): the deployed
-# replicas would compete with them, so they step aside for the suite.
-k -n "$ns" scale deployment/taskaction-operator --replicas=0
-k -n "$ns" rollout status deployment/taskaction-operator --timeout=120s
+log "operator rolled out"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 k -n "$ns" port-forward service/taskaction-postgres "$port:5432" >"$state/port-forward.log" 2>&1 &
@@ -85,8 +115,17 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "port-forward to PostgreSQL did not open; see $state/port-forward.log"
-
+export KUBECONFIG="$kubeconfig" TASKACTION_KIND=1 \
+  TASKACTION_DATABASE_URL="postgresql://taskaction:taskaction-kind@127.0.0.1:$port/taskaction"
 cd "$root"
-KUBECONFIG="$kubeconfig" \
-TASKACTION_DATABASE_URL="postgresql://taskaction:taskaction-kind@127.0.0.1:$port/taskaction" \
-  .venv/bin/pytest tests/e2e -q "${pytest_args[@]}"
+
+# --- the operator as Pods: its image, ServiceAccount, probes, metrics, leader, rolling restart
+.venv/bin/pytest tests/kind -q -p no:cacheprovider
+log "deployed-operator checks passed"
+
+# The e2e tests start their own operator per test namespace (some kill or restart it): the deployed
+# replicas would compete with them, so they step aside for the suite.
+k -n "$ns" scale deployment/taskaction-operator --replicas=0
+k -n "$ns" rollout status deployment/taskaction-operator --timeout=120s
+.venv/bin/pytest tests/e2e -q -p no:cacheprovider "${pytest_args[@]}"
+log "e2e suite passed on kind"

@@ -54,17 +54,32 @@ def _args(stage: list[tuple[str, str]], instr: str) -> list[str]:
     return [a for i, a in stage if i == instr]
 
 
-def test_dockerfile_builds_a_wheel_then_installs_it_in_a_slim_python_311_stage() -> None:
-    build, runtime = dockerfile()
+def test_dockerfile_builds_a_wheel_installs_it_and_ships_only_the_virtualenv() -> None:
+    build, install, runtime = dockerfile()
     assert _args(build, "FROM") == ["${PYTHON_IMAGE} AS build"]
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in (ROOT / "Dockerfile").read_text()
+    assert _args(install, "FROM") == ["${PYTHON_IMAGE} AS install"]
     assert _args(runtime, "FROM")[0].startswith("${PYTHON_IMAGE}")
     # The stages run the very scripts hack/image/verify.sh runs, so verify.sh proves the recipe.
     assert any("hack/image/build-wheel.sh" in run for run in _args(build, "RUN"))
-    (install,) = [run for run in _args(runtime, "RUN") if "install.sh" in run]
-    assert "from=build,source=/wheels" in install and "requirements.lock" in install
+    (run,) = [run for run in _args(install, "RUN") if "install.sh" in run]
+    assert "requirements.lock" in run
+    assert "--from=build /wheels /wheels" in _args(install, "COPY")
+    # The runtime stage receives the virtualenv and nothing else: no wheel, no lock, no RUN at all.
+    assert _args(runtime, "COPY") == ["--from=install /opt/venv /opt/venv"]
+    assert not _args(runtime, "RUN")
     verify = (IMAGE / "verify.sh").read_text()
     assert "build-wheel.sh" in verify and "install.sh" in verify and "requirements.lock" in verify
+
+
+def test_dockerfile_needs_no_buildkit() -> None:
+    """An engine without buildx (Debian's docker.io, the offline kind path) builds with the legacy
+    builder: no RUN --mount, no COPY --chmod/--link, no syntax directive that pulls a frontend."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax=", text, re.MULTILINE)
+    for stage in dockerfile():
+        for instr, args in stage:
+            assert "--mount" not in args and "--chmod" not in args and "--link" not in args, (instr, args)
 
 
 def test_dockerfile_runs_as_numeric_non_root_user_matching_the_deployment() -> None:
@@ -94,9 +109,9 @@ def test_dockerfile_final_stage_writes_no_bytecode_and_keeps_home_in_tmp() -> No
     runtime = dockerfile()[-1]
     env = " ".join(_args(runtime, "ENV"))
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "HOME=/tmp" in env
-    # Set after the install, so pip still precompiles bytecode into the (read-only) image.
-    order = [i for i, a in runtime if i == "RUN" or (i == "ENV" and "PYTHONDONTWRITEBYTECODE" in a)]
-    assert order[-1] == "ENV"
+    # Never set where pip installs: it must still precompile bytecode into the (read-only) image.
+    install = dockerfile()[1]
+    assert not any("PYTHONDONTWRITEBYTECODE" in a for i, a in install if i == "ENV")
 
 
 def test_dockerignore_admits_only_the_build_context() -> None:
