@@ -19,7 +19,8 @@ import urllib3
 import yaml
 
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError, env_with
-from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name, table
+from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name
+from taskaction_operator.cli.tables import table
 from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.client.names import InvalidActionError
 from taskaction_operator.client.run_file import RunFileError, load_run_file, render_taskactions

@@ -218,3 +218,18 @@ def test_a_read_against_a_database_that_accepts_and_never_answers_fails_in_time(
     assert code == 1
     assert took < 30, f"took {took:.1f} s"
     assert "database" in one_error_line(capsys)
+
+
+def test_error_lines_stay_one_short_line_without_library_links() -> None:
+    from taskaction_operator.cli.app import MAX_ERROR, one_line
+
+    raw = (
+        '(psycopg.OperationalError) connection failed: connection to server at "127.0.0.1", port 1\n'
+        "failed: Connection refused\n(Background on this error at: https://sqlalche.me/e/21/e3q8)"
+    )
+    assert (
+        one_line(raw)
+        == 'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    )
+    long = one_line("x " * 1000)
+    assert len(long) == MAX_ERROR and long.endswith("…")
