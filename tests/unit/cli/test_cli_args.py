@@ -233,3 +233,21 @@ def test_error_lines_stay_one_short_line_without_library_links() -> None:
     )
     long = one_line("x " * 1000)
     assert len(long) == MAX_ERROR and long.endswith("…")
+
+
+def test_a_watchs_timeout_wins_over_the_database_connect_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    """The database's connect timeout is 10 s; a 1 s watch must give up after 1 s, saying so."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        code = main(["runs", "watch", "r1", "--timeout", "1s", "--project", "p", "--domain", "d",
+                     "--database-url", f"postgresql://postgres@127.0.0.1:{port}/db"])  # fmt: skip
+        took = time.monotonic() - started
+    assert code == 1
+    assert "timed out after 1.0s waiting for run p/d/r1" in one_error_line(capsys)
+    assert took < 8, f"took {took:.1f} s: the connect timeout won"
