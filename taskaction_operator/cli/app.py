@@ -30,8 +30,8 @@ defaults: --project/--domain from TASKACTION_PROJECT/TASKACTION_DOMAIN or the co
 -n from TASKACTION_NAMESPACE or the config file, else "flyte"; the database from --database-url,
 TASKACTION_DATABASE_URL, the config file, or .local/db/dsn in this repository's checkout; the
 cluster from --kubeconfig or KUBECONFIG. Durations everywhere: 90s, 5m, 1h30m, 2d, 1w (a bare number
-is seconds). Exit codes: 0 ok, 1 failed, 2 bad usage or input; runs watch exits by the run's
-outcome: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
+is seconds). Exit codes: 0 ok, 1 failed, 2 bad usage or input; waiting commands (runs watch, runs
+wait, enqueue --wait) exit by the run's outcome: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
 
@@ -167,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     _timeout(p, "1h")
 
+    p = leaf(
+        runs,
+        "wait",
+        "wait_cmd:runs_wait",
+        "wait quietly until a run is terminal, then report it (CI: --junit, --github)",
+        "scope db",
+    )
+    p.add_argument("run", metavar="RUN")
+    _timeout(p, "1h")
+    _reports(p)
+
     actions = sub.add_parser("actions", help="show actions").add_subparsers(
         dest="actions_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
@@ -218,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="print the TaskActions (kubectl YAML), create nothing"
     )
+    p.add_argument(
+        "--wait", action="store_true", help="then wait until the run is terminal; exit by its outcome"
+    )
+    _timeout(p, "1h", what="--wait waits")
+    _reports(p)
+
     return parser
 
 
@@ -228,6 +245,13 @@ def _timeout(p: argparse.ArgumentParser, default: str, what: str = "waits") -> N
         default=argtypes.timeout(default),
         metavar="DURATION",
         help=f"how long it {what} before giving up (default {default})",
+    )
+
+
+def _reports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--junit", metavar="FILE", help="write the run's tree as a JUnit XML report")
+    p.add_argument(
+        "--github", action="store_true", help="print GitHub Actions annotations for failed actions"
     )
 
 

@@ -167,6 +167,8 @@ class Context:
             dsn = self._dsn()
             if dsn:
                 _check_dsn(dsn)
+        if a.command == "enqueue" and a.dry_run and a.wait:
+            raise UsageError(f"--wait has nothing to wait for with --dry-run (see '{a.command_prog} --help')")
         if hasattr(a, "wait") and not a.wait and a.command == "abort":
             kube_options = (("-n", "namespace"), ("--kubeconfig", "kubeconfig"))
             given = [flag for flag, dest in kube_options if getattr(a, dest, None)]

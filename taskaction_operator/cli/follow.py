@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from taskaction_operator.cli.errors import CommandFailed
-from taskaction_operator.cli.render import human_duration, phase_name
+from taskaction_operator.cli.render import human_duration, phase_colour, phase_name
+from taskaction_operator.cli.tables import paint
 from taskaction_operator.model import ActionPhase, RunId
 from taskaction_operator.repo import Action, ActionRepo, NotFoundError
 
@@ -34,6 +35,12 @@ def outcome_code(root: Action) -> int:
     return OUTCOME_CODES.get(ActionPhase(root.phase), 0)
 
 
+def summary(run_id: RunId, root: Action, colour: bool) -> str:
+    """``run NAME PHASE after DURATION``, in the phase's colour."""
+    text = f"run {run_id.name} {phase_name(root.phase)} after {human_duration(root.duration_ms)}"
+    return paint(text, phase_colour(phase_name(root.phase)), colour)
+
+
 def _created(a: Action) -> tuple[datetime, str]:
     return (a.created_at or datetime.min.replace(tzinfo=UTC), a.name)
 
@@ -43,10 +50,12 @@ async def follow_run(
     run_id: RunId,
     timeout: float,
     on_change: OnChange,
+    state: dict[str, Action] | None = None,
 ) -> tuple[Action, dict[str, Action]]:
-    """The run's root once terminal, and every action of the run; CommandFailed after ``timeout``
-    seconds (connecting to the database included) or when the run does not exist."""
-    state: dict[str, Action] = {}
+    """The run's root once terminal, and every action of the run (in ``state``, which holds what was
+    seen even when this fails); CommandFailed after ``timeout`` seconds (connecting to the database
+    included) or when the run does not exist."""
+    state = {} if state is None else state
     root: Action | None = None
     try:
         async with asyncio.timeout(timeout):

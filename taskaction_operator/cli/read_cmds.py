@@ -17,14 +17,13 @@ import yaml
 
 from taskaction_operator.cli.columns import action_columns, event_columns, run_columns
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError
-from taskaction_operator.cli.follow import follow_run, outcome_code
+from taskaction_operator.cli.follow import follow_run, outcome_code, summary
 from taskaction_operator.cli.live import LiveView
 from taskaction_operator.cli.render import (
     action_dict,
     dump,
     duration_cell,
     event_dict,
-    human_duration,
     phase_colour,
     phase_name,
     tree_dict,
@@ -181,11 +180,6 @@ async def runs_watch(ctx: Context) -> int:
     if fmt in ("table", "wide"):
         print(summary(run_id, root, colour))
     return outcome_code(root)
-
-
-def summary(run_id: RunId, root: Action, colour: bool) -> str:
-    text = f"run {run_id.name} {phase_name(root.phase)} after {human_duration(root.duration_ms)}"
-    return paint(text, phase_colour(phase_name(root.phase)), colour)
 
 
 def emit_change(a: Action, fmt: str, colour: bool) -> None:

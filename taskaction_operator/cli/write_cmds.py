@@ -102,6 +102,10 @@ async def enqueue(ctx: Context) -> int:
             },
             a.output,
         )
+    if a.wait:
+        from taskaction_operator.cli.wait_cmd import wait_and_report
+
+        return await wait_and_report(ctx, rf.run_id)
     return 0
 
 
