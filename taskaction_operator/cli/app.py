@@ -9,17 +9,14 @@ never a traceback (``-v`` adds the traceback for debugging).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
-import inspect
-import logging
+import re
 import sys
-import traceback
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from taskaction_operator import __version__
+from taskaction_operator.cli import argtypes
 from taskaction_operator.cli.errors import CommandFailed, UsageError
 
 if TYPE_CHECKING:
@@ -32,8 +29,30 @@ defaults: --project/--domain from TASKACTION_PROJECT/TASKACTION_DOMAIN or the co
 ($TASKACTION_CONFIG, else ~/.config/taskaction/config.yaml: project, domain, namespace, database_url);
 -n from TASKACTION_NAMESPACE or the config file, else "flyte"; the database from --database-url,
 TASKACTION_DATABASE_URL, the config file, or .local/db/dsn in this repository's checkout; the
-cluster from --kubeconfig or KUBECONFIG. Exit codes: 0 ok, 1 failed, 2 bad usage or input; runs watch
-exits by the run's outcome: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
+cluster from --kubeconfig or KUBECONFIG. Durations everywhere: 90s, 5m, 1h30m, 2d, 1w (a bare number
+is seconds). Exit codes: 0 ok, 1 failed, 2 bad usage or input; waiting commands (runs watch, runs
+wait, enqueue --wait) exit by the run's outcome: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
+
+OUTPUTS = ("table", "wide", "json", "yaml", "name")
+
+#: The common options by what they select: a command takes those it uses and refuses the rest (an
+#: option accepted and ignored would mislead: ``-n`` does not select runs in the database).
+OPTION_GROUPS: dict[str, tuple[tuple[tuple[str, ...], dict[str, Any]], ...]] = {
+    "scope": (
+        (("--project",), {"help": "project (default: TASKACTION_PROJECT or config)"}),
+        (("--domain",), {"help": "domain (default: TASKACTION_DOMAIN or config)"}),
+    ),
+    "db": ((("--database-url",), {"metavar": "DSN", "help": "postgresql:// DSN"}),),
+    "kube": (
+        (("-n", "--namespace"), {"help": "namespace of the TaskActions (default: flyte)"}),
+        (("--kubeconfig",), {"metavar": "PATH", "help": "kubeconfig (default: KUBECONFIG)"}),
+    ),
+}
+WHAT_GROUPS_SELECT = {
+    "scope": "a project and domain",
+    "db": "the database",
+    "kube": "the cluster",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,15 +62,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Options every command takes, before or after the command name (kubectl style)."""
+class _Refused(argparse.Action):
+    """An option this command does not use: refused at once, naming what the command does read."""
+
+    def __init__(self, *args: Any, group: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        parser.error(unused_message(self.option_strings, parser.prog, self.group))
+
+
+def unused_message(options: Sequence[str], prog: str, group: str) -> str:
+    command = prog.removeprefix(PROG + " ")
+    return f"{'/'.join(options)} has no effect on '{command}': it does not use {WHAT_GROUPS_SELECT[group]}"
+
+
+def _common(parser: argparse.ArgumentParser, *, suppress: bool, uses: frozenset[str] | None) -> None:
+    """Options every command takes, before or after the command name (kubectl style); ``uses`` None:
+    all of them (the top level, checked against the command after parsing)."""
     d: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument("-n", "--namespace", default=d, help="namespace of the TaskActions (default: flyte)")
-    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default=d, help="output format")
-    parser.add_argument("--project", default=d, help="project (default: TASKACTION_PROJECT or config)")
-    parser.add_argument("--domain", default=d, help="domain (default: TASKACTION_DOMAIN or config)")
-    parser.add_argument("--database-url", default=d, metavar="DSN", help="postgresql:// DSN")
-    parser.add_argument("--kubeconfig", default=d, metavar="PATH", help="kubeconfig (default: KUBECONFIG)")
+    parser.add_argument("-o", "--output", choices=OUTPUTS, default=d, help="output format (default: table)")
+    parser.add_argument("--no-headers", action="store_true", default=d, help="tables without the header line")
+    for group, options in OPTION_GROUPS.items():
+        for flags, kwargs in options:
+            if uses is None or group in uses:
+                parser.add_argument(*flags, default=d, **kwargs)
+            else:
+                parser.add_argument(*flags, default=d, action=_Refused, group=group, help=argparse.SUPPRESS)
     parser.add_argument(
         "--color", choices=("auto", "always", "never"), default=d, help="colour (default: auto)"
     )
@@ -67,16 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _common(parser, suppress=False)
-    common = _Parser(add_help=False)
-    _common(common, suppress=True)
+    _common(parser, suppress=False, uses=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    commons: dict[frozenset[str], argparse.ArgumentParser] = {}
 
-    def leaf(group: Any, name: str, handler: str, help_: str) -> argparse.ArgumentParser:
+    def leaf(group: Any, name: str, handler: str, help_: str, uses: str) -> argparse.ArgumentParser:
         """A command; ``handler`` is ``module:function`` in this package, imported only when it runs
-        (so ``--help`` and usage errors stay fast)."""
-        p: argparse.ArgumentParser = group.add_parser(name, parents=[common], help=help_, description=help_)
-        p.set_defaults(handler=handler)
+        (so ``--help`` and usage errors stay fast); ``uses`` the option groups it reads."""
+        used = frozenset(uses.split())
+        if used not in commons:
+            commons[used] = _Parser(add_help=False)
+            _common(commons[used], suppress=True, uses=used)
+        p: argparse.ArgumentParser = group.add_parser(
+            name, parents=[commons[used]], help=help_, description=help_
+        )
+        p.set_defaults(handler=handler, uses=used, command_prog=p.prog)
         return p
 
     p = leaf(
@@ -85,14 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
         "write_cmds:run",
         "run the operator until SIGINT/SIGTERM; it watches -n NS[,NS...], else TASKACTION_NAMESPACES, "
         "else every namespace",
+        "db kube",
     )
     p.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    leaf(sub, "migrate", "write_cmds:migrate", "bring the database schema up to date")
+    leaf(sub, "migrate", "write_cmds:migrate", "bring the database schema up to date", "db")
     p = leaf(
         sub,
         "serve",
         "serve_cmd:serve",
         "serve Flyte's API over Connect (HTTP/1.1 and h2c): the events endpoint Flyte's executor reports to",
+        "db",
     )
     p.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="(default 127.0.0.1:8090)")
     p.add_argument(
@@ -105,32 +150,61 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list, show and follow runs").add_subparsers(
         dest="runs_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
-    p = leaf(runs, "list", "read_cmds:runs_list", "list runs, newest first")
+    p = leaf(runs, "list", "read_cmds:runs_list", "list runs, newest first", "scope db")
     p.add_argument("--phase", help="only these phases, comma-separated (e.g. RUNNING,FAILED)")
-    p.add_argument("--since", help="created at or after (RFC 3339, or relative: 30m, 2h, 1d)")
-    p.add_argument("--until", help="created at or before (RFC 3339, or relative)")
-    p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
-    leaf(runs, "get", "read_cmds:runs_get", "show one run").add_argument("run", metavar="RUN")
-    leaf(runs, "tree", "read_cmds:runs_tree", "show a run's action tree").add_argument("run", metavar="RUN")
-    p = leaf(runs, "watch", "read_cmds:runs_watch", "follow a run until it is terminal")
+    p.add_argument(
+        "--since", type=argtypes.point_in_time, help="created at or after (RFC 3339, or ago: 30m, 2h, 1d)"
+    )
+    p.add_argument("--until", type=argtypes.point_in_time, help="created at or before (RFC 3339, or ago)")
+    p.add_argument(
+        "--limit", type=argtypes.positive_int, default=50, help="at most this many runs (default 50)"
+    )
+    leaf(runs, "get", "read_cmds:runs_get", "show one run", "scope db").add_argument("run", metavar="RUN")
+    leaf(runs, "tree", "read_cmds:runs_tree", "show a run's action tree", "scope db").add_argument(
+        "run", metavar="RUN"
+    )
+    p = leaf(runs, "watch", "read_cmds:runs_watch", "follow a run until it is terminal", "scope db")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds before giving up (default 3600)")
+    _timeout(p, "1h")
+
+    p = leaf(
+        runs,
+        "wait",
+        "wait_cmd:runs_wait",
+        "wait quietly until a run is terminal, then report it (CI: --junit, --github)",
+        "scope db",
+    )
+    p.add_argument("run", metavar="RUN")
+    _timeout(p, "1h")
+    _reports(p)
 
     actions = sub.add_parser("actions", help="show actions").add_subparsers(
         dest="actions_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
-    p = leaf(actions, "get", "read_cmds:actions_get", "show one action")
+    p = leaf(actions, "get", "read_cmds:actions_get", "show one action", "scope db")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION")
 
-    p = leaf(sub, "events", "read_cmds:events", "list an action's recorded phase events")
+    p = leaf(sub, "events", "read_cmds:events", "list an action's recorded phase events", "scope db")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION")
-    p.add_argument("--attempt", type=int, help="only this attempt")
-    p.add_argument("--since", help="only events updated after this time (of --attempt, default the latest)")
-    p.add_argument("--limit", type=int, default=500, help="at most this many events (default 500)")
+    p.add_argument("--attempt", type=argtypes.positive_int, help="only this attempt")
+    p.add_argument(
+        "--since",
+        type=argtypes.point_in_time,
+        help="only events updated after this time (of --attempt, default the latest)",
+    )
+    p.add_argument(
+        "--limit", type=argtypes.positive_int, default=500, help="at most this many events (default 500)"
+    )
 
-    p = leaf(sub, "abort", "write_cmds:abort", "request the abort of a run or one of its actions")
+    p = leaf(
+        sub,
+        "abort",
+        "write_cmds:abort",
+        "request the abort of a run or one of its actions (-n and --kubeconfig: for --wait)",
+        "scope db kube",
+    )
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION", nargs="?")
     p.add_argument("--reason", help="recorded with the abort (default: 'User requested abort')")
@@ -138,31 +212,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait", action="store_true", help="follow until the TaskAction is gone and the row ABORTED"
     )
-    p.add_argument("--timeout", type=float, default=120, help="seconds --wait waits (default 120)")
+    _timeout(p, "2m", what="--wait waits")
 
     p = leaf(
         sub,
         "release-guards",
         "write_cmds:release_guards",
         "take the operator's record-guard finalizer off TaskActions (uninstalling: see the README)",
+        "kube",
     )
     p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     p.add_argument("--dry-run", action="store_true", help="only list the TaskActions that hold it")
 
-    p = leaf(sub, "enqueue", "write_cmds:enqueue", "create a run described in a YAML file")
+    p = leaf(sub, "enqueue", "write_cmds:enqueue", "create a run described in a YAML file", "scope db kube")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="the run file ('-': stdin)")
     p.add_argument(
         "--dry-run", action="store_true", help="print the TaskActions (kubectl YAML), create nothing"
     )
+    p.add_argument(
+        "--wait", action="store_true", help="then wait until the run is terminal; exit by its outcome"
+    )
+    _timeout(p, "1h", what="--wait waits")
+    _reports(p)
+
     return parser
 
 
-_DEFAULTS = {"output": "table", "color": "auto", "verbose": 0}
+def _timeout(p: argparse.ArgumentParser, default: str, what: str = "waits") -> None:
+    p.add_argument(
+        "--timeout",
+        type=argtypes.timeout,
+        default=argtypes.timeout(default),
+        metavar="DURATION",
+        help=f"how long it {what} before giving up (default {default})",
+    )
+
+
+def _reports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--junit", metavar="FILE", help="write the run's tree as a JUnit XML report")
+    p.add_argument(
+        "--github", action="store_true", help="print GitHub Actions annotations for failed actions"
+    )
+
+
+_DEFAULTS = {"output": "table", "color": "auto", "verbose": 0, "no_headers": False}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse (UsageError on bad usage) and fill in the defaults of the suppressed common options."""
-    args = build_parser().parse_args(argv)
+    """Parse (UsageError on bad usage, pointing at the command's own help) and fill in the defaults of
+    the suppressed common options."""
+    args, extra = build_parser().parse_known_args(argv)
+    prog = getattr(args, "command_prog", PROG)
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
+    for group, options in OPTION_GROUPS.items():  # given before the command name: checked here
+        for flags, _kwargs in options:
+            dest = flags[-1].lstrip("-").replace("-", "_")
+            if getattr(args, dest, None) is not None and group not in args.uses:
+                raise UsageError(f"{unused_message(flags, prog, group)} (see '{prog} --help')")
     for key, value in _DEFAULTS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -170,15 +277,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _configure_logging(verbose: int) -> None:
-    level = logging.ERROR if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbose <= 0:
-        # The local cluster's kubeconfig skips TLS verification; urllib3 would warn on every request.
-        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    from taskaction_operator.cli.logs import configure
+
+    configure(verbose)
 
 
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split()) or "failed"
+#: What libraries append to an error that a one-line message has no room for.
+_NOISE = re.compile(r"\s*\(Background on this error at: \S+\)|\((?:psycopg|sqlalchemy)[\w.]*Error\)\s*")
+MAX_ERROR = 300
+
+
+def one_line(message: str) -> str:
+    """An error message as one short line: whitespace folded, library links dropped, length capped."""
+    text = " ".join(_NOISE.sub(" ", str(message)).split()) or "failed"
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1].rstrip() + "…"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,13 +299,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         verbose = int(args.verbose or 0)
-        _configure_logging(verbose)
         from taskaction_operator.cli.context import Context
 
         ctx = Context(args)
+        ctx.preflight()  # every name and setting checked before a heavy import or a connection
+        _configure_logging(verbose)
         module, _, name = str(args.handler).partition(":")
         handler = getattr(importlib.import_module(f"taskaction_operator.cli.{module}"), name)
+        import inspect
+
         if inspect.iscoroutinefunction(handler):
+            import asyncio
+
             return int(asyncio.run(_run_async(handler, ctx)))
         return int(handler(ctx))
     except SystemExit as exc:  # --help, --version
@@ -207,15 +324,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _classify(exc: Exception) -> tuple[str, int]:
     """The one-line message and exit code of an error (imports lazily, like the commands)."""
+    if isinstance(exc, UsageError):
+        return str(exc), 2
+    if isinstance(exc, CommandFailed):
+        return str(exc), 1
     from taskaction_operator.client.actions_client import ActionsClientError
+    from taskaction_operator.client.names import InvalidActionError
     from taskaction_operator.client.run_file import RunFileError
-    from taskaction_operator.client.validate import InvalidActionError
     from taskaction_operator.k8s.errors import KubeError
     from taskaction_operator.repo import NotFoundError, RepoError
 
-    if isinstance(exc, UsageError | InvalidActionError | RunFileError):
+    if isinstance(exc, InvalidActionError | RunFileError):
         return str(exc), 2
-    if isinstance(exc, CommandFailed | ActionsClientError | NotFoundError):
+    if isinstance(exc, ActionsClientError | NotFoundError):
         return str(exc), 1
     if isinstance(exc, RepoError):
         return f"database: {exc}", 1
@@ -233,6 +354,8 @@ async def _run_async(handler: Callable[[Context], Awaitable[int]], ctx: Context)
 
 def _fail(message: str, code: int, verbose: int) -> int:
     if verbose > 0 and code != 2:
+        import traceback
+
         traceback.print_exc()
-    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+    sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")
     return code

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from taskaction_operator.cli.errors import CommandFailed, UsageError
-from taskaction_operator.client.validate import (
+from taskaction_operator.client.names import (
     InvalidActionError,
     validate_action_name,
     validate_run_name,
     validate_scope,
 )
-from taskaction_operator.model import ActionId, RunId
+from taskaction_operator.model.identifiers import ActionId, RunId
 
 if TYPE_CHECKING:  # imported when first used: commands that need no cluster never load its client
     from taskaction_operator.client.actions_client import ActionsClient
@@ -152,14 +152,42 @@ class Context:
             raise UsageError(str(exc)) from None
         return ActionId(run_id, action)
 
+    # --- checked before anything heavy ----------------------------------------------------------
+    def preflight(self) -> None:
+        """Every name and setting the command will use, checked before its module is imported or
+        anything is contacted (UsageError): the run and action named, the DSN's scheme, and options
+        that only matter with another one."""
+        a, uses = self.args, frozenset(getattr(self.args, "uses", ()))
+        if getattr(a, "run", None) is not None:
+            if getattr(a, "action", None):
+                self.action_id(a.run, a.action)
+            else:
+                self.run_id(a.run)
+        if "db" in uses:
+            dsn = self._dsn()
+            if dsn:
+                _check_dsn(dsn)
+        if a.command == "enqueue" and a.dry_run and a.wait:
+            raise UsageError(f"--wait has nothing to wait for with --dry-run (see '{a.command_prog} --help')")
+        if hasattr(a, "wait") and not a.wait and a.command == "abort":
+            kube_options = (("-n", "namespace"), ("--kubeconfig", "kubeconfig"))
+            given = [flag for flag, dest in kube_options if getattr(a, dest, None)]
+            if given:
+                raise UsageError(
+                    f"{'/'.join(given)} has no effect on 'abort' without --wait: the request is recorded "
+                    f"in the database (see '{a.command_prog} --help')"
+                )
+
     # --- connections ---------------------------------------------------------------------------
+    def _dsn(self) -> str:
+        return self._opt("database_url", "TASKACTION_DATABASE_URL", "database_url") or checkout_dsn()
+
     @property
     def database_url(self) -> str:
-        dsn = self._opt("database_url", "TASKACTION_DATABASE_URL", "database_url") or checkout_dsn()
+        dsn = self._dsn()
         if not dsn:
             raise UsageError("no database: pass --database-url or set TASKACTION_DATABASE_URL")
-        if not dsn.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-            raise UsageError("the database URL must be a postgresql:// DSN")
+        _check_dsn(dsn)
         return dsn
 
     async def repo(self) -> ActionRepo:
@@ -192,6 +220,11 @@ class Context:
         if self._kube is not None:
             self._kube.close()
             self._kube = None
+
+
+def _check_dsn(dsn: str) -> None:
+    if not dsn.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise UsageError("the database URL must be a postgresql:// DSN")
 
 
 def env_with(overrides: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -7,31 +7,32 @@ first, then reads the snapshot, so no update between the two is missed.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import yaml
 
+from taskaction_operator.cli.columns import action_columns, event_columns, run_columns
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError
+from taskaction_operator.cli.follow import follow_run, outcome_code, summary
+from taskaction_operator.cli.live import LiveView
 from taskaction_operator.cli.render import (
     action_dict,
     dump,
     duration_cell,
     event_dict,
-    human_duration,
-    paint,
     phase_colour,
     phase_name,
-    table,
     tree_dict,
+    tree_order,
     tree_table,
     use_colour,
 )
+from taskaction_operator.cli.tables import Column, Style, columns_table, paint
 from taskaction_operator.model import ActionPhase, RunId
-from taskaction_operator.model.times import parse_rfc3339
 from taskaction_operator.repo import (
     Action,
     ActionRepo,
@@ -42,20 +43,7 @@ from taskaction_operator.repo import (
     SortBy,
 )
 
-_RELATIVE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(value: str, what: str) -> datetime:
-    """RFC 3339 (``2026-11-23T12:00:00Z``; a date alone is midnight UTC), or relative: ``90s``, ``2h``,
-    ``3d`` ago."""
-    match = _RELATIVE.match(value.strip())
-    if match:
-        return datetime.now(UTC) - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    parsed = parse_rfc3339(value)
-    if parsed is None:
-        raise UsageError(f"{what} {value!r} is not a time (RFC 3339, or relative like 30m, 2h, 1d)")
-    return parsed
+T = TypeVar("T")
 
 
 def parse_phases(value: str) -> list[ActionPhase]:
@@ -80,35 +68,39 @@ async def _get_run(repo: ActionRepo, run_id: RunId) -> Action:
         raise CommandFailed(f"run {run_id} not found") from None
 
 
-RUN_HEADERS = ("RUN", "PROJECT", "DOMAIN", "PHASE", "TASK", "ATTEMPTS", "CREATED", "DURATION")
+def _style(ctx: Context) -> Style:
+    return Style(wide=ctx.args.output == "wide", headers=not ctx.args.no_headers, colour=_colour(ctx))
 
 
-def _run_rows(runs: list[Action]) -> tuple[list[list[str]], list[list[str | None]]]:
-    rows, colours = [], []
-    for r in runs:
-        phase = phase_name(r.phase)
-        created = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r.created_at else "-"
-        rows.append(
-            [
-                r.run_name,
-                r.project,
-                r.domain,
-                phase,
-                r.task_short_name or r.function_name or "-",
-                str(r.attempts),
-                created,
-                duration_cell(r),
-            ]
-        )
-        colours.append([None, None, None, phase_colour(phase), None, None, None, None])
-    return rows, colours
+def show(
+    ctx: Context,
+    items: Sequence[T],
+    columns: Sequence[Column[T]],
+    name: Callable[[T], str],
+    structured: Callable[[], Any],
+) -> None:
+    """``items`` in the chosen format: a table (``wide``: more columns), ``kind/name`` lines, or the
+    ``structured`` value as JSON or YAML."""
+    fmt = ctx.args.output
+    if fmt in ("json", "yaml"):
+        dump(structured(), fmt)
+    elif fmt == "name":
+        sys.stdout.write("".join(f"{name(item)}\n" for item in items))
+    else:
+        sys.stdout.write(columns_table(items, columns, _style(ctx)))
+
+
+def run_name(a: Action) -> str:
+    return f"run/{a.run_name}"
+
+
+def action_name(a: Action) -> str:
+    return f"action/{a.run_name}/{a.name}"
 
 
 # --- runs list / get / tree ----------------------------------------------------------------------
 async def runs_list(ctx: Context) -> int:
     a = ctx.args
-    if a.limit < 1:
-        raise UsageError("--limit must be at least 1")
     filters = []
     if ctx.project:
         filters.append(Filter.of("project", FilterOp.EQUAL, ctx.project))
@@ -117,11 +109,9 @@ async def runs_list(ctx: Context) -> int:
     if a.phase:
         filters.append(Filter.of("phase", FilterOp.VALUE_IN, *(int(p) for p in parse_phases(a.phase))))
     if a.since:
-        filters.append(
-            Filter.of("created_at", FilterOp.GREATER_THAN_OR_EQUAL, parse_since(a.since, "--since"))
-        )
+        filters.append(Filter.of("created_at", FilterOp.GREATER_THAN_OR_EQUAL, a.since))
     if a.until:
-        filters.append(Filter.of("created_at", FilterOp.LESS_THAN_OR_EQUAL, parse_since(a.until, "--until")))
+        filters.append(Filter.of("created_at", FilterOp.LESS_THAN_OR_EQUAL, a.until))
     repo = await ctx.repo()
     runs: list[Action] = []
     offset = 0
@@ -139,27 +129,19 @@ async def runs_list(ctx: Context) -> int:
         if not page.has_more:
             break
         offset += len(page.actions)
-    if a.output == "table":
-        if not runs:
-            print("No runs found.", file=sys.stderr)
-            return 0
-        rows, colours = _run_rows(runs)
-        sys.stdout.write(table(RUN_HEADERS, rows, colour=_colour(ctx), colours=colours))
-    else:
-        dump({"items": [action_dict(r) for r in runs]}, a.output)
+    if not runs and a.output in ("table", "wide"):
+        print("No runs found.", file=sys.stderr)
+        return 0
+    show(ctx, runs, run_columns(), run_name, lambda: {"items": [action_dict(r) for r in runs]})
     return 0
 
 
 async def runs_get(ctx: Context) -> int:
     run_id = ctx.run_id(ctx.args.run)
     run = await _get_run(await ctx.repo(), run_id)
-    if ctx.args.output == "table":
-        rows, colours = _run_rows([run])
-        sys.stdout.write(table(RUN_HEADERS, rows, colour=_colour(ctx), colours=colours))
-        if run.abort_reason:
-            print(f"abort reason: {run.abort_reason}")
-    else:
-        dump(action_dict(run), ctx.args.output)
+    show(ctx, [run], run_columns(), run_name, lambda: action_dict(run))
+    if ctx.args.output in ("table", "wide") and run.abort_reason:
+        print(f"abort reason: {run.abort_reason}")
     return 0
 
 
@@ -168,95 +150,51 @@ async def runs_tree(ctx: Context) -> int:
     repo = await ctx.repo()
     await _get_run(repo, run_id)
     actions = await repo.list_run_actions(run_id)
-    if ctx.args.output == "table":
-        sys.stdout.write(tree_table(actions, colour=_colour(ctx)))
+    if ctx.args.output in ("table", "wide"):
+        sys.stdout.write(tree_table(actions, style=_style(ctx)))
     else:
-        dump({"run": str(run_id), "actions": tree_dict(actions)}, ctx.args.output)
+        rows = [a for a, _prefix, _guide in tree_order(actions)]
+        show(ctx, rows, [], action_name, lambda: {"run": str(run_id), "actions": tree_dict(actions)})
     return 0
 
 
 # --- runs watch ----------------------------------------------------------------------------------
-#: A waiting command's exit code by the run's outcome (1 and 2 stay "the command failed" and "bad
-#: usage"): CI reads the outcome from it.
-OUTCOME_CODES = {
-    ActionPhase.SUCCEEDED: 0,
-    ActionPhase.FAILED: 3,
-    ActionPhase.ABORTED: 4,
-    ActionPhase.TIMED_OUT: 5,
-}
-
-
 async def runs_watch(ctx: Context) -> int:
     """Follow the run until its root is terminal (exit by its outcome: :data:`OUTCOME_CODES`) or the
-    deadline passes (exit 1)."""
+    deadline passes (exit 1): a live tree on a terminal, one line per change otherwise."""
     run_id = ctx.run_id(ctx.args.run)
-    timeout = float(ctx.args.timeout)
-    if timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
-    repo = await ctx.repo()
     fmt = ctx.args.output
     colour = _colour(ctx)
-    redraw = fmt == "table" and sys.stdout.isatty()
-    state: dict[str, Action] = {}
-    drawn = 0
+    live = LiveView(sys.stdout) if fmt in ("table", "wide") and sys.stdout.isatty() else None
+    style = _style(ctx)
 
-    def show(changed: list[Action]) -> None:
-        nonlocal drawn
-        if redraw:
-            if drawn:
-                sys.stdout.write(f"\x1b[{drawn}F\x1b[J")
-            text = tree_table(list(state.values()), colour=colour)
-            sys.stdout.write(text)
-            drawn = text.count("\n")
-        else:
-            for a in changed:
-                emit_change(a, fmt, colour)
+    def on_change(state: dict[str, Action], changed: list[Action]) -> None:
+        if live is not None:
+            live.draw(tree_table(list(state.values()), style=style))
+            return
+        for a in changed:
+            emit_change(a, fmt, colour)
         sys.stdout.flush()
 
-    async with repo.watch_all_action_updates(run_id) as sub:  # subscribe first, then the snapshot
-        root = await _get_run(repo, run_id)
-        for a in await repo.list_run_actions(run_id):
-            state[a.name] = a
-        show(sorted(state.values(), key=lambda a: (a.created_at or datetime.min.replace(tzinfo=UTC), a.name)))
-        root = state.get(root.name, root)
-        try:
-            async with asyncio.timeout(timeout):
-                while not ActionPhase(root.phase).is_terminal():
-                    try:
-                        update = await anext(sub)
-                    except StopAsyncIteration:
-                        raise CommandFailed(f"the database watch of run {run_id} ended") from None
-                    old = state.get(update.name)
-                    state[update.name] = update
-                    if update.parent_action_name is None:
-                        root = update
-                    if old is None or (old.phase, old.attempts, old.ended_at) != (
-                        update.phase,
-                        update.attempts,
-                        update.ended_at,
-                    ):
-                        show([update])
-        except TimeoutError:
-            raise CommandFailed(
-                f"timed out after {human_duration(timeout * 1000)} waiting for run {run_id} "
-                f"(phase {phase_name(root.phase)})"
-            ) from None
-    if fmt == "table":
-        summary = f"run {run_id.name} {phase_name(root.phase)} after {human_duration(root.duration_ms)}"
-        print(paint(summary, phase_colour(phase_name(root.phase)), colour))
-    return OUTCOME_CODES.get(ActionPhase(root.phase), 0)
+    root, _state = await follow_run(ctx.repo, run_id, float(ctx.args.timeout), on_change)
+    if fmt in ("table", "wide"):
+        print(summary(run_id, root, colour))
+    return outcome_code(root)
 
 
 def emit_change(a: Action, fmt: str, colour: bool) -> None:
+    """One line per change; columns padded before they are painted, so colour never shifts them."""
     if fmt == "json":
         print(json.dumps(action_dict(a)))
     elif fmt == "yaml":
         sys.stdout.write("---\n" + yaml.safe_dump(action_dict(a), sort_keys=False))
+    elif fmt == "name":
+        print(action_name(a))
     else:
         when = datetime.now(UTC).strftime("%H:%M:%S")
         phase = phase_name(a.phase)
         print(
-            f"{when}  {a.name:<12} {paint(phase, phase_colour(phase), colour):<10}  attempt {a.attempts}"
+            f"{when}  {a.name:<12} {paint(f'{phase:<10}', phase_colour(phase), colour)}  attempt {a.attempts}"
             f"  {duration_cell(a)}"
         )
 
@@ -268,26 +206,7 @@ async def actions_get(ctx: Context) -> int:
         action = await (await ctx.repo()).get_action(action_id)
     except NotFoundError:
         raise CommandFailed(f"action {action_id} not found") from None
-    if ctx.args.output == "table":
-        phase = phase_name(action.phase)
-        row = [
-            action.name,
-            action.parent_action_name or "-",
-            phase,
-            str(action.attempts),
-            duration_cell(action),
-            action.task_short_name or action.function_name or "-",
-        ]
-        sys.stdout.write(
-            table(
-                ("ACTION", "PARENT", "PHASE", "ATTEMPTS", "DURATION", "TASK"),
-                [row],
-                colour=_colour(ctx),
-                colours=[[None, None, phase_colour(phase), None, None, None]],
-            )
-        )
-    else:
-        dump(action_dict(action), ctx.args.output)
+    show(ctx, [action], action_columns(), action_name, lambda: action_dict(action))
     return 0
 
 
@@ -299,41 +218,21 @@ async def events(ctx: Context) -> int:
         await repo.get_action(action_id)
     except NotFoundError:
         raise CommandFailed(f"action {action_id} not found") from None
-    if a.attempt is not None and a.attempt < 1:
-        raise UsageError("--attempt must be at least 1")
     if a.since:
-        since = parse_since(a.since, "--since")
         attempt = a.attempt or (await repo.get_action(action_id)).attempts or 1
-        found = await repo.list_events_since(action_id, attempt, since, limit=a.limit)
+        found = await repo.list_events_since(action_id, attempt, a.since, limit=a.limit)
     else:
         found = await repo.list_events(action_id, limit=a.limit)
         if a.attempt is not None:
             found = [e for e in found if e.attempt == a.attempt]
-    items = [event_dict(e) for e in found]
-    if a.output != "table":
-        dump({"items": items}, a.output)
-        return 0
-    if not items:
+    if not found and a.output in ("table", "wide"):
         print("No events found.", file=sys.stderr)
         return 0
-    rows = [
-        [
-            str(e["attempt"]),
-            e["phase"],
-            str(e["version"]),
-            e["updatedAt"] or "-",
-            e["errorKind"] or "",
-            e["errorMessage"] or "",
-        ]
-        for e in items
-    ]
-    colours = [[None, phase_colour(e["phase"]), None, None, None, None] for e in items]
-    sys.stdout.write(
-        table(
-            ("ATTEMPT", "PHASE", "VERSION", "UPDATED", "ERROR KIND", "ERROR"),
-            rows,
-            colour=_colour(ctx),
-            colours=colours,
-        )
+    show(
+        ctx,
+        found,
+        event_columns(),
+        lambda e: f"event/{e.run_name}/{e.name}/{e.attempt}/{e.version}",
+        lambda: {"items": [event_dict(e) for e in found]},
     )
     return 0

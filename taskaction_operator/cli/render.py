@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import yaml
 from google.protobuf import json_format
 
+from taskaction_operator.cli.tables import Style, columns_table, timestamp
 from taskaction_operator.model import ActionPhase, ActionType, CatalogCacheStatus
 from taskaction_operator.repo import Action, ActionEvent
 
@@ -46,10 +47,6 @@ def use_colour(mode: str, stream: IO[str] | None = None, env: Mapping[str, str] 
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def paint(text: str, code: str | None, colour: bool) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if colour and code and text else text
-
-
 def phase_name(phase: ActionPhase | int) -> str:
     return ActionPhase(int(phase)).name
 
@@ -62,10 +59,6 @@ def phase_colour(name: str) -> str | None:
 
 
 # --- values --------------------------------------------------------------------------------------
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def human_duration(ms: float | None) -> str:
     """``850ms``, ``12.3s``, ``4m05s``, ``2h03m``; ``-`` for none."""
     if ms is None:
@@ -117,13 +110,13 @@ def action_dict(a: Action) -> dict[str, Any]:
         "group": a.action_group,
         "attempts": a.attempts,
         "cacheStatus": CatalogCacheStatus(int(a.cache_status)).name,
-        "createdAt": iso(a.created_at),
-        "updatedAt": iso(a.updated_at),
-        "endedAt": iso(a.ended_at),
+        "createdAt": timestamp(a.created_at),
+        "updatedAt": timestamp(a.updated_at),
+        "endedAt": timestamp(a.ended_at),
         "durationMs": a.duration_ms,
         "inputUri": (spec.input_uri or None) if spec is not None else None,
         "runOutputBase": (spec.run_output_base or None) if spec is not None else None,
-        "abortRequestedAt": iso(a.abort_requested_at),
+        "abortRequestedAt": timestamp(a.abort_requested_at),
         "abortAttemptCount": a.abort_attempt_count,
         "abortReason": a.abort_reason,
     }
@@ -139,16 +132,18 @@ def event_dict(e: ActionEvent) -> dict[str, Any]:
         "phase": phase_name(e.phase),
         "version": e.version,
         "errorKind": e.error_kind,
-        "createdAt": iso(e.created_at),
-        "updatedAt": iso(e.updated_at),
-        "errorMessage": None,
-        "info": None,
+        "createdAt": timestamp(e.created_at),
+        "updatedAt": timestamp(e.updated_at),
+        "errorMessage": error_message(e),
+        "info": json_format.MessageToDict(info) if info is not None else None,
     }
-    if info is not None:
-        if info.HasField("error_info"):
-            out["errorMessage"] = info.error_info.message or None
-        out["info"] = json_format.MessageToDict(info)
     return out
+
+
+def error_message(e: ActionEvent) -> str | None:
+    """The event's ``ErrorInfo.message``, when it has one."""
+    info = _safe(e.get_info)
+    return (info.error_info.message or None) if info is not None and info.HasField("error_info") else None
 
 
 def _safe(fn: Any) -> Any:
@@ -166,28 +161,6 @@ def dump(value: Any, fmt: str, out: IO[str] | None = None) -> None:
         out.write(json.dumps(value, indent=2, default=str) + "\n")
     else:
         out.write(yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=1 << 16))
-
-
-def table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    colour: bool = False,
-    colours: Sequence[Sequence[str | None]] | None = None,
-) -> str:
-    """Left-aligned columns, two spaces apart (kubectl style); ``colours[i][j]`` an ANSI code or None."""
-    rows = [[str(c) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for i, row in enumerate(rows):
-        cells = []
-        for j, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            code = colours[i][j] if colours is not None else None
-            cells.append(paint(cell, code, colour) + " " * (width - len(cell)))
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
 
 
 # --- the action tree -----------------------------------------------------------------------------
@@ -229,22 +202,15 @@ def tree_dict(actions: Sequence[Action]) -> list[dict[str, Any]]:
     return top
 
 
-TREE_HEADERS = ("ACTION", "TYPE", "PHASE", "ATTEMPTS", "DURATION", "TASK")
+def tree_table(
+    actions: Sequence[Action],
+    *,
+    style: Style | None = None,
+    colour: bool = False,
+    now: datetime | None = None,
+) -> str:
+    """The tree as a table (``runs tree``, the live ``runs watch``)."""
+    from taskaction_operator.cli.columns import tree_columns
 
-
-def tree_table(actions: Sequence[Action], *, colour: bool, now: datetime | None = None) -> str:
-    rows, colours = [], []
-    for a, prefix, _guide in tree_order(actions):
-        phase = phase_name(a.phase)
-        rows.append(
-            [
-                prefix + a.name,
-                ActionType(int(a.action_type)).name.lower(),
-                phase,
-                str(a.attempts),
-                duration_cell(a, now),
-                a.task_short_name or a.function_name or a.task_type or "",
-            ]
-        )
-        colours.append([None, DIM, phase_colour(phase), None, None, DIM])
-    return table(TREE_HEADERS, rows, colour=colour, colours=colours)
+    rows = tree_order(actions)
+    return columns_table(rows, tree_columns(now), style or Style(colour=colour))

@@ -19,11 +19,13 @@ import urllib3
 import yaml
 
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError, env_with
-from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name, table
+from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name
+from taskaction_operator.cli.tables import table
 from taskaction_operator.client.actions_client import ActionsClient
+from taskaction_operator.client.names import InvalidActionError
 from taskaction_operator.client.run_file import RunFileError, load_run_file, render_taskactions
 from taskaction_operator.client.runs import CreateRunError, RunExistsError, create_run
-from taskaction_operator.client.validate import InvalidActionError, action_id_of, action_kind, parent_name
+from taskaction_operator.client.validate import action_id_of, action_kind, parent_name
 from taskaction_operator.config import ConfigurationError, Settings
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, is_recorded
 from taskaction_operator.k8s.errors import KubeError
@@ -100,6 +102,10 @@ async def enqueue(ctx: Context) -> int:
             },
             a.output,
         )
+    if a.wait:
+        from taskaction_operator.cli.wait_cmd import wait_and_report
+
+        return await wait_and_report(ctx, rf.run_id)
     return 0
 
 
@@ -108,8 +114,6 @@ async def abort(ctx: Context) -> int:
     a = ctx.args
     target = ctx.action_id(a.run, a.action) if a.action else ctx.run_id(a.run).root
     what = f"action {target}" if a.action else f"run {target.run}"
-    if a.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
     reason = a.reason or DEFAULT_ABORT_REASON
     client = ctx.actions_client() if a.wait else None  # load the kubeconfig before changing anything
     repo = await ctx.repo()

@@ -35,15 +35,10 @@ import yaml
 from flyteidl2.actions import actions_service_pb2
 from flyteidl2.task import run_pb2
 
+from taskaction_operator.client.names import InvalidActionError, validate_run_name, validate_scope
 from taskaction_operator.client.run_file_build import Fail, build_action, build_run_spec, check_keys, read_str
 from taskaction_operator.client.taskaction_cr import build_taskaction
-from taskaction_operator.client.validate import (
-    InvalidActionError,
-    parent_name,
-    validate_action,
-    validate_run_name,
-    validate_scope,
-)
+from taskaction_operator.client.validate import parent_name, validate_action
 from taskaction_operator.model import ROOT_ACTION_NAME, RunId
 
 DEFAULT_STORAGE = "s3://flyte-data"

@@ -20,7 +20,8 @@ from flyteidl2.task import run_pb2, task_definition_pb2
 from flyteidl2.workflow import run_definition_pb2
 from google.protobuf import duration_pb2, timestamp_pb2, wrappers_pb2
 
-from taskaction_operator.client.validate import InvalidActionError, validate_labels
+from taskaction_operator.client.names import InvalidActionError
+from taskaction_operator.client.validate import validate_labels
 from taskaction_operator.model import RunId
 from taskaction_operator.model.times import parse_rfc3339
 

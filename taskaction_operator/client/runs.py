@@ -28,9 +28,9 @@ from flyteidl2.task import run_pb2
 from flyteidl2.workflow import run_info_pb2
 
 from taskaction_operator.client.actions_client import ActionExistsError, ActionsClient
+from taskaction_operator.client.names import InvalidActionError
 from taskaction_operator.client.taskaction_cr import build_action_spec
 from taskaction_operator.client.validate import (
-    InvalidActionError,
     action_id_of,
     action_kind,
     parent_name,

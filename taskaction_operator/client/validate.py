@@ -4,20 +4,33 @@ Upstream leaves most of these to the API server: the CRD's validation markers on
 (``executor/api/v1/taskaction_types.go``: runName and actionName 1..30, project and domain 1..63,
 cacheKey and group 256, taskType and shortName 63), ``validateRunName`` (``runs/service/utils.go``:
 a DNS-1035 label) and buf.validate on ``ActionIdentifier.name`` (``flyteidl2/common/identifier.proto``).
-Deliberately unlike upstream, they are all checked here, *before* any API call, and the first one
-broken is raised as one readable :class:`InvalidActionError`. Also here: the few readers of an
-``Action`` message (its kind, parent and id) that validation and building share. Pure functions, no I/O.
+Deliberately unlike upstream, they are all checked here (the name rules in ``client/names.py``),
+*before* any API call, and the first one broken is raised as one readable :class:`InvalidActionError`.
+Also here: the few readers of an ``Action`` message (its kind, parent and id) that validation and
+building share. Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from flyteidl2.actions import actions_service_pb2
 from flyteidl2.core import types_pb2
 from flyteidl2.task import run_pb2
 
+from taskaction_operator.client.names import (
+    DNS1123_SUBDOMAIN,
+    LABEL_VALUE,
+    MAX_CACHE_KEY,
+    MAX_GROUP,
+    MAX_SHORT_NAME,
+    MAX_TASK_TYPE,
+    QUALIFIED_NAME,
+    InvalidActionError,
+    validate_action_name,
+    validate_run_name,
+    validate_scope,
+)
 from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, cr_name
 
 #: Condition types a signal can satisfy (upstream ``validateConditionDeclaredType``).
@@ -29,24 +42,6 @@ SIGNALABLE_TYPES = frozenset(
         types_pb2.SimpleType.STRING,
     }
 )
-
-MAX_RUN_NAME = 30
-MAX_ACTION_NAME = 30
-MAX_PROJECT_DOMAIN = 63
-MAX_CACHE_KEY = 256
-MAX_TASK_TYPE = 63
-MAX_SHORT_NAME = 63
-MAX_GROUP = 256
-
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-
-
-class InvalidActionError(ValueError):
-    """An action that must not reach the API server; the message says which field and why."""
 
 
 # --- reading an Action -------------------------------------------------------------------------
@@ -70,44 +65,6 @@ def action_id_of(action: actions_service_pb2.Action) -> ActionId:
 
 
 # --- validation ----------------------------------------------------------------------------------
-def _name_length(what: str, value: str, limit: int) -> None:
-    """1..``limit`` characters."""
-    if not value:
-        raise InvalidActionError(f"{what} is empty")
-    if len(value) > limit:
-        raise InvalidActionError(f"{what} {value!r} is {len(value)} characters; at most {limit}")
-
-
-def validate_run_name(name: str) -> None:
-    """1..30 characters and a DNS-1035 label (upstream ``validateRunName``)."""
-    _name_length("run name", name, MAX_RUN_NAME)
-    if not _DNS1035_LABEL.match(name):
-        raise InvalidActionError(
-            f"run name {name!r} is not a DNS-1035 label: lowercase letters, digits and '-', "
-            "starting with a letter and ending with a letter or digit"
-        )
-
-
-def validate_scope(what: str, value: str) -> None:
-    """A project or domain: 1..63 characters, and a valid label value (it becomes one)."""
-    _name_length(what, value, MAX_PROJECT_DOMAIN)
-    if not _LABEL_VALUE.match(value):
-        raise InvalidActionError(
-            f"{what} {value!r} is not a valid label value: letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-
-
-def validate_action_name(run_name: str, name: str, what: str = "action name") -> None:
-    """1..30 characters, and ``<run>-<name>`` must be a valid object name (DNS-1123 subdomain)."""
-    _name_length(what, name, MAX_ACTION_NAME)
-    if not _DNS1123_SUBDOMAIN.match(f"{run_name}-{name}") or not _LABEL_VALUE.match(name):
-        raise InvalidActionError(
-            f"{what} {name!r} cannot name a TaskAction ({run_name}-{name}): use lowercase letters, "
-            "digits, '-' or '.', starting and ending with a letter or digit"
-        )
-
-
 def _max_len(what: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise InvalidActionError(f"{what} is {len(value)} characters; at most {limit}")
@@ -117,11 +74,11 @@ def validate_labels(what: str, labels: Mapping[str, str], *, values_too: bool = 
     """Kubernetes label (or annotation, ``values_too=False``) keys, and label values."""
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
-        if (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix))) or (
-            not name or len(name) > 63 or not _QUALIFIED_NAME.match(name)
+        if (prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix))) or (
+            not name or len(name) > 63 or not QUALIFIED_NAME.match(name)
         ):
             raise InvalidActionError(f"{what} key {key!r} is not a valid Kubernetes key")
-        if values_too and (len(value) > 63 or not _LABEL_VALUE.match(value)):
+        if values_too and (len(value) > 63 or not LABEL_VALUE.match(value)):
             raise InvalidActionError(
                 f"{what} {key}={value!r} is not a valid label value (at most 63 "
                 "letters, digits, '-', '_' or '.')"

@@ -37,8 +37,8 @@ def test_common_options_work_before_and_after_the_command() -> None:
     assert a.output == b.output == "json"
     c = parse_args(["runs", "get", "r1"])
     assert (c.output, c.color, c.verbose) == ("table", "auto", 0)
-    assert parse_args(["-n", "ns1", "runs", "list"]).namespace == "ns1"
-    assert parse_args(["runs", "list", "-n", "ns2"]).namespace == "ns2"
+    assert parse_args(["-n", "ns1", "enqueue", "-f", "x"]).namespace == "ns1"
+    assert parse_args(["enqueue", "-f", "x", "-n", "ns2"]).namespace == "ns2"
 
 
 @pytest.mark.parametrize(
@@ -48,10 +48,10 @@ def test_common_options_work_before_and_after_the_command() -> None:
         (["runs"], "required: SUBCOMMAND"),
         (["nope"], "invalid choice: 'nope'"),
         (["runs", "list", "-o", "xml"], "invalid choice: 'xml'"),
-        (["runs", "list", "--limit", "ten"], "invalid int value"),
+        (["runs", "list", "--limit", "ten"], "'ten' is not a whole number"),
         (["runs", "get"], "required: RUN"),
         (["runs", "get", "r1", "--bogus"], "unrecognized arguments: --bogus"),
-        (["abort", "r1", "--timeout", "soon"], "invalid float value"),
+        (["abort", "r1", "--timeout", "soon"], "'soon' is not a duration like 90s, 5m, 1h30m"),
         (["enqueue"], "-f/--filename"),
     ],
 )
@@ -75,9 +75,9 @@ def test_usage_errors_exit_2_with_one_line(
         (["abort", "Bad", "--project", "p", "--domain", "d"], "DNS-1035"),
         (["runs", "list", "--phase", "FINISHED"], "unknown phase 'FINISHED'"),
         (["runs", "list", "--since", "last week"], "not a time"),
-        (["runs", "list", "--limit", "0"], "--limit must be at least 1"),
+        (["runs", "list", "--limit", "0"], "argument --limit: must be at least 1"),
         (["runs", "watch", "r1", "--timeout", "0", "--project", "p", "--domain", "d"], "positive"),
-        (["abort", "r1", "--wait", "--timeout", "-1", "--project", "p", "--domain", "d"], "positive"),
+        (["abort", "r1", "--wait", "--timeout", "-1", "--project", "p", "--domain", "d"], "not a duration"),
         (["runs", "get", "r1", "-p", "x"], "unrecognized arguments"),
         (
             ["runs", "get", "r1", "--project", "p", "--domain", "d", "--database-url", "mysql://x"],
@@ -90,6 +90,45 @@ def test_bad_input_exits_2_before_connecting(
 ) -> None:
     assert main(argv) == 2
     assert fragment in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["runs", "list", "-n", "ns"], "-n/--namespace has no effect on 'runs list'"),
+        (["-n", "ns", "runs", "list"], "-n/--namespace has no effect on 'runs list'"),
+        (["events", "r1", "a0", "--kubeconfig", "k"], "--kubeconfig has no effect on 'events'"),
+        (["--kubeconfig", "k", "runs", "tree", "r1"], "--kubeconfig has no effect on 'runs tree'"),
+        (["migrate", "--project", "p"], "--project has no effect on 'migrate'"),
+        (["release-guards", "--database-url", "postgresql://x"], "it does not use the database"),
+        (["abort", "r1", "-n", "ns", "--project", "p", "--domain", "d"], "'abort' without --wait"),
+    ],
+)
+def test_options_a_command_would_ignore_are_refused(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert fragment in line
+    words = ("runs", "list", "events", "tree", "migrate", "release-guards", "abort")
+    command = " ".join(a for a in argv if a in words)
+    assert line.endswith(f"(see 'taskaction-operator {command} --help')"), line
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["runs", "get", "r1", "--bogus"], "runs get"),
+        (["runs", "list", "--limit", "x"], "runs list"),
+        (["events", "r1"], "events"),
+        (["runs", "frobnicate"], "runs"),
+    ],
+)
+def test_a_usage_error_points_at_the_commands_own_help(
+    argv: list[str], prog: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert one_error_line(capsys).endswith(f"(see 'taskaction-operator {prog} --help')")
 
 
 def test_invalid_run_files_exit_2_before_connecting(
@@ -128,7 +167,7 @@ def test_defaults_come_from_flags_then_environment_then_config(
     monkeypatch.setenv("TASKACTION_PROJECT", "from-env")
     ctx = Context(parse_args(["runs", "list"]))
     assert ctx.project == "from-env"
-    ctx = Context(parse_args(["runs", "list", "--project", "from-flag", "-n", "ns-flag"]))
+    ctx = Context(parse_args(["enqueue", "-f", "x", "--project", "from-flag", "-n", "ns-flag"]))
     assert (ctx.project, ctx.namespace) == ("from-flag", "ns-flag")
     monkeypatch.setenv("TASKACTION_CONFIG", str(tmp_path / "none.yaml"))
     assert Context(parse_args(["runs", "list"])).namespace == "flyte"
@@ -179,3 +218,36 @@ def test_a_read_against_a_database_that_accepts_and_never_answers_fails_in_time(
     assert code == 1
     assert took < 30, f"took {took:.1f} s"
     assert "database" in one_error_line(capsys)
+
+
+def test_error_lines_stay_one_short_line_without_library_links() -> None:
+    from taskaction_operator.cli.app import MAX_ERROR, one_line
+
+    raw = (
+        '(psycopg.OperationalError) connection failed: connection to server at "127.0.0.1", port 1\n'
+        "failed: Connection refused\n(Background on this error at: https://sqlalche.me/e/21/e3q8)"
+    )
+    assert (
+        one_line(raw)
+        == 'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    )
+    long = one_line("x " * 1000)
+    assert len(long) == MAX_ERROR and long.endswith("…")
+
+
+def test_a_watchs_timeout_wins_over_the_database_connect_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    """The database's connect timeout is 10 s; a 1 s watch must give up after 1 s, saying so."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        code = main(["runs", "watch", "r1", "--timeout", "1s", "--project", "p", "--domain", "d",
+                     "--database-url", f"postgresql://postgres@127.0.0.1:{port}/db"])  # fmt: skip
+        took = time.monotonic() - started
+    assert code == 1
+    assert "timed out after 1.0s waiting for run p/d/r1" in one_error_line(capsys)
+    assert took < 8, f"took {took:.1f} s: the connect timeout won"

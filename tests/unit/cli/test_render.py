@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
-from taskaction_operator.cli.render import human_duration, table, tree_dict, tree_table, use_colour
+from taskaction_operator.cli.render import human_duration, tree_dict, tree_table, use_colour
+from taskaction_operator.cli.tables import table
 from taskaction_operator.model import ActionId, ActionPhase, ActionType
 from taskaction_operator.repo import Action
 
