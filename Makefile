@@ -75,7 +75,7 @@ demo: $(VENV_STAMP) ## cluster, database, operator, an example run driven to the
 demo-down: ## stop what the demo started
 	@bash hack/demo.sh down
 
-kind-e2e: ## (needs Docker) kind cluster, image, manifests, and the same e2e suite against it
+kind-e2e: $(VENV_STAMP) ## kind cluster (offline when no registry answers), our image as Pods, tests/kind, then the e2e suite
 	@bash hack/kind/e2e.sh
 
 bench: $(VENV_STAMP) cluster-up db-up ## end-to-end benchmark; figures printed and saved to .local/bench/latest.json

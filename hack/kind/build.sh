@@ -2,14 +2,13 @@
 # Build what a kind node made offline needs, from official Go modules and sources at the versions of
 # hack/kind/versions.sh: the kind CLI; containerd 2 (ctr, the runc shim); kubeadm, kubelet,
 # kube-proxy, kube-scheduler, kube-apiserver, kube-controller-manager, kubectl with their version
-# stamped (kubeadm refuses a control plane newer than itself); etcd (the control plane's, at
-# ETCD_VERSION); coredns; pause (gcc, from the Kubernetes source). Cached under $KIND_CACHE_DIR/bin,
-# each binary rebuilt only when missing. Prints that directory.
+# stamped (kubeadm refuses a control plane newer than itself); etcd at ETCD_VERSION; coredns; pause
+# (gcc, from the Kubernetes source). All static (CGO_ENABLED=0, pause -static): the component images
+# have no libc. Cached under $KIND_CACHE_DIR/bin, each rebuilt only when missing. Prints that directory.
 #   hack/kind/build.sh          everything a node needs
 #   hack/kind/build.sh kind     the kind CLI alone (the registry path)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
 # shellcheck source=hack/kind/versions.sh
 source "$here/versions.sh"
 bin="$KIND_CACHE_DIR/bin"
@@ -85,7 +84,10 @@ if missing "${k8s_bins[@]}"; then
 fi
 
 if missing etcd; then
-  cp "$(bash "$root/hack/cluster/build.sh")/etcd" "$bin/etcd"
+  # Built here rather than taken from hack/cluster: the image has no libc, so CGO_ENABLED=0.
+  log "building etcd $ETCD_VERSION"
+  tools_module "$work/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 </dev/null
+  (cd "$work/etcd" && go build -tags tools -trimpath -ldflags='-s -w' -o "$bin/etcd" go.etcd.io/etcd/server/v3)
 fi
 
 log "node binaries ready in $bin ($((SECONDS - start)) s)"

@@ -8,12 +8,14 @@
 #      (`kubeadm config images list`), kube-proxy's with Debian's iptables;
 #   3. those images imported into the node's containerd (a container from the base, its containerd
 #      started, `ctr images import`), then `docker commit`.
-# The result, $NODE_IMAGE, stays in the engine; rebuilt only when missing. Prints its name.
+# The result stays in the engine, tagged by the recipe; rebuilt only when missing. Prints its name.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/kind/versions.sh
 source "$here/versions.sh"
-node_image="taskaction.local/kind-node:$K8S_VERSION"
+# Keyed by the recipe too: a changed script, Dockerfile or pinned version makes a new image.
+recipe=$(cat "$here/node-image.sh" "$here/build.sh" "$here/versions.sh" "$here/node/"* | sha256sum | cut -c1-12)
+node_image="taskaction.local/kind-node:$K8S_VERSION-$recipe"
 log() { printf 'kind/node-image.sh: %s\n' "$*" >&2; }
 export DOCKER_BUILDKIT=0
 
@@ -101,12 +103,13 @@ log "component images: ${refs[*]}"
 docker save -o "$work/images.tar" "${refs[@]}"
 
 # --- 3. preload them into the node's containerd
-builder=$(docker run -d --privileged --entrypoint sleep -v "$work/images.tar:/images.tar:ro" "$base_image" infinity)
-docker exec "$builder" sh -c 'containerd >/var/log/containerd-build.log 2>&1 &'
+# containerd is the container's own process: `docker stop` (SIGTERM) shuts it down cleanly, with
+# its metadata flushed, before the commit.
+builder=$(docker run -d --privileged --entrypoint containerd -v "$work/images.tar:/images.tar:ro" "$base_image")
 for _ in $(seq 1 60); do docker exec "$builder" ctr version >/dev/null 2>&1 && break; sleep 0.5; done
 docker exec "$builder" ctr -n k8s.io images import --all-platforms --no-unpack /images.tar >/dev/null
-docker exec "$builder" sh -c 'pkill containerd; while pgrep containerd >/dev/null; do sleep 0.2; done; rm -f /var/log/containerd-build.log'
-docker commit -q -c 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' -c 'STOPSIGNAL SIGRTMIN+3' \
+docker stop -t 30 "$builder" >/dev/null
+docker commit -c 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   "$builder" "$node_image" >/dev/null
 log "built $node_image in $((SECONDS - start)) s"
 echo "$node_image"

@@ -31,5 +31,8 @@ def run_operator(settings: Settings) -> None:
             namespaces=settings.namespaces,
             liveness_endpoint=settings.liveness or None,
             memo=kopf.Memo(config=settings),
+            # Ours, not kopf's guess: that calls getpass.getuser(), which raises for a uid with no
+            # passwd entry (the image's 65532) — kopf/_core/engines/peering.py detect_own_id.
+            identity=settings.identity,
         )
     )
