@@ -24,7 +24,9 @@ command -v go >/dev/null || { echo "build.sh: Go is required to build the contro
 mkdir -p "$bin_dir"
 work=$(mktemp -d "$TA_CACHE_DIR/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-export GOFLAGS="-mod=mod" GOTOOLCHAIN=local
+# CGO_ENABLED=0: static binaries, and the same compile cache as hack/kind/build.sh (whose node images
+# have no libc), so building both compiles Kubernetes once.
+export GOFLAGS="-mod=mod" GOTOOLCHAIN=local CGO_ENABLED=0
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 start=$(date +%s)
 

@@ -4,7 +4,9 @@
 set -eu
 : "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}"
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
+# The marker is written last: a start interrupted half-way initialises again from scratch.
+if [ ! -f "$PGDATA/.initialised" ]; then
+  rm -rf "${PGDATA:?}"/* "$PGDATA"/.[!.]* 2>/dev/null || true
   mkdir -p "$PGDATA"
   chmod 0700 "$PGDATA"
   pwfile=$(mktemp)
@@ -13,9 +15,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   rm -f "$pwfile"
   printf 'host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
   if [ "$POSTGRES_DB" != postgres ]; then
-    postgres -D "$PGDATA" --single -j postgres >/dev/null <<SQL
-CREATE DATABASE "$POSTGRES_DB" OWNER "$POSTGRES_USER";
-SQL
+    # --single must come first; the statement goes in on stdin.
+    echo "CREATE DATABASE \"$POSTGRES_DB\" OWNER \"$POSTGRES_USER\";" \
+      | postgres --single -D "$PGDATA" -j postgres >/dev/null
   fi
+  touch "$PGDATA/.initialised"
 fi
 exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/var/run/postgresql
