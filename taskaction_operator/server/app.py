@@ -1,5 +1,6 @@
-"""The ASGI application: Connect services by path prefix, ``/healthz`` (the process answers),
-``/readyz`` (the database answers), ``/metrics`` (Prometheus)."""
+"""The ASGI application: Connect services by path prefix (Flyte's RunService, and the events
+endpoint), ``/healthz`` (the process answers), ``/readyz`` (the database answers), ``/metrics``
+(Prometheus)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Any, Protocol
 
 from flyteidl2.workflow.events_proxy_service_connect import EventsProxyServiceASGIApplication
 from flyteidl2.workflow.internal_run_service_connect import InternalRunServiceASGIApplication
+from flyteidl2.workflow.run_service_connect import RunServiceASGIApplication
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskaction_operator.repo import ActionRepo
+from taskaction_operator.server.bounds import StreamLimits, UnaryDeadline, watch_disconnect
 from taskaction_operator.server.events import EventsEndpoint
-from taskaction_operator.server.observability import REGISTRY, RpcMetrics
+from taskaction_operator.server.observability import REGISTRY, RpcMetrics, StreamMessages
+from taskaction_operator.server.runs import RunsEndpoint
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -57,21 +61,28 @@ class Router:
             if app is None:
                 await _plain(send, 404, b"not found\n")
             else:
-                await app(scope, receive, send)
+                await app(scope, watch_disconnect(receive), send)
 
 
-def build_app(repo: ActionRepo) -> Router:
-    """Every service the server offers, over one repository (one pool, one listener)."""
-    interceptors = [RpcMetrics()]
+def build_app(
+    repo: ActionRepo,
+    *,
+    limits: StreamLimits | None = None,
+    read_max_bytes: int = READ_MAX_BYTES,
+    unary_seconds: float = 30.0,
+) -> Router:
+    """Every service the server offers, over one repository (one pool, one listener for every
+    watch); requests larger than ``read_max_bytes`` answer ``resource_exhausted``, watches beyond
+    ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``."""
+    interceptors = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
     events = EventsEndpoint(repo)
+    runs = RunsEndpoint(repo, limits)
+    bounds: dict[str, Any] = {"interceptors": interceptors, "read_max_bytes": read_max_bytes}
     return Router(
         [
-            EventsProxyServiceASGIApplication(
-                events, interceptors=interceptors, read_max_bytes=READ_MAX_BYTES
-            ),
-            InternalRunServiceASGIApplication(
-                events, interceptors=interceptors, read_max_bytes=READ_MAX_BYTES
-            ),
+            EventsProxyServiceASGIApplication(events, **bounds),
+            InternalRunServiceASGIApplication(events, **bounds),
+            RunServiceASGIApplication(runs, **bounds),
         ],
         ready=repo.ping,
     )

@@ -12,7 +12,8 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from taskaction_operator.repo import ActionRepo
-from taskaction_operator.server.app import build_app
+from taskaction_operator.server.app import READ_MAX_BYTES, build_app
+from taskaction_operator.server.bounds import StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,16 @@ class ServeOptions:
     database_url: str
     host: str = "127.0.0.1"
     port: int = 8090
-    #: Longest a request (a stream's whole life included) may last, in seconds.
+    #: How long in-flight calls may take to finish at shutdown, in seconds.
     graceful_timeout: float = 5.0
+    #: Watch streams open at once at most (more answer resource_exhausted).
+    max_streams: int = 1000
+    #: Longest a watch stream lasts, in seconds (then it ends cleanly; Flyte's SDK re-subscribes).
+    max_stream_seconds: float = 3600.0
+    #: Largest request message, in bytes.
+    read_max_bytes: int = READ_MAX_BYTES
+    #: Longest a unary call may take, in seconds (a client's shorter deadline wins).
+    unary_seconds: float = 30.0
 
 
 async def serve(options: ServeOptions) -> None:
@@ -37,7 +46,10 @@ async def serve(options: ServeOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(repo)
+    limits = StreamLimits(options.max_streams, options.max_stream_seconds)
+    app = build_app(
+        repo, limits=limits, read_max_bytes=options.read_max_bytes, unary_seconds=options.unary_seconds
+    )
     log.info("serving %s on %s:%d", ", ".join(p.strip("/") for p in app.paths), options.host, options.port)
     try:
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""RunService's unary methods over real HTTP, with flyteidl2's generated Connect client, against the
+real PostgreSQL: what Flyte's SDK and CLI call to list, read and abort runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from flyteidl2.common import identifier_pb2, list_pb2, phase_pb2
+from flyteidl2.workflow import run_service_pb2 as rs
+from flyteidl2.workflow.run_service_connect import RunServiceClient
+
+from taskaction_operator.model import ActionId, ActionPhase, RunId
+from taskaction_operator.repo import ActionRepo
+from tests.integration.server.records import seed_run
+
+pytestmark = pytest.mark.db
+
+DOMAIN = "development"
+
+
+@pytest.fixture
+async def client(server: str) -> AsyncIterator[RunServiceClient]:
+    async with RunServiceClient(server) as c:
+        yield c
+
+
+def project_id(project: str) -> identifier_pb2.ProjectIdentifier:
+    return identifier_pb2.ProjectIdentifier(name=project, domain=DOMAIN)
+
+
+async def test_list_runs_scopes_to_the_project_and_pages_with_upstreams_decimal_token(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    for i in range(3):
+        await seed_run(repo, RunId(project, DOMAIN, f"r{i}"), offset=100 * i)
+    await seed_run(repo, RunId(project + "-other", DOMAIN, "r0"))
+    newest_first = list_pb2.Sort(key="created_at", direction=list_pb2.Sort.DESCENDING)
+    first = await client.list_runs(
+        rs.ListRunsRequest(
+            project_id=project_id(project), request=list_pb2.ListRequest(limit=2, sort_by=newest_first)
+        )
+    )
+    assert [r.action.id.run.name for r in first.runs] == ["r2", "r1"]
+    assert first.token == "2"
+    assert all(r.action.id.name == "a0" for r in first.runs)  # roots only
+    run = first.runs[0].action
+    assert run.status.phase == phase_pb2.ACTION_PHASE_RUNNING
+    assert run.metadata.task.id.name == "wf.pipeline" and run.metadata.source == 2  # RUN_SOURCE_CLI
+    rest = await client.list_runs(
+        rs.ListRunsRequest(
+            project_id=project_id(project),
+            request=list_pb2.ListRequest(limit=2, sort_by=newest_first, token=first.token),
+        )
+    )
+    assert [r.action.id.run.name for r in rest.runs] == ["r0"] and rest.token == ""
+
+
+async def test_list_runs_filters_as_upstream_and_refuses_what_it_cannot_filter(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    await seed_run(repo, RunId(project, DOMAIN, "r0"))
+    await repo.abort_run(RunId(project, DOMAIN, "r0"), "stop")
+    await seed_run(repo, RunId(project, DOMAIN, "r1"), offset=100)
+    aborted = list_pb2.Filter(
+        field="phase", function=list_pb2.Filter.EQUAL, values=[str(phase_pb2.ACTION_PHASE_ABORTED)]
+    )
+    resp = await client.list_runs(
+        rs.ListRunsRequest(project_id=project_id(project), request=list_pb2.ListRequest(filters=[aborted]))
+    )
+    assert [r.action.id.run.name for r in resp.runs] == ["r0"]
+    for bad in (
+        list_pb2.Filter(field="labels.team", function=list_pb2.Filter.EXISTS),  # not a column
+        list_pb2.Filter(field="phase", function=list_pb2.Filter.EQUAL, values=["sideways"]),
+    ):
+        request = list_pb2.ListRequest(filters=[bad])
+        with pytest.raises(ConnectError) as info:
+            await client.list_runs(rs.ListRunsRequest(project_id=project_id(project), request=request))
+        assert info.value.code is Code.INVALID_ARGUMENT, bad
+    with pytest.raises(ConnectError) as info:
+        await client.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(limit=201)))
+    assert info.value.code is Code.INVALID_ARGUMENT and "200" in info.value.message
+    with pytest.raises(ConnectError) as info:
+        await client.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(token="next")))
+    assert info.value.code is Code.INVALID_ARGUMENT
+
+
+async def test_list_actions_answers_the_runs_actions_with_upstreams_short_metadata(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    run_id = RunId(project, DOMAIN, "r0")
+    await seed_run(repo, run_id)
+    resp = await client.list_actions(
+        rs.ListActionsRequest(
+            run_id=run_id.to_proto(),
+            request=list_pb2.ListRequest(sort_by=list_pb2.Sort(key="created_at")),
+        )
+    )
+    assert [(a.id.name, a.metadata.parent) for a in resp.actions] == [
+        ("a0", ""),
+        ("a1", "a0"),
+        ("a1-1", "a1"),
+        ("a2", "a0"),
+    ]
+    a2 = resp.actions[3]
+    assert a2.status.phase == phase_pb2.ACTION_PHASE_FAILED and a2.status.attempts == 2
+    assert a2.status.duration_ms == 5000
+    assert not a2.metadata.HasField("task")  # upstream's convertActionToEnrichedProto: parent and group only
+    with pytest.raises(ConnectError) as info:
+        await client.list_actions(rs.ListActionsRequest())
+    assert info.value.code is Code.INVALID_ARGUMENT and "run_id.project" in info.value.message
+
+
+async def test_get_action_details_merges_the_attempts_from_the_recorded_events(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
+    resp = await client.get_action_details(rs.GetActionDetailsRequest(action_id=ids["a2"].to_proto()))
+    details = resp.details
+    assert [a.attempt for a in details.attempts] == [1, 2]
+    first, second = details.attempts
+    assert first.phase == phase_pb2.ACTION_PHASE_FAILED and first.error_info.message == "oom"
+    assert [t.phase for t in first.phase_transitions] == [
+        phase_pb2.ACTION_PHASE_QUEUED,
+        phase_pb2.ACTION_PHASE_RUNNING,
+        phase_pb2.ACTION_PHASE_FAILED,
+    ]
+    assert first.phase_transitions[0].end_time == first.phase_transitions[1].start_time
+    assert [log.uri for log in first.log_info] == ["http://logs/a2"]
+    assert first.end_time.ToSeconds() - first.start_time.ToSeconds() == 2
+    # FAILED: the result is the last attempt's error, since the events show that attempt.
+    assert details.WhichOneof("result") == "error_info" and details.error_info.message == "node lost"
+    assert second.cluster == "c1"
+    assert details.metadata.task.id.name == "wf.train" and details.metadata.funtion_name == "train"
+    assert details.status.attempts == 2
+
+
+async def test_get_run_details_and_unknown_ids_answer_not_found(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    run_id = RunId(project, DOMAIN, "r0")
+    await seed_run(repo, run_id)
+    resp = await client.get_run_details(rs.GetRunDetailsRequest(run_id=run_id.to_proto()))
+    assert resp.details.action.id.name == "a0"
+    assert resp.details.action.status.phase == phase_pb2.ACTION_PHASE_RUNNING
+    missing = RunId(project, DOMAIN, "nope")
+    with pytest.raises(ConnectError) as info:
+        await client.get_run_details(rs.GetRunDetailsRequest(run_id=missing.to_proto()))
+    assert info.value.code is Code.NOT_FOUND and "nope" in info.value.message
+    with pytest.raises(ConnectError) as info:
+        await client.get_action_details(
+            rs.GetActionDetailsRequest(action_id=ActionId(run_id, "a9").to_proto())
+        )
+    assert info.value.code is Code.NOT_FOUND
+
+
+async def test_abort_run_marks_the_root_aborted_and_requests_its_abort(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    run_id = RunId(project, DOMAIN, "r0")
+    await seed_run(repo, run_id)
+    await client.abort_run(rs.AbortRunRequest(run_id=run_id.to_proto(), reason="enough"))
+    root = await repo.get_run(run_id)
+    assert root.phase is ActionPhase.ABORTED and root.abort_reason == "enough"
+    assert root.action_id in [a.action_id for a in await repo.list_pending_aborts()]
+    details = await client.get_run_details(rs.GetRunDetailsRequest(run_id=run_id.to_proto()))
+    assert details.details.action.WhichOneof("result") == "abort_info"
+    assert details.details.action.abort_info.reason == "enough"
+    with pytest.raises(ConnectError) as info:
+        await client.abort_run(rs.AbortRunRequest(run_id=RunId(project, DOMAIN, "nope").to_proto()))
+    assert info.value.code is Code.NOT_FOUND
+
+
+async def test_abort_action_uses_upstreams_default_reason(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
+    await client.abort_action(rs.AbortActionRequest(action_id=ids["a1-1"].to_proto()))
+    row = await repo.get_action(ids["a1-1"])
+    assert row.phase is ActionPhase.ABORTED and row.abort_reason == "User requested abort"
+    assert (await repo.get_run(ids["a0"].run)).phase is ActionPhase.RUNNING  # only that action
+
+
+async def test_methods_not_served_answer_unimplemented_with_the_reason(client: RunServiceClient) -> None:
+    with pytest.raises(ConnectError) as info:
+        await client.create_run(rs.CreateRunRequest())
+    assert info.value.code is Code.UNIMPLEMENTED and "enqueue" in info.value.message
+    with pytest.raises(ConnectError) as info:
+        await client.signal_event(rs.SignalEventRequest())
+    assert info.value.code is Code.UNIMPLEMENTED
+    with pytest.raises(ConnectError) as info:
+        async for _ in client.watch_groups(rs.WatchGroupsRequest()):
+            pass
+    assert info.value.code is Code.UNIMPLEMENTED and "WatchGroups" in info.value.message
