@@ -3,7 +3,7 @@ real PostgreSQL: what Flyte's SDK and CLI call to list, read and abort runs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 from connectrpc.code import Code
@@ -19,12 +19,27 @@ from tests.integration.server.records import seed_run
 pytestmark = pytest.mark.db
 
 DOMAIN = "development"
+ASCENDING = list_pb2.Sort.ASCENDING
 
 
 @pytest.fixture
 async def client(server: str) -> AsyncIterator[RunServiceClient]:
     async with RunServiceClient(server) as c:
         yield c
+
+
+@pytest.fixture
+async def ids(repo: ActionRepo, project: str) -> dict[str, ActionId]:
+    """The actions of run ``r0`` of this test's project, written by :func:`seed_run`."""
+    return await seed_run(repo, RunId(project, DOMAIN, "r0"))
+
+
+async def refused(call: Awaitable[object], code: Code) -> str:
+    """The message of the Connect error ``call`` fails with, which must have ``code``."""
+    with pytest.raises(ConnectError) as info:
+        await call
+    assert info.value.code is code, info.value.message
+    return info.value.message
 
 
 def project_id(project: str) -> identifier_pb2.ProjectIdentifier:
@@ -76,26 +91,22 @@ async def test_list_runs_filters_as_upstream_and_refuses_what_it_cannot_filter(
         list_pb2.Filter(field="phase", function=list_pb2.Filter.EQUAL, values=["sideways"]),
     ):
         request = list_pb2.ListRequest(filters=[bad])
-        with pytest.raises(ConnectError) as info:
-            await client.list_runs(rs.ListRunsRequest(project_id=project_id(project), request=request))
-        assert info.value.code is Code.INVALID_ARGUMENT, bad
-    with pytest.raises(ConnectError) as info:
-        await client.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(limit=201)))
-    assert info.value.code is Code.INVALID_ARGUMENT and "200" in info.value.message
-    with pytest.raises(ConnectError) as info:
-        await client.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(token="next")))
-    assert info.value.code is Code.INVALID_ARGUMENT
+        call = client.list_runs(rs.ListRunsRequest(project_id=project_id(project), request=request))
+        await refused(call, Code.INVALID_ARGUMENT)
+    too_many = client.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(limit=201)))
+    assert "200" in await refused(too_many, Code.INVALID_ARGUMENT)
+    bad_token = client.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(token="next")))
+    assert "token" in await refused(bad_token, Code.INVALID_ARGUMENT)
 
 
 async def test_list_actions_answers_the_runs_actions_with_upstreams_short_metadata(
-    client: RunServiceClient, repo: ActionRepo, project: str
+    client: RunServiceClient, repo: ActionRepo, project: str, ids: dict[str, ActionId]
 ) -> None:
-    run_id = RunId(project, DOMAIN, "r0")
-    await seed_run(repo, run_id)
+    run_id = ids["a0"].run
     resp = await client.list_actions(
         rs.ListActionsRequest(
             run_id=run_id.to_proto(),
-            request=list_pb2.ListRequest(sort_by=list_pb2.Sort(key="created_at")),
+            request=list_pb2.ListRequest(sort_by=list_pb2.Sort(key="created_at", direction=ASCENDING)),
         )
     )
     assert [(a.id.name, a.metadata.parent) for a in resp.actions] == [
@@ -108,15 +119,14 @@ async def test_list_actions_answers_the_runs_actions_with_upstreams_short_metada
     assert a2.status.phase == phase_pb2.ACTION_PHASE_FAILED and a2.status.attempts == 2
     assert a2.status.duration_ms == 5000
     assert not a2.metadata.HasField("task")  # upstream's convertActionToEnrichedProto: parent and group only
-    with pytest.raises(ConnectError) as info:
-        await client.list_actions(rs.ListActionsRequest())
-    assert info.value.code is Code.INVALID_ARGUMENT and "run_id.project" in info.value.message
+    assert "run_id.project" in await refused(
+        client.list_actions(rs.ListActionsRequest()), Code.INVALID_ARGUMENT
+    )
 
 
 async def test_get_action_details_merges_the_attempts_from_the_recorded_events(
-    client: RunServiceClient, repo: ActionRepo, project: str
+    client: RunServiceClient, repo: ActionRepo, ids: dict[str, ActionId]
 ) -> None:
-    ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
     resp = await client.get_action_details(rs.GetActionDetailsRequest(action_id=ids["a2"].to_proto()))
     details = resp.details
     assert [a.attempt for a in details.attempts] == [1, 2]
@@ -138,29 +148,23 @@ async def test_get_action_details_merges_the_attempts_from_the_recorded_events(
 
 
 async def test_get_run_details_and_unknown_ids_answer_not_found(
-    client: RunServiceClient, repo: ActionRepo, project: str
+    client: RunServiceClient, repo: ActionRepo, project: str, ids: dict[str, ActionId]
 ) -> None:
-    run_id = RunId(project, DOMAIN, "r0")
-    await seed_run(repo, run_id)
+    run_id = ids["a0"].run
     resp = await client.get_run_details(rs.GetRunDetailsRequest(run_id=run_id.to_proto()))
     assert resp.details.action.id.name == "a0"
     assert resp.details.action.status.phase == phase_pb2.ACTION_PHASE_RUNNING
     missing = RunId(project, DOMAIN, "nope")
-    with pytest.raises(ConnectError) as info:
-        await client.get_run_details(rs.GetRunDetailsRequest(run_id=missing.to_proto()))
-    assert info.value.code is Code.NOT_FOUND and "nope" in info.value.message
-    with pytest.raises(ConnectError) as info:
-        await client.get_action_details(
-            rs.GetActionDetailsRequest(action_id=ActionId(run_id, "a9").to_proto())
-        )
-    assert info.value.code is Code.NOT_FOUND
+    call = client.get_run_details(rs.GetRunDetailsRequest(run_id=missing.to_proto()))
+    assert "nope" in await refused(call, Code.NOT_FOUND)
+    unknown = ActionId(run_id, "a9").to_proto()
+    await refused(client.get_action_details(rs.GetActionDetailsRequest(action_id=unknown)), Code.NOT_FOUND)
 
 
 async def test_abort_run_marks_the_root_aborted_and_requests_its_abort(
-    client: RunServiceClient, repo: ActionRepo, project: str
+    client: RunServiceClient, repo: ActionRepo, project: str, ids: dict[str, ActionId]
 ) -> None:
-    run_id = RunId(project, DOMAIN, "r0")
-    await seed_run(repo, run_id)
+    run_id = ids["a0"].run
     await client.abort_run(rs.AbortRunRequest(run_id=run_id.to_proto(), reason="enough"))
     root = await repo.get_run(run_id)
     assert root.phase is ActionPhase.ABORTED and root.abort_reason == "enough"
@@ -168,15 +172,13 @@ async def test_abort_run_marks_the_root_aborted_and_requests_its_abort(
     details = await client.get_run_details(rs.GetRunDetailsRequest(run_id=run_id.to_proto()))
     assert details.details.action.WhichOneof("result") == "abort_info"
     assert details.details.action.abort_info.reason == "enough"
-    with pytest.raises(ConnectError) as info:
-        await client.abort_run(rs.AbortRunRequest(run_id=RunId(project, DOMAIN, "nope").to_proto()))
-    assert info.value.code is Code.NOT_FOUND
+    missing = RunId(project, DOMAIN, "nope").to_proto()
+    await refused(client.abort_run(rs.AbortRunRequest(run_id=missing)), Code.NOT_FOUND)
 
 
 async def test_abort_action_uses_upstreams_default_reason(
-    client: RunServiceClient, repo: ActionRepo, project: str
+    client: RunServiceClient, repo: ActionRepo, ids: dict[str, ActionId]
 ) -> None:
-    ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
     await client.abort_action(rs.AbortActionRequest(action_id=ids["a1-1"].to_proto()))
     row = await repo.get_action(ids["a1-1"])
     assert row.phase is ActionPhase.ABORTED and row.abort_reason == "User requested abort"
@@ -184,13 +186,7 @@ async def test_abort_action_uses_upstreams_default_reason(
 
 
 async def test_methods_not_served_answer_unimplemented_with_the_reason(client: RunServiceClient) -> None:
-    with pytest.raises(ConnectError) as info:
-        await client.create_run(rs.CreateRunRequest())
-    assert info.value.code is Code.UNIMPLEMENTED and "enqueue" in info.value.message
-    with pytest.raises(ConnectError) as info:
-        await client.signal_event(rs.SignalEventRequest())
-    assert info.value.code is Code.UNIMPLEMENTED
-    with pytest.raises(ConnectError) as info:
-        async for _ in client.watch_groups(rs.WatchGroupsRequest()):
-            pass
-    assert info.value.code is Code.UNIMPLEMENTED and "WatchGroups" in info.value.message
+    assert "enqueue" in await refused(client.create_run(rs.CreateRunRequest()), Code.UNIMPLEMENTED)
+    await refused(client.signal_event(rs.SignalEventRequest()), Code.UNIMPLEMENTED)
+    stream = client.watch_groups(rs.WatchGroupsRequest())
+    assert "WatchGroups" in await refused(anext(stream), Code.UNIMPLEMENTED)
