@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "serve",
         "serve_cmd:serve",
-        "serve Flyte's API over Connect (HTTP/1.1 and h2c): the events endpoint Flyte's executor reports to",
+        "serve Flyte's API over Connect (HTTP/1.1 and h2c): RunService for Flyte's SDK, CLI and UI, and the "
+        "events endpoint Flyte's executor reports to",
     )
     p.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="(default 127.0.0.1:8090)")
     p.add_argument(
@@ -100,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none",),
         default="none",
         help="who may call: none (local use; logged loudly). Kubernetes token review is not built yet",
+    )
+    p.add_argument(
+        "--max-streams", type=int, default=1000, help="watch streams open at once at most (default 1000)"
+    )
+    p.add_argument(
+        "--max-stream-seconds",
+        type=float,
+        default=3600.0,
+        help="a watch stream ends cleanly after this long; Flyte's SDK re-subscribes (default 3600)",
     )
 
     runs = sub.add_parser("runs", help="list, show and follow runs").add_subparsers(
