@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
-import sys
-import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +15,12 @@ from typing import Any
 import pytest
 
 from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
-from taskaction_operator.devtools.operator_process import free_port
 from taskaction_operator.k8s import KubeOps
-from tests.conftest import LOCAL, ROOT
-from tests.e2e.operator import Db, eventually, until
-from tests.e2e.taskactions import taskaction
+from tests.conftest import LOCAL
+from tests.e2e.operator import Db, until
+from tests.e2e.test_operator_recording import children_owned, create
 from tests.flyte_client import CLIENT_TIMEOUT, FlyteClients, flyte_clients
+from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -31,32 +28,30 @@ DOMAIN = "development"
 RUNNING, SUCCEEDED, ABORTED = 4, 5, 7
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def api_server(database_url: str) -> Iterator[str]:
-    """``taskaction-operator serve`` as a process on a free port; its output in .local/e2e-logs."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_dir = LOCAL / "e2e-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"serve-{port}.log", "w", encoding="utf-8") as log:
-        argv = [sys.executable, "-m", "taskaction_operator", "serve", "--listen", f"127.0.0.1:{port}"]
-        proc = subprocess.Popen(
-            [*argv, "--database-url", database_url], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            eventually(lambda: _healthy(url), what="serve answers /healthz")
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    """``taskaction-operator serve`` as a process; its output in .local/e2e-logs."""
+    server = ServeProcess(database_url, LOCAL / "e2e-logs" / f"serve-{uuid.uuid4().hex[:8]}.log").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def operator(start_operator: Any) -> None:
+    start_operator()
+
+
+async def _start_run(kube: KubeOps, ns: str, run: str, *tree: tuple[str, str | None]) -> StandInExecutor:
+    """The run's TaskActions created (``(action, parent)`` in order); the executor that drives them."""
+    for action, parent in tree:
+        await create(kube, ns, ns, run, action, parent)
+    return StandInExecutor(kube)
+
+
+async def _no_taskactions(kube: KubeOps, ns: str) -> bool:
+    return not await kube.list_taskactions(ns)
 
 
 @pytest.fixture
@@ -65,18 +60,11 @@ async def flyte(flyte_venv: Path, api_server: str, tmp_path: Path) -> AsyncItera
         yield clients
 
 
-async def _create(kube: KubeOps, ns: str, run: str, action: str, parent: str | None = None) -> dict[str, Any]:
-    return await kube.create_taskaction(ns, taskaction(ns, run, action, parent))
-
-
 async def test_the_flyte_sdk_follows_a_run_the_executor_drives_to_its_end(
-    kube: KubeOps, db: Db, namespace: str, start_operator: Any, flyte: FlyteClients
+    kube: KubeOps, db: Db, namespace: str, flyte: FlyteClients
 ) -> None:
-    start_operator()
     run = "rfollow"
-    ex = StandInExecutor(kube)
-    await _create(kube, namespace, run, "a0")
-    await _create(kube, namespace, run, "a1", "a0")
+    ex = await _start_run(kube, namespace, run, ("a0", None), ("a1", "a0"))
     await until(lambda: db.phases(namespace, run).get("a0") == RUNNING, what="a0 promoted by its child")
     proc = await flyte.sdk(namespace, DOMAIN, "follow", run)
     assert (await flyte.line(proc))["done"] is False
@@ -97,22 +85,13 @@ async def test_the_flyte_sdk_follows_a_run_the_executor_drives_to_its_end(
 
 
 async def test_the_flyte_cli_aborts_a_run_which_ends_aborted_and_gone_from_the_cluster(
-    kube: KubeOps, db: Db, namespace: str, start_operator: Any, flyte: FlyteClients
+    kube: KubeOps, db: Db, namespace: str, flyte: FlyteClients
 ) -> None:
-    start_operator()
     run = "rabort"
-    ex = StandInExecutor(kube)
-    await _create(kube, namespace, run, "a0")
-    await _create(kube, namespace, run, "a1", "a0")
-    await _create(kube, namespace, run, "a2", "a1")
+    ex = await _start_run(kube, namespace, run, ("a0", None), ("a1", "a0"), ("a2", "a1"))
     await ex.run_through(namespace, f"{run}-a2", ["Queued", "Executing"])
     await until(lambda: len(db.phases(namespace, run)) == 3, what="run recorded")
-
-    async def owned() -> bool:
-        objs = await kube.list_taskactions(namespace)
-        return all(o["metadata"].get("ownerReferences") for o in objs if o["spec"]["actionName"] != "a0")
-
-    await until(owned, what="children owned by their parents")
+    await until(lambda: children_owned(kube, namespace), what="children owned by their parents")
     scope = ("--project", namespace, "--domain", DOMAIN)
     listed = json.loads(await flyte.ok("-of", "json-raw", "get", "action", run, *scope))
     assert sorted(a["id"]["name"] for a in listed) == ["a0", "a1", "a2"]
@@ -121,9 +100,7 @@ async def test_the_flyte_cli_aborts_a_run_which_ends_aborted_and_gone_from_the_c
         lambda: db.phases(namespace, run) == {"a0": ABORTED, "a1": ABORTED, "a2": ABORTED},
         what="the whole run ABORTED in the record",
     )
-
-    async def none_left() -> bool:
-        return not await kube.list_taskactions(namespace)
-
-    await until(none_left, what="every TaskAction of the run gone from the cluster")
+    await until(
+        lambda: _no_taskactions(kube, namespace), what="every TaskAction of the run gone from the cluster"
+    )
     assert db.actions(namespace, run)["a0"]["abort_reason"] == "stop from flyte"
