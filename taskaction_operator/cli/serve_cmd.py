@@ -38,6 +38,8 @@ async def serve(ctx: Context) -> int:
         port=port,
         max_streams=ctx.args.max_streams,
         max_stream_seconds=ctx.args.max_stream_seconds,
+        kube=ctx.kube() if ctx.args.auth == "kubernetes" else None,
+        namespace=ctx.namespace,
     )
     await serve(options)
     return 0

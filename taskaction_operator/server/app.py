@@ -13,6 +13,7 @@ from flyteidl2.workflow.run_service_connect import RunServiceASGIApplication
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskaction_operator.repo import ActionRepo
+from taskaction_operator.server.auth import KubernetesAuth
 from taskaction_operator.server.bounds import StreamLimits, UnaryDeadline, watch_disconnect
 from taskaction_operator.server.events import EventsEndpoint
 from taskaction_operator.server.observability import REGISTRY, RpcMetrics, StreamMessages
@@ -70,11 +71,15 @@ def build_app(
     limits: StreamLimits | None = None,
     read_max_bytes: int = READ_MAX_BYTES,
     unary_seconds: float = 30.0,
+    auth: KubernetesAuth | None = None,
 ) -> Router:
     """Every service the server offers, over one repository (one pool, one listener for every
     watch); requests larger than ``read_max_bytes`` answer ``resource_exhausted``, watches beyond
-    ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``."""
-    interceptors = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
+    ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``. With
+    ``auth``, every call is checked before it runs (and after it is counted in the metrics)."""
+    interceptors: list[Any] = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
+    if auth is not None:
+        interceptors.insert(1, auth)
     events = EventsEndpoint(repo)
     runs = RunsEndpoint(repo, limits)
     bounds: dict[str, Any] = {"interceptors": interceptors, "read_max_bytes": read_max_bytes}

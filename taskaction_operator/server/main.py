@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.k8s.reviews import Reviews
 from taskaction_operator.repo import ActionRepo
 from taskaction_operator.server.app import READ_MAX_BYTES, build_app
+from taskaction_operator.server.auth import KubernetesAuth
 from taskaction_operator.server.bounds import StreamLimits
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,10 @@ class ServeOptions:
     read_max_bytes: int = READ_MAX_BYTES
     #: Longest a unary call may take, in seconds (a client's shorter deadline wins).
     unary_seconds: float = 30.0
+    #: With ``--auth kubernetes``: the cluster whose TokenReview and SubjectAccessReview decide, and
+    #: the namespace of the TaskActions whose rights a caller needs; None serves without auth.
+    kube: KubeOps | None = None
+    namespace: str = "flyte"
 
 
 async def serve(options: ServeOptions) -> None:
@@ -47,8 +54,13 @@ async def serve(options: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     limits = StreamLimits(options.max_streams, options.max_stream_seconds)
+    auth = None if options.kube is None else KubernetesAuth(Reviews(options.kube), options.namespace)
     app = build_app(
-        repo, limits=limits, read_max_bytes=options.read_max_bytes, unary_seconds=options.unary_seconds
+        repo,
+        limits=limits,
+        read_max_bytes=options.read_max_bytes,
+        unary_seconds=options.unary_seconds,
+        auth=auth,
     )
     log.info("serving %s on %s:%d", ", ".join(p.strip("/") for p in app.paths), options.host, options.port)
     try:
