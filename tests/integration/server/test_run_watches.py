@@ -18,6 +18,7 @@ from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
 from taskaction_operator.server.app import build_app
 from taskaction_operator.server.bounds import StreamLimits
+from taskaction_operator.server.observability import REGISTRY
 from tests.integration.repo.helpers import eventually, next_item, next_matching
 from tests.integration.server.conftest import serving
 from tests.integration.server.records import reported, row, seed_run
@@ -223,3 +224,28 @@ async def test_a_stream_ends_cleanly_at_the_server_lifetime_and_with_deadline_ex
         with pytest.raises(ConnectError) as info:
             await next_item(stream)
         assert info.value.code is Code.DEADLINE_EXCEEDED
+
+
+async def test_metrics_count_each_rpc_and_each_stream_message_and_large_requests_are_refused(
+    repo: ActionRepo, project: str
+) -> None:
+    ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
+    service = "flyteidl2.workflow.RunService"
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"service": service, **labels}) or 0.0
+
+    ok_before = sample("taskaction_rpc_requests_total", method="GetRunDetails", code="ok")
+    sent_before = sample("taskaction_rpc_stream_messages_total", method="WatchActions")
+    async with serving(build_app(repo, read_max_bytes=1024)) as url, RunServiceClient(url) as c:
+        await c.get_run_details(rs.GetRunDetailsRequest(run_id=ids["a0"].run.to_proto()))
+        stream = c.watch_actions(rs.WatchActionsRequest(run_id=ids["a0"].run.to_proto()))
+        await next_item(stream)
+        assert sample("taskaction_rpc_in_flight", method="WatchActions") == 1
+        huge = list_pb2.Filter(field="task_name", function=list_pb2.Filter.EQUAL, values=["x" * 4096])
+        with pytest.raises(ConnectError) as info:
+            await c.list_runs(rs.ListRunsRequest(request=list_pb2.ListRequest(filters=[huge])))
+        assert info.value.code is Code.RESOURCE_EXHAUSTED
+    assert sample("taskaction_rpc_requests_total", method="GetRunDetails", code="ok") == ok_before + 1
+    assert sample("taskaction_rpc_stream_messages_total", method="WatchActions") == sent_before + 1
+    assert sample("taskaction_rpc_in_flight", method="WatchActions") == 0
