@@ -10,6 +10,7 @@ import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from flyteidl2.common import identifier_pb2, list_pb2, phase_pb2
+from flyteidl2.workflow import run_definition_pb2
 from flyteidl2.workflow import run_service_pb2 as rs
 from flyteidl2.workflow.run_service_connect import RunServiceClient
 from sqlalchemy import text
@@ -35,12 +36,18 @@ async def client(server: str) -> AsyncIterator[RunServiceClient]:
         yield c
 
 
-async def test_watch_action_details_sends_each_change_and_ends_once_the_events_are_terminal(
-    client: RunServiceClient, repo: ActionRepo, project: str
-) -> None:
+@pytest.fixture
+async def a3(repo: ActionRepo, project: str) -> ActionId:
+    """A RUNNING child ``a3`` of run ``r0``'s root (the rest of :func:`seed_run`'s tree beside it)."""
     ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
     a3 = ActionId(ids["a0"].run, "a3")
     await repo.create_action(row(a3, "a0", ActionPhase.RUNNING, "wf.eval", 9))
+    return a3
+
+
+async def test_watch_action_details_sends_each_change_and_ends_once_the_events_are_terminal(
+    client: RunServiceClient, repo: ActionRepo, a3: ActionId
+) -> None:
     await repo.insert_reported_events([reported(a3, 1, ActionPhase.RUNNING, 20)])
     stream = client.watch_action_details(rs.WatchActionDetailsRequest(action_id=a3.to_proto()))
     first = await next_item(stream)
@@ -249,3 +256,23 @@ async def test_metrics_count_each_rpc_and_each_stream_message_and_large_requests
     assert sample("taskaction_rpc_requests_total", method="GetRunDetails", code="ok") == ok_before + 1
     assert sample("taskaction_rpc_stream_messages_total", method="WatchActions") == sent_before + 1
     assert sample("taskaction_rpc_in_flight", method="WatchActions") == 0
+
+
+async def test_watch_cluster_events_sends_the_attempts_events_as_recorded_and_ends_at_its_end(
+    client: RunServiceClient, repo: ActionRepo, a3: ActionId
+) -> None:
+    def pulled(reason: str) -> run_definition_pb2.ClusterEvent:
+        return run_definition_pb2.ClusterEvent(reason=reason, message=f"{reason} the image")
+
+    await repo.insert_reported_events(
+        [reported(a3, 1, ActionPhase.QUEUED, 20, cluster_events=[pulled("Pulling")])]
+    )
+    stream = client.watch_cluster_events(rs.WatchClusterEventsRequest(id=a3.to_proto(), attempt=1))
+    assert [e.reason for e in (await next_item(stream)).cluster_events] == ["Pulling"]
+    await repo.insert_reported_events(
+        [reported(a3, 1, ActionPhase.RUNNING, 21, cluster_events=[pulled("Pulled")])]
+    )
+    assert [e.reason for e in (await next_item(stream)).cluster_events] == ["Pulled"]
+    await repo.insert_reported_events([reported(a3, 1, ActionPhase.SUCCEEDED, 22)])
+    with pytest.raises(StopAsyncIteration):
+        await next_item(stream)

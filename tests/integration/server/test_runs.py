@@ -9,12 +9,16 @@ import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from flyteidl2.common import identifier_pb2, list_pb2, phase_pb2
+from flyteidl2.core import execution_pb2
+from flyteidl2.task import common_pb2 as task_common_pb2
+from flyteidl2.task import task_definition_pb2
+from flyteidl2.workflow import run_info_pb2
 from flyteidl2.workflow import run_service_pb2 as rs
 from flyteidl2.workflow.run_service_connect import RunServiceClient
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
-from tests.integration.server.records import seed_run
+from tests.integration.server.records import reported, seed_run
 
 pytestmark = pytest.mark.db
 
@@ -190,3 +194,56 @@ async def test_methods_not_served_answer_unimplemented_with_the_reason(client: R
     await refused(client.signal_event(rs.SignalEventRequest()), Code.UNIMPLEMENTED)
     stream = client.watch_groups(rs.WatchGroupsRequest())
     assert "WatchGroups" in await refused(anext(stream), Code.UNIMPLEMENTED)
+
+
+async def test_log_context_and_data_uris_come_from_the_events_and_the_run_info(
+    client: RunServiceClient, repo: ActionRepo, ids: dict[str, ActionId]
+) -> None:
+    a1 = ids["a1"]
+    info = run_info_pb2.RunInfo(inputs_uri="s3://bucket/r0/a1/inputs.pb")
+    await repo.update_action_detailed_info(a1, info)
+    log_context = execution_pb2.LogContext(primary_pod_name="r0-a1-0")
+    outputs = task_common_pb2.OutputReferences(output_uri="s3://bucket/r0/a1/outputs.pb")
+    await repo.insert_reported_events(
+        [
+            reported(a1, 1, ActionPhase.RUNNING, 20),
+            # Upstream reads the attempt's latest event by phase: the terminal one, as the executor sends it.
+            reported(a1, 1, ActionPhase.SUCCEEDED, 21, outputs=outputs, log_context=log_context),
+        ]
+    )
+    got = await client.get_action_log_context(
+        rs.GetActionLogContextRequest(action_id=a1.to_proto(), attempt=1)
+    )
+    assert got.log_context.primary_pod_name == "r0-a1-0" and got.cluster == "c1"
+    missing = client.get_action_log_context(rs.GetActionLogContextRequest(action_id=a1.to_proto(), attempt=2))
+    assert "attempt 2" in await refused(missing, Code.NOT_FOUND)
+    uris = await client.get_action_data_u_r_is(rs.GetActionDataURIsRequest(action_id=a1.to_proto()))
+    assert (uris.inputs_uri, uris.outputs_uri) == (
+        "s3://bucket/r0/a1/inputs.pb",
+        "s3://bucket/r0/a1/outputs.pb",
+    )
+    # a2 FAILED: no outputs to point at, and no RunInfo stored at all.
+    no_info = client.get_action_data_u_r_is(rs.GetActionDataURIsRequest(action_id=ids["a2"].to_proto()))
+    assert "run data not available" in await refused(no_info, Code.NOT_FOUND)
+
+
+async def test_list_runs_scopes_by_task_and_by_paused_actions(
+    client: RunServiceClient, repo: ActionRepo, project: str
+) -> None:
+    await seed_run(repo, RunId(project, DOMAIN, "r0"))
+    paused = await seed_run(repo, RunId(project, DOMAIN, "r1"), offset=100)
+    await repo.update_action_phase(paused["a1-1"], ActionPhase.PAUSED, 1, 0)
+
+    def names(resp: rs.ListRunsResponse) -> list[str]:
+        return sorted(r.action.id.run.name for r in resp.runs)
+
+    by_task = rs.ListRunsRequest(
+        task_name=task_definition_pb2.TaskName(project=project, domain=DOMAIN, name="wf.pipeline")
+    )
+    assert names(await client.list_runs(by_task)) == ["r0", "r1"]
+    other_version = task_definition_pb2.TaskIdentifier(
+        project=project, domain=DOMAIN, name="wf.pipeline", version="v2"
+    )
+    assert names(await client.list_runs(rs.ListRunsRequest(task_id=other_version))) == []
+    only_paused = rs.ListRunsRequest(project_id=project_id(project), paused_actions_only=True)
+    assert names(await client.list_runs(only_paused)) == ["r1"]
