@@ -66,10 +66,10 @@ class RunWatches:
         self, request: rs.WatchRunDetailsRequest, ctx: Ctx
     ) -> AsyncIterator[rs.WatchRunDetailsResponse]:
         run_id = run_id_of(request.run_id)
-        async with (
-            self._limits.stream(ctx) as stream,
-            self._repo.watch_action_updates(run_id.root) as updates,
-        ):
+        # The root is the action without a parent (a0 in every run Flyte creates); it is read again
+        # once subscribed, so nothing committed in between is missed.
+        root_id = (await self._repo.get_run(run_id)).action_id
+        async with self._limits.stream(ctx) as stream, self._repo.watch_action_updates(root_id) as updates:
             root = await self._repo.get_run(run_id)
             yield rs.WatchRunDetailsResponse(details=await build_run_details(self._repo, root))
             async for _ in stream.follow(updates):
