@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "logged loudly)",
     )
     p.add_argument(
+        "--actions",
+        action="store_true",
+        help="also serve ActionsService (Enqueue, WatchForUpdates, Update, Abort) for Flyte's in-pod "
+        "controller: TaskActions created and deleted in -n NAMESPACE through the Kubernetes API",
+    )
+    p.add_argument(
         "--max-streams", type=int, default=1000, help="watch streams open at once at most (default 1000)"
     )
     p.add_argument(

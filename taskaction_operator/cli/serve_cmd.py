@@ -38,8 +38,10 @@ async def serve(ctx: Context) -> int:
         port=port,
         max_streams=ctx.args.max_streams,
         max_stream_seconds=ctx.args.max_stream_seconds,
-        kube=ctx.kube() if ctx.args.auth == "kubernetes" else None,
+        kube=ctx.kube() if ctx.args.auth == "kubernetes" or ctx.args.actions else None,
         namespace=ctx.namespace,
+        actions=ctx.args.actions,
+        auth=ctx.args.auth == "kubernetes",
     )
     await serve(options)
     return 0

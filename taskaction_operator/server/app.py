@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from flyteidl2.actions.actions_service_connect import ActionsServiceASGIApplication
 from flyteidl2.workflow.events_proxy_service_connect import EventsProxyServiceASGIApplication
 from flyteidl2.workflow.internal_run_service_connect import InternalRunServiceASGIApplication
 from flyteidl2.workflow.run_service_connect import RunServiceASGIApplication
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.repo import ActionRepo
+from taskaction_operator.server.actions import ActionsEndpoint, UnservedActions
 from taskaction_operator.server.auth import KubernetesAuth
 from taskaction_operator.server.bounds import StreamLimits, UnaryDeadline, watch_disconnect
 from taskaction_operator.server.events import EventsEndpoint
@@ -72,22 +75,28 @@ def build_app(
     read_max_bytes: int = READ_MAX_BYTES,
     unary_seconds: float = 30.0,
     auth: KubernetesAuth | None = None,
+    actions: ActionsClient | None = None,
 ) -> Router:
     """Every service the server offers, over one repository (one pool, one listener for every
     watch); requests larger than ``read_max_bytes`` answer ``resource_exhausted``, watches beyond
     ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``. With
-    ``auth``, every call is checked before it runs (and after it is counted in the metrics)."""
+    ``auth``, every call is checked before it runs (and after it is counted in the metrics). With
+    ``actions`` (an ActionsClient whose informer is watching), ActionsService is served on it; without,
+    its methods answer ``unimplemented``."""
     interceptors: list[Any] = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
     if auth is not None:
         interceptors.insert(1, auth)
     events = EventsEndpoint(repo)
+    limits = limits or StreamLimits()
     runs = RunsEndpoint(repo, limits)
+    actions_service = UnservedActions() if actions is None else ActionsEndpoint(actions, limits)
     bounds: dict[str, Any] = {"interceptors": interceptors, "read_max_bytes": read_max_bytes}
     return Router(
         [
             EventsProxyServiceASGIApplication(events, **bounds),
             InternalRunServiceASGIApplication(events, **bounds),
             RunServiceASGIApplication(runs, **bounds),
+            ActionsServiceASGIApplication(actions_service, **bounds),
         ],
         ready=repo.ping,
     )

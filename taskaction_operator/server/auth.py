@@ -9,9 +9,11 @@ What each call needs on ``taskactions.flyte.org`` in that namespace:
 RunService ``Get*``                                    ``get``
 RunService ``List*``, ``Watch*``                       ``list``
 RunService ``Abort*``                                  ``delete`` (what the operator then does)
-RunService ``CreateRun``                               ``create``
-anything else (events endpoint, ``SignalEvent``)       ``update`` on ``taskactions/status`` (what
-                                                       Flyte's executor already may do)
+RunService ``CreateRun``, ActionsService ``Enqueue``    ``create``
+ActionsService ``Abort``                               ``delete``
+ActionsService ``WatchForUpdates``                     ``list``
+anything else (events endpoint, ActionsService         ``update`` on ``taskactions/status`` (what
+``Update``, ``SignalEvent``)                           Flyte's executor already may do)
 =====================================================  =========================================
 """
 
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 10.0
 _MAX_ENTRIES = 10_000
 _RUN_SERVICE = "flyteidl2.workflow.RunService"
+_ACTIONS_SERVICE = "flyteidl2.actions.ActionsService"
+_ACTIONS_VERBS = {"Enqueue": "create", "Abort": "delete", "WatchForUpdates": "list"}
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -59,6 +63,8 @@ def required_access(service: str, method: str) -> tuple[str, str]:
                 return verb, ""
         if method == "CreateRun":
             return "create", ""
+    if service == _ACTIONS_SERVICE and method in _ACTIONS_VERBS:
+        return _ACTIONS_VERBS[method], ""
     return "update", "status"
 
 

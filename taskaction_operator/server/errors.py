@@ -54,17 +54,50 @@ GRPC_CODES: dict[Code, int] = {
 }
 
 
-def translated(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
-    """A unary method whose failures reach the client as Connect errors, never as a crash."""
+ErrorMapper = Callable[[Exception], ConnectError]
 
-    @wraps(fn)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return await fn(*args, **kwargs)
-        except Exception as exc:
-            raise connect_error(exc) from exc
 
-    return wrapper
+def translating(
+    to_error: ErrorMapper,
+) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_P, Awaitable[_R]]]:
+    """A decorator: a unary method whose failures reach the client as ``to_error`` makes them."""
+
+    def decorate(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+        @wraps(fn)
+        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                raise to_error(exc) from exc
+
+        return wrapper
+
+    return decorate
+
+
+def translating_stream(
+    to_error: ErrorMapper,
+) -> Callable[[Callable[_P, AsyncIterator[_R]]], Callable[_P, AsyncIterator[_R]]]:
+    """A decorator: a server-streaming method whose failures end the stream as ``to_error`` makes them."""
+
+    def decorate(fn: Callable[_P, AsyncIterator[_R]]) -> Callable[_P, AsyncIterator[_R]]:
+        @wraps(fn)
+        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> AsyncIterator[_R]:
+            try:
+                async for message in fn(*args, **kwargs):
+                    yield message
+            except Exception as exc:
+                raise to_error(exc) from exc
+
+        return wrapper
+
+    return decorate
+
+
+#: A unary method of ours: its failures reach the client as Connect errors, never as a crash.
+translated = translating(connect_error)
+#: A server-streaming method of ours: its failures end the stream as Connect errors.
+translated_stream = translating_stream(connect_error)
 
 
 def validate_events(events: Iterable[run_definition_pb2.ActionEvent]) -> None:
@@ -112,17 +145,3 @@ def action_id_of(message: identifier_pb2.ActionIdentifier, field: str = "action_
     if not message.name:
         raise ConnectError(Code.INVALID_ARGUMENT, f"{field}.name: required")
     return ActionId(run_id, message.name)
-
-
-def translated_stream(fn: Callable[_P, AsyncIterator[_R]]) -> Callable[_P, AsyncIterator[_R]]:
-    """A server-streaming method whose failures end the stream as Connect errors."""
-
-    @wraps(fn)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> AsyncIterator[_R]:
-        try:
-            async for message in fn(*args, **kwargs):
-                yield message
-        except Exception as exc:
-            raise connect_error(exc) from exc
-
-    return wrapper

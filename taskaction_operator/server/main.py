@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.k8s.reviews import Reviews
 from taskaction_operator.repo import ActionRepo
@@ -40,11 +41,20 @@ class ServeOptions:
     #: the namespace of the TaskActions whose rights a caller needs; None serves without auth.
     kube: KubeOps | None = None
     namespace: str = "flyte"
+    #: Whether to serve ActionsService (on ``kube``, in ``namespace``).
+    actions: bool = False
+    #: Whether ``kube`` reviews every call (``--auth kubernetes``).
+    auth: bool = False
 
 
 async def serve(options: ServeOptions) -> None:
-    """Serve until SIGINT/SIGTERM; then finish in-flight calls (bounded) and close the pool."""
-    repo = await ActionRepo.connect(options.database_url)
+    """Serve until SIGINT/SIGTERM; then finish in-flight calls (bounded), stop the TaskAction watch
+    (with ``actions``) and close the pool."""
+    kube = options.kube
+    if (options.auth or options.actions) and kube is None:
+        raise ValueError("--auth kubernetes and --actions need a Kubernetes client (kube)")
+    auth = KubernetesAuth(Reviews(kube), options.namespace) if options.auth and kube is not None else None
+    actions = ActionsClient(kube, options.namespace) if options.actions and kube is not None else None
     config = Config()
     config.bind = [f"{options.host}:{options.port}"]
     config.graceful_timeout = options.graceful_timeout
@@ -53,17 +63,22 @@ async def serve(options: ServeOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    limits = StreamLimits(options.max_streams, options.max_stream_seconds)
-    auth = None if options.kube is None else KubernetesAuth(Reviews(options.kube), options.namespace)
-    app = build_app(
-        repo,
-        limits=limits,
-        read_max_bytes=options.read_max_bytes,
-        unary_seconds=options.unary_seconds,
-        auth=auth,
-    )
-    log.info("serving %s on %s:%d", ", ".join(p.strip("/") for p in app.paths), options.host, options.port)
+    repo = await ActionRepo.connect(options.database_url)
     try:
+        if actions is not None:
+            await actions.start_watching()
+        app = build_app(
+            repo,
+            limits=StreamLimits(options.max_streams, options.max_stream_seconds),
+            read_max_bytes=options.read_max_bytes,
+            unary_seconds=options.unary_seconds,
+            auth=auth,
+            actions=actions,
+        )
+        served = ", ".join(p.strip("/") for p in app.paths)
+        log.info("serving %s on %s:%d", served, options.host, options.port)
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
+        if actions is not None:
+            await actions.stop_watching()
         await repo.close()

@@ -3,11 +3,10 @@ API server, each call allowed or refused by its RBAC on the namespace's TaskActi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 
 import pytest
 from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from flyteidl2.common import identifier_pb2
 from flyteidl2.workflow import run_service_pb2 as rs
 from flyteidl2.workflow.run_service_connect import RunServiceClient
@@ -18,6 +17,7 @@ from taskaction_operator.model import ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
 from taskaction_operator.server.app import build_app
 from taskaction_operator.server.auth import KubernetesAuth
+from tests.connect_errors import refused
 from tests.e2e.conftest import Kubectl
 from tests.integration.repo.helpers import next_item
 from tests.integration.server.conftest import serving
@@ -65,13 +65,6 @@ async def client(kubeconfig: str, repo: ActionRepo, namespace: str) -> AsyncIter
 
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
-
-
-async def refused(call: Awaitable[object], code: Code) -> str:
-    with pytest.raises(ConnectError) as info:
-        await call
-    assert info.value.code is code, info.value.message
-    return info.value.message
 
 
 async def test_calls_without_a_valid_token_are_unauthenticated(

@@ -3,11 +3,10 @@ real PostgreSQL: what Flyte's SDK and CLI call to list, read and abort runs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 
 import pytest
 from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from flyteidl2.common import identifier_pb2, list_pb2, phase_pb2
 from flyteidl2.core import execution_pb2
 from flyteidl2.task import common_pb2 as task_common_pb2
@@ -18,6 +17,7 @@ from flyteidl2.workflow.run_service_connect import RunServiceClient
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
+from tests.connect_errors import refused
 from tests.integration.server.records import reported, seed_run
 
 pytestmark = pytest.mark.db
@@ -36,14 +36,6 @@ async def client(server: str) -> AsyncIterator[RunServiceClient]:
 async def ids(repo: ActionRepo, project: str) -> dict[str, ActionId]:
     """The actions of run ``r0`` of this test's project, written by :func:`seed_run`."""
     return await seed_run(repo, RunId(project, DOMAIN, "r0"))
-
-
-async def refused(call: Awaitable[object], code: Code) -> str:
-    """The message of the Connect error ``call`` fails with, which must have ``code``."""
-    with pytest.raises(ConnectError) as info:
-        await call
-    assert info.value.code is code, info.value.message
-    return info.value.message
 
 
 def project_id(project: str) -> identifier_pb2.ProjectIdentifier:

@@ -56,6 +56,10 @@ def ctx(method: str, authorization: str | None, service: str = RUNS) -> RequestC
         (RUNS, "CreateRun", ("create", "")),
         (RUNS, "SignalEvent", ("update", "status")),
         ("flyteidl2.workflow.EventsProxyService", "Record", ("update", "status")),
+        ("flyteidl2.actions.ActionsService", "Enqueue", ("create", "")),
+        ("flyteidl2.actions.ActionsService", "Abort", ("delete", "")),
+        ("flyteidl2.actions.ActionsService", "WatchForUpdates", ("list", "")),
+        ("flyteidl2.actions.ActionsService", "Update", ("update", "status")),
     ],
 )
 def test_each_method_needs_the_verb_of_the_table(service: str, method: str, access: tuple[str, str]) -> None:
