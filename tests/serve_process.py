@@ -57,6 +57,10 @@ class ServeProcess:
             time.sleep(0.1)
         return self
 
+    def signal(self, sig: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
     def stop(self) -> tuple[int, str]:
         """SIGTERM, then its exit code and everything it printed."""
         assert self._proc is not None

@@ -52,24 +52,28 @@ def watch_disconnect(receive: Receive) -> Receive:
 class Stream:
     """One open watch: :meth:`follow` yields a subscription's items until the stream must end."""
 
-    def __init__(self, deadline: float, client_deadline: float | None) -> None:
+    def __init__(self, deadline: float, client_deadline: float | None, closing: asyncio.Event) -> None:
         self._deadline = deadline
         self._client_deadline = client_deadline
         self._gone = _DISCONNECTED.get() or asyncio.Event()
+        self._closing = closing
+
+    def _over(self) -> bool:
+        return self._gone.is_set() or self._closing.is_set()
 
     async def follow(self, items: AsyncIterator[T]) -> AsyncGenerator[T]:
-        """The next items of ``items``; returns at the server's lifetime or when the client is gone,
-        raises ``deadline_exceeded`` at the client's deadline."""
+        """The next items of ``items``; returns at the server's lifetime, when the client is gone or
+        when the server shuts down, raises ``deadline_exceeded`` at the client's deadline."""
         loop = asyncio.get_running_loop()
-        gone = asyncio.ensure_future(self._gone.wait())
+        stops = {asyncio.ensure_future(self._gone.wait()), asyncio.ensure_future(self._closing.wait())}
         try:
-            while not self._gone.is_set():
+            while not self._over():
                 ends = min(self._deadline, self._client_deadline or self._deadline)
                 remaining = ends - loop.time()
                 if remaining <= 0:
                     break
                 step = asyncio.ensure_future(anext(items))
-                done, _ = await asyncio.wait({step, gone}, timeout=remaining, return_when="FIRST_COMPLETED")
+                done, _ = await asyncio.wait({step, *stops}, timeout=remaining, return_when="FIRST_COMPLETED")
                 if step not in done:
                     step.cancel()
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
@@ -80,12 +84,9 @@ class Stream:
                 except StopAsyncIteration:
                     return
         finally:
-            gone.cancel()
-        if (
-            not self._gone.is_set()
-            and self._client_deadline is not None
-            and loop.time() >= self._client_deadline
-        ):
+            for stop in stops:
+                stop.cancel()
+        if not self._over() and self._client_deadline is not None and loop.time() >= self._client_deadline:
             raise ConnectError(Code.DEADLINE_EXCEEDED, "the client's deadline passed")
 
 
@@ -98,10 +99,18 @@ class StreamLimits:
         self.max_streams = max_streams
         self.max_seconds = max_seconds
         self.open = 0
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """The server is shutting down: every open stream ends cleanly now (clients re-subscribe, to
+        another replica if there is one), and new ones are refused with ``unavailable``."""
+        self._closing.set()
 
     @contextlib.asynccontextmanager
     async def stream(self, ctx: RequestContext[Any, Any]) -> AsyncIterator[Stream]:
         """A slot for one stream, or ``resource_exhausted`` when every slot is taken."""
+        if self._closing.is_set():
+            raise ConnectError(Code.UNAVAILABLE, "the server is shutting down; retry")
         if self.open >= self.max_streams:
             RPC_STREAMS_REFUSED.inc()
             raise ConnectError(
@@ -114,7 +123,7 @@ class StreamLimits:
         client_deadline = None if remaining_ms is None else now + remaining_ms / 1000.0
         self.open += 1
         try:
-            yield Stream(now + self.max_seconds, client_deadline)
+            yield Stream(now + self.max_seconds, client_deadline, self._closing)
         finally:
             self.open -= 1
 

@@ -67,9 +67,10 @@ async def serve(options: ServeOptions) -> None:
     try:
         if actions is not None:
             await actions.start_watching()
+        limits = StreamLimits(options.max_streams, options.max_stream_seconds)
         app = build_app(
             repo,
-            limits=StreamLimits(options.max_streams, options.max_stream_seconds),
+            limits=limits,
             read_max_bytes=options.read_max_bytes,
             unary_seconds=options.unary_seconds,
             auth=auth,
@@ -77,7 +78,12 @@ async def serve(options: ServeOptions) -> None:
         )
         served = ", ".join(p.strip("/") for p in app.paths)
         log.info("serving %s on %s:%d", served, options.host, options.port)
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+        async def shutdown() -> None:
+            await stop.wait()
+            limits.close()  # watches end now rather than at the graceful timeout
+
+        await hypercorn_serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]
     finally:
         if actions is not None:
             await actions.stop_watching()
