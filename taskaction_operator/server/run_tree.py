@@ -129,10 +129,9 @@ class RunTree:
     def _upsert(self, action: Action, changed: set[str]) -> None:
         current = self._nodes.get(action.name)
         if current is None:
-            if action.parent_action_name and action.name in {
-                o.name for o in self._orphans.get(action.parent_action_name, [])
-            }:
-                waiting = self._orphans[action.parent_action_name]
+            # A newer state of an action still waiting for its parent replaces the one waiting.
+            waiting = self._orphans.get(action.parent_action_name or "")
+            if waiting:
                 waiting[:] = [o for o in waiting if o.name != action.name]
             self._insert(action, changed)
             return

@@ -95,3 +95,15 @@ def test_filters_upstream_does_not_support_are_refused(field: str, function: int
     with pytest.raises(ConnectError) as info:
         RunTree([list_pb2.Filter(field=field, function=function, values=values)])  # type: ignore[arg-type]
     assert info.value.code is Code.INVALID_ARGUMENT
+
+
+def test_a_waiting_child_updated_before_its_parent_arrives_is_sent_once_in_its_latest_state() -> None:
+    tree = RunTree()
+    tree.upsert([node("a1", "a0", ActionPhase.QUEUED)])
+    tree.upsert([node("a1", "a0", ActionPhase.RUNNING)])
+    updates = tree.upsert([node("a0", None, ActionPhase.RUNNING)])
+    assert [(u.action.name, u.action.phase) for u in updates] == [
+        ("a0", ActionPhase.RUNNING),
+        ("a1", ActionPhase.RUNNING),
+    ]
+    assert updates[0].child_phase_counts == {RUNNING: 1}
