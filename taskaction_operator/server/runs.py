@@ -42,7 +42,8 @@ Ctx = RequestContext[Any, Any]
 
 #: Why each method that is not served is not: the message of its ``unimplemented`` answer.
 _WHY = {
-    "CreateRun": "create runs with `taskaction-operator enqueue` or the ActionsClient",
+    "CreateRun": "create runs with `taskaction-operator enqueue`, or through ActionsService.Enqueue "
+    "(serve --actions)",
     "GetActionData": "deprecated upstream, which answers unimplemented too; use DataProxyService",
     "SignalEvent": "condition actions cannot be signalled through this record",
     "WatchGroups": "task groups are not kept (there is no tasks table)",
