@@ -4,6 +4,8 @@ endpoint), ``/healthz`` (the process answers), ``/readyz`` (the database answers
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -61,8 +63,11 @@ class Router:
         elif path == "/metrics":
             await _plain(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         else:
-            app = self._routes.get("/" + path.lstrip("/").split("/", 1)[0])
-            if app is None:
+            service = path.lstrip("/").split("/", 1)[0]
+            app = self._routes.get("/" + service)
+            if app is None and "." in service:
+                await _unserved(scope, send, service, self.paths)
+            elif app is None:
                 await _plain(send, 404, b"not found\n")
             else:
                 await app(scope, watch_disconnect(receive), send)
@@ -100,6 +105,29 @@ def build_app(
         ],
         ready=repo.ping,
     )
+
+
+async def _unserved(scope: Scope, send: Send, service: str, served: Sequence[str]) -> None:
+    """A Connect, gRPC or gRPC-Web call to a service this server does not have: ``unimplemented``,
+    saying which services it has (Flyte's SDK calls e.g. DataProxyService for logs and data)."""
+    message = f"{service} is not served here; this server serves {', '.join(p.strip('/') for p in served)}"
+    headers = dict(scope.get("headers") or [])
+    content_type = headers.get(b"content-type", b"").decode()
+    if content_type.startswith("application/grpc"):
+        # Trailers-only: the status in the headers of an empty answer.
+        response = [(b"content-type", content_type.encode()), (b"grpc-status", b"12")]
+        response.append((b"grpc-message", urllib.parse.quote(message).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": response})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    error = {"code": "unimplemented", "message": message}
+    if content_type.startswith("application/connect+"):
+        # A Connect stream: the error in its end-of-stream envelope.
+        payload = json.dumps({"error": error}).encode()
+        body = bytes([2]) + len(payload).to_bytes(4, "big") + payload
+        await _plain(send, 200, body, content_type)
+    else:
+        await _plain(send, 404, json.dumps(error).encode(), "application/json")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

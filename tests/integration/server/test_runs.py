@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pyqwest
 import pytest
 from connectrpc.code import Code
+from connectrpc.protocol import ProtocolType
 from flyteidl2.common import identifier_pb2, list_pb2, phase_pb2
 from flyteidl2.core import execution_pb2
+from flyteidl2.dataproxy import dataproxy_service_pb2
+from flyteidl2.dataproxy.dataproxy_service_connect import DataProxyServiceClient
 from flyteidl2.task import common_pb2 as task_common_pb2
 from flyteidl2.task import task_definition_pb2
 from flyteidl2.workflow import run_info_pb2
@@ -239,3 +243,17 @@ async def test_list_runs_scopes_by_task_and_by_paused_actions(
     assert names(await client.list_runs(rs.ListRunsRequest(task_id=other_version))) == []
     only_paused = rs.ListRunsRequest(project_id=project_id(project), paused_actions_only=True)
     assert names(await client.list_runs(only_paused)) == ["r1"]
+
+
+@pytest.mark.parametrize("protocol", [ProtocolType.CONNECT, ProtocolType.GRPC_WEB, ProtocolType.GRPC])
+async def test_a_service_not_served_answers_unimplemented_naming_what_is(
+    server: str, protocol: ProtocolType
+) -> None:
+    # Flyte's SDK reads logs and data through DataProxyService, which this server does not have.
+    h2 = pyqwest.Client(pyqwest.HTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2))
+    http = {"http_client": h2} if protocol is ProtocolType.GRPC else {}
+    async with DataProxyServiceClient(server, protocol=protocol, **http) as proxy:
+        unary = proxy.get_action_data(dataproxy_service_pb2.GetActionDataRequest())
+        assert "flyteidl2.workflow.RunService" in await refused(unary, Code.UNIMPLEMENTED)
+        stream = proxy.tail_logs(dataproxy_service_pb2.TailLogsRequest())
+        assert "DataProxyService is not served here" in await refused(anext(stream), Code.UNIMPLEMENTED)
