@@ -139,9 +139,10 @@ def metadata(row: Action) -> wf.ActionMetadata:
 def run(row: Action) -> wf.Run:
     """Upstream's convertRunToProto.
 
-    DELIBERATE DIFFERENCE: upstream then overlays the status with a JSON ``action_details`` column
-    when it holds one; every writer of this record (ours and upstream's) stores ``{}`` there, so the
-    overlay never applies and is left out."""
+    DELIBERATE DIFFERENCE: upstream then overlays the status with the JSON ``action_details`` column
+    when it holds a status; in this record every writer stores ``{}`` there (upstream's
+    UpdateActionState writes its state JSON into that column, ours keeps the state in a table of its
+    own), so the overlay never applies and is left out."""
     action = wf.Action(
         id=row.action_id.to_proto(),
         metadata=metadata(row),
