@@ -16,8 +16,7 @@ python=${PYTHON:-python3}
 FLYTE_VERSION=${FLYTE_VERSION:-2.12.1}
 
 make_lock() {
-  local tmp
-  tmp=$(mktemp -d)
+  tmp=$(mktemp -d)  # global: the EXIT trap runs after this function returns
   trap 'rm -rf "$tmp"' EXIT
   "$python" -m venv "$tmp/venv"
   "$tmp/venv/bin/pip" install -q --disable-pip-version-check "flyte==$FLYTE_VERSION"
@@ -28,7 +27,7 @@ make_lock() {
     "$tmp/venv/bin/pip" freeze --disable-pip-version-check | sort -f
   } >"$lock.tmp"
   mv "$lock.tmp" "$lock"
-  echo "flyte-client.sh: wrote $lock ($(grep -c '==' "$lock") pins)" >&2
+  echo "flyte-client.sh: wrote $lock ($(grep -c '^[^#].*==' "$lock") pins)" >&2
 }
 
 make_venv() {
