@@ -24,6 +24,7 @@ class ServeProcess:
         self.log_path = log_path
         self._dsn = dsn
         self._proc: subprocess.Popen[bytes] | None = None
+        self._signalled = False
 
     def healthy(self) -> bool:
         try:
@@ -58,13 +59,16 @@ class ServeProcess:
         return self
 
     def signal(self, sig: int) -> None:
+        """Send ``sig``; a later :meth:`stop` then only waits (a second SIGTERM during the exit would
+        meet Python's default handler and kill the process)."""
         assert self._proc is not None
         self._proc.send_signal(sig)
+        self._signalled = True
 
     def stop(self) -> tuple[int, str]:
         """SIGTERM, then its exit code and everything it printed."""
         assert self._proc is not None
-        if self._proc.poll() is None:
+        if self._proc.poll() is None and not self._signalled:
             self._proc.send_signal(signal.SIGTERM)
         code = self._proc.wait(timeout=30)
         return code, self.log_path.read_text(encoding="utf-8", errors="replace")

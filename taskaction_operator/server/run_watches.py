@@ -1,5 +1,6 @@
 """RunService's watches, on the repository's LISTEN/NOTIFY watches: one listener connection per
-process, however many streams (each stream is one subscription routed by that listener).
+process, however many streams, and one subscription per watched run, action or "all runs", shared by
+every stream of it (:mod:`.fanout`: a notified row is read once, whatever the number of streams).
 
 Every watch subscribes before it reads, so nothing committed between the read and the subscription
 is missed (upstream does the same, runs/service/run_service.go). A stream ends at the server's
@@ -27,13 +28,14 @@ from typing import Any
 from connectrpc.request import RequestContext
 from flyteidl2.workflow import run_service_pb2 as rs
 
-from taskaction_operator.model import ActionId
-from taskaction_operator.repo import Action, ActionRepo, ListActionsRequest, RepoError
+from taskaction_operator.model import ActionId, RunId
+from taskaction_operator.repo import Action, ActionRepo, ListActionsRequest, RepoError, Subscription
 from taskaction_operator.server import convert
 from taskaction_operator.server.attempts import event_message, is_terminal_phase, last_attempt_is_terminal
 from taskaction_operator.server.bounds import StreamLimits
 from taskaction_operator.server.details import build_details, build_run_details
 from taskaction_operator.server.errors import action_id_of, run_id_of, translated_stream
+from taskaction_operator.server.fanout import Fanout
 from taskaction_operator.server.run_tree import NodeUpdate, RunTree
 
 __all__ = ["CLUSTER_EVENTS_PAGE", "RUNS_SNAPSHOT", "SNAPSHOT_PAGE", "RunWatches"]
@@ -61,6 +63,22 @@ class RunWatches:
     _repo: ActionRepo
     _limits: StreamLimits
 
+    def _init_fanouts(self, repo: ActionRepo) -> None:
+        """One subscription per watched run, action, or all runs, shared by the streams (:mod:`.fanout`)."""
+
+        async def run_actions(run_id: RunId) -> Subscription[Action]:
+            return await repo.watch_all_action_updates(run_id)
+
+        async def action_rows(action_id: ActionId) -> Subscription[Action]:
+            return await repo.watch_action_updates(action_id)
+
+        async def all_runs(_: str) -> Subscription[Action]:
+            return await repo.watch_all_run_updates()
+
+        self._run_actions: Fanout[RunId, Action] = Fanout(run_actions, lambda a: a.name)
+        self._action_rows: Fanout[ActionId, Action] = Fanout(action_rows, lambda a: a.name)
+        self._all_runs: Fanout[str, Action] = Fanout(all_runs, lambda a: str(a.run_id))
+
     @translated_stream
     async def watch_run_details(
         self, request: rs.WatchRunDetailsRequest, ctx: Ctx
@@ -69,7 +87,7 @@ class RunWatches:
         # The root is the action without a parent (a0 in every run Flyte creates); it is read again
         # once subscribed, so nothing committed in between is missed.
         root_id = (await self._repo.get_run(run_id)).action_id
-        async with self._limits.stream(ctx) as stream, self._repo.watch_action_updates(root_id) as updates:
+        async with self._limits.stream(ctx) as stream, self._action_rows.receive(root_id) as updates:
             root = await self._repo.get_run(run_id)
             yield rs.WatchRunDetailsResponse(details=await build_run_details(self._repo, root))
             async for _ in stream.follow(updates):
@@ -81,7 +99,7 @@ class RunWatches:
         self, request: rs.WatchActionDetailsRequest, ctx: Ctx
     ) -> AsyncIterator[rs.WatchActionDetailsResponse]:
         action_id = action_id_of(request.action_id)
-        async with self._limits.stream(ctx) as stream, self._repo.watch_action_updates(action_id) as updates:
+        async with self._limits.stream(ctx) as stream, self._action_rows.receive(action_id) as updates:
             row: Action | None = await self._repo.get_action(action_id)
             async with aclosing(stream.follow(updates)) as rows:
                 while row is not None:
@@ -98,7 +116,7 @@ class RunWatches:
         project = None
         if request.WhichOneof("target") == "project_id":
             project = (request.project_id.name, request.project_id.domain)
-        async with self._limits.stream(ctx) as stream, self._repo.watch_all_run_updates() as updates:
+        async with self._limits.stream(ctx) as stream, self._all_runs.receive("") as updates:
             try:
                 page = await self._repo.list_actions(
                     ListActionsRequest(roots_only=True, project=project, limit=RUNS_SNAPSHOT)
@@ -123,7 +141,7 @@ class RunWatches:
         tree = RunTree(request.filter)
         async with (
             self._limits.stream(ctx) as stream,
-            self._repo.watch_all_action_updates(run_id) as updates,
+            self._run_actions.receive(run_id) as updates,
         ):
             await self._repo.get_run(run_id)
             async for page in self._repo.run_action_pages(run_id, SNAPSHOT_PAGE):
@@ -141,7 +159,7 @@ class RunWatches:
     ) -> AsyncIterator[rs.WatchClusterEventsResponse]:
         """Upstream's WatchClusterEvents: the attempt's cluster events as they are recorded."""
         action_id = action_id_of(request.id, "id")
-        async with self._limits.stream(ctx) as stream, self._repo.watch_action_updates(action_id) as updates:
+        async with self._limits.stream(ctx) as stream, self._action_rows.receive(action_id) as updates:
             row: Action | None = await self._repo.get_action(action_id)
             since = _EPOCH
             async with aclosing(stream.follow(updates)) as rows:

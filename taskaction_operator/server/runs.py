@@ -78,6 +78,7 @@ class RunsEndpoint(RunWatches, RunService):  # type: ignore[misc]  # untyped gen
     def __init__(self, repo: ActionRepo, limits: StreamLimits | None = None) -> None:
         self._repo = repo
         self._limits = limits or StreamLimits()
+        self._init_fanouts(repo)
 
     @translated
     async def list_runs(self, request: rs.ListRunsRequest, ctx: Ctx) -> rs.ListRunsResponse:

@@ -171,7 +171,7 @@ async def _listener_connections(repo: ActionRepo) -> int:
         return int(result.scalar_one())
 
 
-async def test_many_streams_share_one_listener_connection(
+async def test_many_streams_share_one_listener_connection_and_one_subscription_per_key(
     client: RunServiceClient, repo: ActionRepo, project: str
 ) -> None:
     ids = await seed_run(repo, RunId(project, DOMAIN, "r0"))
@@ -186,6 +186,7 @@ async def test_many_streams_share_one_listener_connection(
     for stream in streams:
         await next_item(stream)
     assert await _listener_connections(repo) == before + 1
+    assert repo.listener.watchers == 2  # one subscription for a0's row, one for the run's actions
     await repo.update_action_phase(ids["a0"], ActionPhase.SUCCEEDED, 1, 0)
     for stream in streams:  # every one of them hears the change through that one connection
         await next_item(stream)
