@@ -33,14 +33,27 @@ async def next_of(receiver: object) -> tuple[str, int]:
     return await asyncio.wait_for(anext(receiver), 5)  # type: ignore[call-overload, no-any-return]
 
 
-async def test_one_subscription_per_key_shared_and_closed_with_its_last_receiver() -> None:
-    opened: list[FakeSubscription] = []
+Item = tuple[str, int]
 
+
+@pytest.fixture
+def opened() -> list[FakeSubscription]:
+    """Every subscription the fanout opened, in order."""
+    return []
+
+
+@pytest.fixture
+def fanout(opened: list[FakeSubscription]) -> Fanout[str, Item]:
     async def subscribe(key: str) -> FakeSubscription:
         opened.append(FakeSubscription())
         return opened[-1]
 
-    fanout: Fanout[str, tuple[str, int]] = Fanout(subscribe, lambda item: item[0])  # type: ignore[arg-type]
+    return Fanout(subscribe, lambda item: item[0])  # type: ignore[arg-type]
+
+
+async def test_one_subscription_per_key_shared_and_closed_with_its_last_receiver(
+    fanout: Fanout[str, Item], opened: list[FakeSubscription]
+) -> None:
     async with fanout.receive("run") as first, fanout.receive("run") as second:
         assert len(opened) == 1 and fanout.subscriptions == 1
         opened[0].queue.put_nowait(("a1", 1))
@@ -48,28 +61,19 @@ async def test_one_subscription_per_key_shared_and_closed_with_its_last_receiver
     assert opened[0].closed == 1 and fanout.subscriptions == 0
 
 
-async def test_a_slow_receiver_keeps_the_latest_item_per_key_in_its_first_slot() -> None:
-    sub = FakeSubscription()
-
-    async def subscribe(key: str) -> FakeSubscription:
-        return sub
-
-    fanout: Fanout[str, tuple[str, int]] = Fanout(subscribe, lambda item: item[0])  # type: ignore[arg-type]
+async def test_a_slow_receiver_keeps_the_latest_item_per_key_in_its_first_slot(
+    fanout: Fanout[str, Item], opened: list[FakeSubscription]
+) -> None:
     async with fanout.receive("run") as receiver:
         for item in [("a1", 1), ("a2", 1), ("a1", 2)]:
-            sub.queue.put_nowait(item)
+            opened[0].queue.put_nowait(item)
         await asyncio.sleep(0.05)  # let the pump hand them over before reading
         assert [await next_of(receiver), await next_of(receiver)] == [("a1", 2), ("a2", 1)]
 
 
-async def test_a_failed_subscription_fails_its_receivers_and_the_next_one_starts_afresh() -> None:
-    opened: list[FakeSubscription] = []
-
-    async def subscribe(key: str) -> FakeSubscription:
-        opened.append(FakeSubscription())
-        return opened[-1]
-
-    fanout: Fanout[str, tuple[str, int]] = Fanout(subscribe, lambda item: item[0])  # type: ignore[arg-type]
+async def test_a_failed_subscription_fails_its_receivers_and_the_next_one_starts_afresh(
+    fanout: Fanout[str, Item], opened: list[FakeSubscription]
+) -> None:
     async with fanout.receive("run") as receiver:
         opened[0].queue.put_nowait(RuntimeError("database gone"))
         with pytest.raises(RuntimeError, match="database gone"):
