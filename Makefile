@@ -69,7 +69,7 @@ test: $(VENV_STAMP) lint cluster-up db-up ## the whole suite: lint, unit, e2e (i
 	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
 	  .venv/bin/pytest tests -q -p no:cacheprovider
 
-demo: $(VENV_STAMP) ## cluster, database, operator, an example run driven to the end, and its recorded tree
+demo: $(VENV_STAMP) ## cluster, database, operator, an example run driven to the end, its recorded tree, and Flyte's API on it
 	@bash hack/demo.sh
 
 demo-down: ## stop what the demo started

@@ -42,6 +42,13 @@ def database_url() -> str:
     return _script("bash", "hack/db/db.sh", "up", timeout=300)
 
 
+@pytest.fixture(scope="session")
+def flyte_venv() -> Path:
+    """Flyte's SDK and CLI from PyPI, in ``.local/flyte-venv`` exactly as hack/flyte-client.lock pins
+    them (created on first use, from PyPI; reused while the lock is unchanged)."""
+    return Path(_script("bash", "hack/flyte-client.sh", "venv", timeout=900))
+
+
 def current_context(kubeconfig: str) -> str:
     with open(kubeconfig, encoding="utf-8") as f:
         cfg = yaml.safe_load(f) or {}

@@ -136,15 +136,35 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "serve",
         "serve_cmd:serve",
-        "serve Flyte's API over Connect (HTTP/1.1 and h2c): the events endpoint Flyte's executor reports to",
-        "db",
+        "serve Flyte's API over Connect (HTTP/1.1 and h2c): RunService for Flyte's SDK, CLI and UI, and the "
+        "events endpoint Flyte's executor reports to",
+        # -n and --kubeconfig: the namespace access is checked against (--auth kubernetes) and where
+        # ActionsService enqueues (--actions).
+        "db kube",
     )
     p.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="(default 127.0.0.1:8090)")
     p.add_argument(
         "--auth",
-        choices=("none",),
+        choices=("none", "kubernetes"),
         default="none",
-        help="who may call: none (local use; logged loudly). Kubernetes token review is not built yet",
+        help="who may call: kubernetes (a bearer token checked with a TokenReview, each call with a "
+        "SubjectAccessReview on the TaskActions of -n NAMESPACE, cached 10 s) or none (local use; "
+        "logged loudly)",
+    )
+    p.add_argument(
+        "--actions",
+        action="store_true",
+        help="also serve ActionsService (Enqueue, WatchForUpdates, Update, Abort) for Flyte's in-pod "
+        "controller: TaskActions created and deleted in -n NAMESPACE through the Kubernetes API",
+    )
+    p.add_argument(
+        "--max-streams", type=int, default=1000, help="watch streams open at once at most (default 1000)"
+    )
+    p.add_argument(
+        "--max-stream-seconds",
+        type=float,
+        default=3600.0,
+        help="a watch stream ends cleanly after this long; Flyte's SDK re-subscribes (default 3600)",
     )
 
     runs = sub.add_parser("runs", help="list, show and follow runs").add_subparsers(

@@ -18,15 +18,30 @@ def parse_listen(value: str) -> tuple[str, int]:
 async def serve(ctx: Context) -> int:
     """Serve until SIGINT/SIGTERM."""
     host, port = parse_listen(ctx.args.listen)
+    if ctx.args.max_streams < 1:
+        raise UsageError(f"--max-streams {ctx.args.max_streams}: must be at least 1")
+    if ctx.args.max_stream_seconds <= 0:
+        raise UsageError(f"--max-stream-seconds {ctx.args.max_stream_seconds:g}: must be positive")
     from taskaction_operator.server.main import ServeOptions, serve  # lazily: hypercorn loads only here
 
     if ctx.args.auth == "none":
         # Always on stderr, whatever -v says: nobody should run this unaware.
         print(
             "taskaction-operator: warning: serving WITHOUT authentication (--auth none): anyone who "
-            f"reaches {host}:{port} may record events",
+            f"reaches {host}:{port} may read every run, abort any and record events",
             file=sys.stderr,
             flush=True,
         )
-    await serve(ServeOptions(database_url=ctx.database_url, host=host, port=port))
+    options = ServeOptions(
+        database_url=ctx.database_url,
+        host=host,
+        port=port,
+        max_streams=ctx.args.max_streams,
+        max_stream_seconds=ctx.args.max_stream_seconds,
+        kube=ctx.kube() if ctx.args.auth == "kubernetes" or ctx.args.actions else None,
+        namespace=ctx.namespace,
+        actions=ctx.args.actions,
+        auth=ctx.args.auth == "kubernetes",
+    )
+    await serve(options)
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flyteidl2.common import identifier_pb2
+
 #: The root action of every run.
 ROOT_ACTION_NAME = "a0"
 
@@ -28,6 +30,14 @@ class RunId:
         """The run's root action, ``a0``."""
         return ActionId(self, ROOT_ACTION_NAME)
 
+    @classmethod
+    def from_proto(cls, msg: identifier_pb2.RunIdentifier) -> RunId:
+        """From flyteidl2's RunIdentifier (``org`` dropped)."""
+        return cls(msg.project, msg.domain, msg.name)
+
+    def to_proto(self) -> identifier_pb2.RunIdentifier:
+        return identifier_pb2.RunIdentifier(project=self.project, domain=self.domain, name=self.name)
+
 
 @dataclass(frozen=True, slots=True)
 class ActionId:
@@ -39,6 +49,14 @@ class ActionId:
     @classmethod
     def of(cls, project: str, domain: str, run: str, name: str) -> ActionId:
         return cls(RunId(project, domain, run), name)
+
+    @classmethod
+    def from_proto(cls, msg: identifier_pb2.ActionIdentifier) -> ActionId:
+        """From flyteidl2's ActionIdentifier (``org`` dropped)."""
+        return cls(RunId.from_proto(msg.run), msg.name)
+
+    def to_proto(self) -> identifier_pb2.ActionIdentifier:
+        return identifier_pb2.ActionIdentifier(run=self.run.to_proto(), name=self.name)
 
     @property
     def project(self) -> str:

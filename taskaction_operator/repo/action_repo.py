@@ -25,7 +25,7 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -175,10 +175,10 @@ class ActionRepo:
         missing = f"no event for attempt {attempt} of {action_id}"
         return ActionEvent(*await self._db.one(reads.LATEST_EVENT, params, missing))
 
-    async def list_run_actions(self, run_id: RunId, page_size: int = 1000) -> list[Action]:
-        """Every action of the run, keyset-paged (created_at, name) like upstream's WatchActions
-        snapshot: each page an index range scan, whatever the run's size."""
-        out: list[Action] = []
+    async def run_action_pages(self, run_id: RunId, page_size: int = 1000) -> AsyncIterator[list[Action]]:
+        """Every action of the run, a page at a time, keyset-paged on (created_at, name) like upstream's
+        WatchActions snapshot (run_service.go: listAndSendAllActions): each page an index range scan,
+        whatever the run's size, parents before their children."""
         after: tuple[datetime, str] | None = None
         while True:
             page = await self.list_actions(
@@ -186,10 +186,14 @@ class ActionRepo:
                     run=run_id, sort_by=KEYSET_SORT, after=after, limit=page_size, max_limit=page_size
                 )
             )
-            out += page.actions
+            yield page.actions
             if not page.has_more or page.next_after is None:
-                return out
+                return
             after = page.next_after
+
+    async def list_run_actions(self, run_id: RunId, page_size: int = 1000) -> list[Action]:
+        """Every action of the run, in (created_at, name) order (see :meth:`run_action_pages`)."""
+        return [a async for page in self.run_action_pages(run_id, page_size) for a in page]
 
     @classified
     async def list_actions(self, request: ListActionsRequest) -> ActionPage:

@@ -1,18 +1,28 @@
-"""The ASGI application: Connect services by path prefix, ``/healthz`` (the process answers),
-``/readyz`` (the database answers), ``/metrics`` (Prometheus)."""
+"""The ASGI application: Connect services by path prefix (Flyte's RunService, and the events
+endpoint), ``/healthz`` (the process answers), ``/readyz`` (the database answers), ``/metrics``
+(Prometheus)."""
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from flyteidl2.actions.actions_service_connect import ActionsServiceASGIApplication
 from flyteidl2.workflow.events_proxy_service_connect import EventsProxyServiceASGIApplication
 from flyteidl2.workflow.internal_run_service_connect import InternalRunServiceASGIApplication
+from flyteidl2.workflow.run_service_connect import RunServiceASGIApplication
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.repo import ActionRepo
+from taskaction_operator.server.actions import ActionsEndpoint, UnservedActions
+from taskaction_operator.server.auth import KubernetesAuth
+from taskaction_operator.server.bounds import StreamLimits, UnaryDeadline, watch_disconnect
 from taskaction_operator.server.events import EventsEndpoint
-from taskaction_operator.server.observability import REGISTRY, RpcMetrics
+from taskaction_operator.server.observability import REGISTRY, RpcMetrics, StreamMessages
+from taskaction_operator.server.runs import RunsEndpoint
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -53,28 +63,71 @@ class Router:
         elif path == "/metrics":
             await _plain(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         else:
-            app = self._routes.get("/" + path.lstrip("/").split("/", 1)[0])
-            if app is None:
+            service = path.lstrip("/").split("/", 1)[0]
+            app = self._routes.get("/" + service)
+            if app is None and "." in service:
+                await _unserved(scope, send, service, self.paths)
+            elif app is None:
                 await _plain(send, 404, b"not found\n")
             else:
-                await app(scope, receive, send)
+                await app(scope, watch_disconnect(receive), send)
 
 
-def build_app(repo: ActionRepo) -> Router:
-    """Every service the server offers, over one repository (one pool, one listener)."""
-    interceptors = [RpcMetrics()]
+def build_app(
+    repo: ActionRepo,
+    *,
+    limits: StreamLimits | None = None,
+    read_max_bytes: int = READ_MAX_BYTES,
+    unary_seconds: float = 30.0,
+    auth: KubernetesAuth | None = None,
+    actions: ActionsClient | None = None,
+) -> Router:
+    """Every service the server offers, over one repository (one pool, one listener for every
+    watch); requests larger than ``read_max_bytes`` answer ``resource_exhausted``, watches beyond
+    ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``. With
+    ``auth``, every call is checked before it runs (and after it is counted in the metrics). With
+    ``actions`` (an ActionsClient whose informer is watching), ActionsService is served on it; without,
+    its methods answer ``unimplemented``."""
+    interceptors: list[Any] = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
+    if auth is not None:
+        interceptors.insert(1, auth)
     events = EventsEndpoint(repo)
+    limits = limits or StreamLimits()
+    runs = RunsEndpoint(repo, limits)
+    actions_service = UnservedActions() if actions is None else ActionsEndpoint(actions, limits)
+    bounds: dict[str, Any] = {"interceptors": interceptors, "read_max_bytes": read_max_bytes}
     return Router(
         [
-            EventsProxyServiceASGIApplication(
-                events, interceptors=interceptors, read_max_bytes=READ_MAX_BYTES
-            ),
-            InternalRunServiceASGIApplication(
-                events, interceptors=interceptors, read_max_bytes=READ_MAX_BYTES
-            ),
+            EventsProxyServiceASGIApplication(events, **bounds),
+            InternalRunServiceASGIApplication(events, **bounds),
+            RunServiceASGIApplication(runs, **bounds),
+            ActionsServiceASGIApplication(actions_service, **bounds),
         ],
         ready=repo.ping,
     )
+
+
+async def _unserved(scope: Scope, send: Send, service: str, served: Sequence[str]) -> None:
+    """A Connect, gRPC or gRPC-Web call to a service this server does not have: ``unimplemented``,
+    saying which services it has (Flyte's SDK calls e.g. DataProxyService for logs and data)."""
+    message = f"{service} is not served here; this server serves {', '.join(p.strip('/') for p in served)}"
+    headers = dict(scope.get("headers") or [])
+    content_type = headers.get(b"content-type", b"").decode()
+    if content_type.startswith("application/grpc"):
+        # Trailers-only: the status in the headers of an empty answer.
+        response = [(b"content-type", content_type.encode()), (b"grpc-status", b"12")]
+        response.append((b"grpc-message", urllib.parse.quote(message).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": response})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    error = {"code": "unimplemented", "message": message}
+    if content_type.startswith("application/connect+"):
+        # A Connect stream: the error in its end-of-stream envelope.
+        payload = json.dumps({"error": error}).encode()
+        body = bytes([2]) + len(payload).to_bytes(4, "big") + payload
+        await _plain(send, 200, body, content_type)
+    else:
+        await _plain(send, 404, json.dumps(error).encode(), "application/json")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

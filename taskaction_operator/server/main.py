@@ -11,8 +11,13 @@ from dataclasses import dataclass
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from taskaction_operator.client.actions_client import ActionsClient
+from taskaction_operator.k8s import KubeOps
+from taskaction_operator.k8s.reviews import Reviews
 from taskaction_operator.repo import ActionRepo
-from taskaction_operator.server.app import build_app
+from taskaction_operator.server.app import READ_MAX_BYTES, build_app
+from taskaction_operator.server.auth import KubernetesAuth
+from taskaction_operator.server.bounds import StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +27,34 @@ class ServeOptions:
     database_url: str
     host: str = "127.0.0.1"
     port: int = 8090
-    #: Longest a request (a stream's whole life included) may last, in seconds.
+    #: How long in-flight calls may take to finish at shutdown, in seconds.
     graceful_timeout: float = 5.0
+    #: Watch streams open at once at most (more answer resource_exhausted).
+    max_streams: int = 1000
+    #: Longest a watch stream lasts, in seconds (then it ends cleanly; Flyte's SDK re-subscribes).
+    max_stream_seconds: float = 3600.0
+    #: Largest request message, in bytes.
+    read_max_bytes: int = READ_MAX_BYTES
+    #: Longest a unary call may take, in seconds (a client's shorter deadline wins).
+    unary_seconds: float = 30.0
+    #: With ``--auth kubernetes``: the cluster whose TokenReview and SubjectAccessReview decide, and
+    #: the namespace of the TaskActions whose rights a caller needs; None serves without auth.
+    kube: KubeOps | None = None
+    namespace: str = "flyte"
+    #: Whether to serve ActionsService (on ``kube``, in ``namespace``).
+    actions: bool = False
+    #: Whether ``kube`` reviews every call (``--auth kubernetes``).
+    auth: bool = False
 
 
 async def serve(options: ServeOptions) -> None:
-    """Serve until SIGINT/SIGTERM; then finish in-flight calls (bounded) and close the pool."""
-    repo = await ActionRepo.connect(options.database_url)
+    """Serve until SIGINT/SIGTERM; then finish in-flight calls (bounded), stop the TaskAction watch
+    (with ``actions``) and close the pool."""
+    kube = options.kube
+    if (options.auth or options.actions) and kube is None:
+        raise ValueError("--auth kubernetes and --actions need a Kubernetes client (kube)")
+    auth = KubernetesAuth(Reviews(kube), options.namespace) if options.auth and kube is not None else None
+    actions = ActionsClient(kube, options.namespace) if options.actions and kube is not None else None
     config = Config()
     config.bind = [f"{options.host}:{options.port}"]
     config.graceful_timeout = options.graceful_timeout
@@ -37,9 +63,28 @@ async def serve(options: ServeOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(repo)
-    log.info("serving %s on %s:%d", ", ".join(p.strip("/") for p in app.paths), options.host, options.port)
+    repo = await ActionRepo.connect(options.database_url)
     try:
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        if actions is not None:
+            await actions.start_watching()
+        limits = StreamLimits(options.max_streams, options.max_stream_seconds)
+        app = build_app(
+            repo,
+            limits=limits,
+            read_max_bytes=options.read_max_bytes,
+            unary_seconds=options.unary_seconds,
+            auth=auth,
+            actions=actions,
+        )
+        served = ", ".join(p.strip("/") for p in app.paths)
+        log.info("serving %s on %s:%d", served, options.host, options.port)
+
+        async def shutdown() -> None:
+            await stop.wait()
+            limits.close()  # watches end now rather than at the graceful timeout
+
+        await hypercorn_serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]
     finally:
+        if actions is not None:
+            await actions.stop_watching()
         await repo.close()

@@ -4,6 +4,7 @@ served on the server's ``/metrics``."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from connectrpc.errors import ConnectError
@@ -53,3 +54,32 @@ class RpcMetrics:
         else:
             code = "unknown"
         RPC_REQUESTS.labels(service, method, code).inc()
+
+
+RPC_STREAMS_REFUSED = Counter(
+    "taskaction_rpc_streams_refused_total",
+    "Watch streams refused with resource_exhausted because the server had its maximum open",
+    registry=REGISTRY,
+)
+RPC_STREAM_MESSAGES = Counter(
+    "taskaction_rpc_stream_messages_total",
+    "Messages sent on server streams, by service and method",
+    ["service", "method"],
+    registry=REGISTRY,
+)
+
+
+class StreamMessages:
+    """A connectrpc server-stream interceptor counting the messages each watch sends."""
+
+    async def intercept_server_stream(
+        self,
+        call_next: Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]],
+        request: Any,
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[Any]:
+        info = ctx.method()
+        sent = RPC_STREAM_MESSAGES.labels(info.service_name, info.name)
+        async for message in call_next(request, ctx):
+            sent.inc()
+            yield message

@@ -31,12 +31,7 @@ _ERROR_KINDS = {
 
 
 def action_identifier(action_id: ActionId) -> identifier_pb2.ActionIdentifier:
-    return identifier_pb2.ActionIdentifier(
-        run=identifier_pb2.RunIdentifier(
-            project=action_id.project, domain=action_id.domain, name=action_id.run_name
-        ),
-        name=action_id.name,
-    )
+    return action_id.to_proto()
 
 
 def _template(obs: Observation) -> tasks_pb2.TaskTemplate | None:

@@ -85,6 +85,11 @@ class NotificationListener:
         """Whether LISTEN is currently active on a live connection."""
         return self._listening.is_set()
 
+    @property
+    def watchers(self) -> int:
+        """How many subscriptions are registered."""
+        return len(self._subs)
+
     def server_clock(self) -> datetime:
         """An estimate of the database server's current time (its last reading plus elapsed time)."""
         if self._server_time is None:

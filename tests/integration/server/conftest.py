@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from taskaction_operator.repo import ActionRepo
-from taskaction_operator.server.app import build_app
+from taskaction_operator.server.app import Router, build_app
 
 
 def _free_port() -> int:
@@ -20,16 +21,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def server(repo: ActionRepo) -> AsyncIterator[str]:
-    """The base URL of a server (HTTP/1.1 and h2c) in this event loop."""
+@contextlib.asynccontextmanager
+async def serving(app: Router) -> AsyncIterator[str]:
+    """``app`` served by hypercorn (HTTP/1.1 and h2c) in this event loop; yields its base URL."""
     config = Config()
     port = _free_port()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.graceful_timeout = 1
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(build_app(repo), config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
     while True:
@@ -45,3 +46,10 @@ async def server(repo: ActionRepo) -> AsyncIterator[str]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def server(repo: ActionRepo) -> AsyncIterator[str]:
+    """The base URL of a server with the default bounds."""
+    async with serving(build_app(repo)) as url:
+        yield url

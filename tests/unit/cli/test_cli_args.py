@@ -79,6 +79,9 @@ def test_usage_errors_exit_2_with_one_line(
         (["runs", "watch", "r1", "--timeout", "0", "--project", "p", "--domain", "d"], "positive"),
         (["abort", "r1", "--wait", "--timeout", "-1", "--project", "p", "--domain", "d"], "not a duration"),
         (["runs", "get", "r1", "-p", "x"], "unrecognized arguments"),
+        (["serve", "--listen", "nowhere"], "expected HOST:PORT"),
+        (["serve", "--max-streams", "0"], "--max-streams 0: must be at least 1"),
+        (["serve", "--max-stream-seconds", "0"], "must be positive"),
         (
             ["runs", "get", "r1", "--project", "p", "--domain", "d", "--database-url", "mysql://x"],
             "postgresql://",
