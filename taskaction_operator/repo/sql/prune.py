@@ -1,0 +1,134 @@
+"""The statement that prunes finished runs, one bounded transaction at a time (retention).
+
+A run is its root action (no parent) and every action and event with its run key; our state rows
+(``taskaction_action_states``) go with their actions (ON DELETE CASCADE). One statement per
+transaction, in pieces:
+
+* ``scanned``: the next ``limit`` roots after the cursor, in primary-key order (an index range scan:
+  every call advances, so a run that must stay is looked at once per pass, never again and again);
+* ``candidates``: those that are finished, not waiting on an abort, and ended before ``cutoff``;
+* ``locked``: every action of the candidates, locked ``FOR UPDATE SKIP LOCKED``: a row the recorder
+  is writing is skipped, never waited for;
+* ``members``: every action of the candidates (the statement's snapshot), to compare with ``locked``;
+* ``prunable``: the candidates whose every action is locked here, finished, without a pending abort
+  and ended before ``cutoff``; a run with any action still running (even under a finished root) or
+  being written right now stays, and is looked at again on the next pass;
+* then the events and the actions of ``prunable`` are deleted (or, for a dry run, counted).
+
+The result is one row: the last root scanned (the next cursor) and the counts; no row once nothing
+is left to scan. Columns of an action that ended without ``ended_at`` fall back to ``updated_at``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+)
+
+from taskaction_operator.model.phases import TERMINAL_PHASES
+from taskaction_operator.repo.schema import action_events, actions
+from taskaction_operator.repo.sql.compile import lit, phases_array, to_sql
+from taskaction_operator.repo.sql.keys import RUN_KEY, is_root
+
+__all__ = ["prune_statement"]
+
+_TZ = DateTime(timezone=True)
+
+
+def _same_run(table: Any, other: Any) -> ColumnElement[bool]:
+    return and_(*(table.c[name] == other.c[name] for name in RUN_KEY))
+
+
+def _done_before(table: Any) -> ColumnElement[bool]:
+    """Finished, no abort pending, ended before ``cutoff``."""
+    return and_(
+        table.c.phase == any_(phases_array(TERMINAL_PHASES)),
+        table.c.abort_requested_at.is_(None),
+        func.coalesce(table.c.ended_at, table.c.updated_at) < bindparam("cutoff", type_=_TZ),
+    )
+
+
+def _count(cte: Any) -> Any:
+    return select(func.count()).select_from(cte).scalar_subquery()
+
+
+@cache
+def prune_statement(*, project: bool, domain: bool, after: bool, dry_run: bool) -> str:
+    """The psycopg SQL of one pruning transaction. Parameters: ``cutoff``, ``limit``, and as the flags
+    say ``project``, ``domain``, and the cursor ``after_project``/``after_domain``/``after_run_name``.
+    Returns one row (cursor's project, domain, run_name; scanned, runs, actions, events) or none."""
+    a = actions
+    where = [is_root(a)]
+    if project:
+        where.append(a.c.project == bindparam("project", type_=Text))
+    if domain:
+        where.append(a.c.domain == bindparam("domain", type_=Text))
+    if after:
+        cursor = [bindparam(f"after_{name}", type_=Text) for name in RUN_KEY]
+        where.append(tuple_(*(a.c[name] for name in RUN_KEY)) > tuple_(*cursor))
+    keys = [a.c[name] for name in RUN_KEY]
+    scanned = (
+        select(*keys, _done_before(a).label("eligible"))
+        .where(*where)
+        .order_by(*keys)
+        .limit(bindparam("limit", type_=Integer))
+        .cte("scanned")
+    )
+    candidates = select(*(scanned.c[n] for n in RUN_KEY)).where(scanned.c.eligible).cte("candidates")
+    member_rows = select(*keys, _done_before(a).label("done")).join(candidates, _same_run(a, candidates))
+    if not dry_run:
+        member_rows = member_rows.with_for_update(of=a, skip_locked=True)
+    locked = member_rows.cte("locked")
+    members = (
+        select(*keys, func.count().label("n"))
+        .join(candidates, _same_run(a, candidates))
+        .group_by(*keys)
+        .cte("members")
+    )
+    prunable = (
+        select(*(locked.c[n] for n in RUN_KEY), members.c.n)
+        .join(members, _same_run(locked, members))
+        .group_by(*(locked.c[n] for n in RUN_KEY), members.c.n)
+        .having(and_(func.bool_and(locked.c.done), func.count() == members.c.n))
+        .cte("prunable")
+    )
+    if dry_run:
+        actions_count = select(func.coalesce(func.sum(prunable.c.n), lit(0))).scalar_subquery()
+        events_count = (
+            select(func.count())
+            .select_from(action_events.join(prunable, _same_run(action_events, prunable)))
+            .scalar_subquery()
+        )
+    else:
+        one = lit(1)
+        events_gone = delete(action_events).where(_same_run(action_events, prunable)).returning(one)
+        actions_gone = delete(a).where(_same_run(a, prunable)).returning(one)
+        actions_count, events_count = (
+            _count(actions_gone.cte("deleted_actions")),
+            _count(events_gone.cte("deleted_events")),
+        )
+    scanned_keys = [scanned.c[n] for n in RUN_KEY]
+    last_cte = (
+        select(*scanned_keys).order_by(*(c.desc() for c in scanned_keys)).limit(lit(1)).subquery("last")
+    )
+    stmt = select(
+        *(last_cte.c[n] for n in RUN_KEY),
+        _count(scanned).label("scanned"),
+        _count(prunable).label("runs"),
+        actions_count.label("actions"),
+        events_count.label("events"),
+    )
+    return to_sql(stmt)
