@@ -225,6 +225,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     p.add_argument("--dry-run", action="store_true", help="only list the TaskActions that hold it")
 
+    p = leaf(
+        sub,
+        "prune",
+        "prune_cmd:prune",
+        "delete finished runs (actions, events) that ended longer ago than --older-than; never an "
+        "unfinished one",
+        "scope db",
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        type=argtypes.timeout,
+        metavar="DURATION",
+        help="only runs whose every action ended longer ago than this (e.g. 30d)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p.add_argument(
+        "--runs-per-transaction",
+        type=argtypes.positive_int,
+        default=100,
+        metavar="N",
+        help="runs looked at per transaction (default 100)",
+    )
+
     p = leaf(sub, "enqueue", "write_cmds:enqueue", "create a run described in a YAML file", "scope db kube")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="the run file ('-': stdin)")
     p.add_argument(

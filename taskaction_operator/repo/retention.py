@@ -40,7 +40,6 @@ class PruneResult:
         self.runs += runs
         self.actions += actions
         self.events += events
-        self.transactions += 1
 
 
 async def prune_runs(
@@ -70,6 +69,7 @@ async def prune_runs(
     while True:
         query = prune_statement(project=bool(project), domain=bool(domain), after=after, dry_run=dry_run)
         rows = await db.write_one(query, params)
+        result.transactions += 1
         if not rows:
             return result
         *last, scanned, runs, actions, events = rows[0]

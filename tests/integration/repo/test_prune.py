@@ -13,50 +13,11 @@ import pytest
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo, InvalidArgumentError, NotFoundError
-from tests.integration.repo.helpers import action, at, event, run
+from tests.integration.repo.helpers import DONE, at, count_rows, make_run, run
 
 pytestmark = pytest.mark.db
 
 CUTOFF = datetime(2026, 6, 1, tzinfo=UTC)  # the rows below end in January (old) or "now" (recent)
-DONE = ActionPhase.SUCCEEDED
-
-
-async def make_run(
-    repo: ActionRepo,
-    rid: RunId,
-    phases: Sequence[ActionPhase] = (DONE, DONE, ActionPhase.FAILED),
-    *,
-    ended: datetime | None = None,
-    late: str = "",
-) -> None:
-    """A run a0 → a1 → a1-1 (phases in that order), each with two events and a state row; the
-    finished ones ended at ``ended`` (default: in January), ``late`` now."""
-    for (name, parent), phase in zip((("a0", None), ("a1", "a0"), ("a1-1", "a1")), phases, strict=True):
-        aid = ActionId(rid, name)
-        end = datetime.now(UTC) if name == late else ended or at(60)
-        finished = phase.is_terminal()
-        await repo.create_action(
-            action(
-                aid,
-                parent_action_name=parent,
-                phase=phase,
-                created_at=at(0),
-                ended_at=end if finished else None,
-            )
-        )
-        await repo.insert_events([event(aid, 1, ActionPhase.QUEUED), event(aid, 2, phase)])
-        await repo.update_action_state(aid, '{"phase": "x"}')
-
-
-def count_rows(dsn: str, rid: RunId) -> tuple[int, int, int]:
-    """(actions, events, state rows) stored for the run."""
-    key = (rid.project, rid.domain, rid.name)
-    where = " WHERE project = %s AND domain = %s AND run_name = %s"
-    with psycopg.connect(dsn) as conn:
-        return tuple(  # type: ignore[return-value]
-            conn.execute(f"SELECT count(*) FROM {table}" + where, key).fetchone()[0]  # type: ignore[index]
-            for table in ("actions", "action_events", "taskaction_action_states")
-        )
 
 
 async def test_an_old_finished_run_goes_with_every_row_and_a_recent_one_stays(
@@ -121,7 +82,7 @@ async def test_dry_run_counts_what_a_real_pass_deletes_and_deletes_nothing(
     assert all(count_rows(repo_dsn, rid) == (3, 6, 3) for rid in gone)
     real = await repo.prune_runs(CUTOFF, project=project, runs_per_transaction=2)
     assert (real.runs, real.actions, real.events) == (dry.runs, dry.actions, dry.events)
-    assert real.transactions == 2  # 4 roots, 2 per transaction
+    assert real.transactions == 3  # 4 roots, 2 per transaction, then one that finds none left
     assert all(count_rows(repo_dsn, rid) == (0, 0, 0) for rid in gone)
 
 
