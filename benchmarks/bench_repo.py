@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 from _bench import raw_writes
+from _bench.benchdb import bench_dsn, drop_bench_db
 from _bench.raw_writes import EVENT_COLS
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
@@ -58,23 +59,6 @@ ACTION_COLS = (
 
 
 # -- setup -------------------------------------------------------------------------------------------
-def bench_dsn(dsn: str, in_place: bool) -> str:
-    if in_place:
-        return dsn
-    base, name = dsn.rsplit("/", 1)
-    target = f"{name.split('?')[0]}_bench"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{target}"')
-    return f"{base}/{target}"
-
-
-def drop_bench_db(dsn: str) -> None:
-    base, name = dsn.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def seed(dsn: str, rows: int, project: str) -> None:
     """``rows`` actions in runs of 100 (a0 plus children), one event each, and 100 'hot' actions
     with 1,000 events each for paging list_events_since. COPY all of it, then ANALYZE."""
