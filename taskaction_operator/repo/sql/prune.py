@@ -7,16 +7,17 @@ transaction, in pieces:
 * ``scanned``: the next ``limit`` roots after the cursor, in primary-key order (an index range scan:
   every call advances, so a run that must stay is looked at once per pass, never again and again);
 * ``candidates``: those that are finished, not waiting on an abort, and ended before ``cutoff``;
-* ``locked``: every action of the candidates, locked ``FOR UPDATE SKIP LOCKED``: a row the recorder
-  is writing is skipped, never waited for;
-* ``members``: every action of the candidates (the statement's snapshot), to compare with ``locked``;
-* ``prunable``: the candidates whose every action is locked here, finished, without a pending abort
-  and ended before ``cutoff``; a run with any action still running (even under a finished root) or
-  being written right now stays, and is looked at again on the next pass;
+* ``ready``: the candidates whose every action is so too, in the statement's snapshot (a run with
+  any action still running, even under a finished root, is never locked, so the recorder never
+  waits on the pruner for it), with their number of actions;
+* ``locked``: every action of those, locked ``FOR UPDATE SKIP LOCKED`` (a row the recorder is
+  writing is skipped, never waited for) and judged again as it is at the lock;
+* ``prunable``: the runs whose every action is locked here and still done; the others stay, and
+  are looked at again on the next pass;
 * then the events and the actions of ``prunable`` are deleted (or, for a dry run, counted).
 
 The result is one row: the last root scanned (the next cursor) and the counts; no row once nothing
-is left to scan. Columns of an action that ended without ``ended_at`` fall back to ``updated_at``.
+is left to scan. An action that finished without ``ended_at`` counts as ended at its ``updated_at``.
 """
 
 from __future__ import annotations
@@ -88,21 +89,22 @@ def prune_statement(*, project: bool, domain: bool, after: bool, dry_run: bool) 
         .cte("scanned")
     )
     candidates = select(*(scanned.c[n] for n in RUN_KEY)).where(scanned.c.eligible).cte("candidates")
-    member_rows = select(*keys, _done_before(a).label("done")).join(candidates, _same_run(a, candidates))
-    if not dry_run:
-        member_rows = member_rows.with_for_update(of=a, skip_locked=True)
-    locked = member_rows.cte("locked")
-    members = (
+    ready = (  # every action done, as the statement's snapshot has them: nothing is locked yet
         select(*keys, func.count().label("n"))
         .join(candidates, _same_run(a, candidates))
         .group_by(*keys)
-        .cte("members")
+        .having(func.bool_and(_done_before(a)))
+        .cte("ready")
     )
+    member_rows = select(*keys, _done_before(a).label("done")).join(ready, _same_run(a, ready))
+    if not dry_run:  # re-read at the lock: a row changed since the snapshot is seen as it is now
+        member_rows = member_rows.with_for_update(of=a, skip_locked=True)
+    locked = member_rows.cte("locked")
     prunable = (
-        select(*(locked.c[n] for n in RUN_KEY), members.c.n)
-        .join(members, _same_run(locked, members))
-        .group_by(*(locked.c[n] for n in RUN_KEY), members.c.n)
-        .having(and_(func.bool_and(locked.c.done), func.count() == members.c.n))
+        select(*(locked.c[n] for n in RUN_KEY), ready.c.n)
+        .join(ready, _same_run(locked, ready))
+        .group_by(*(locked.c[n] for n in RUN_KEY), ready.c.n)
+        .having(and_(func.bool_and(locked.c.done), func.count() == ready.c.n))
         .cte("prunable")
     )
     if dry_run:
