@@ -122,6 +122,19 @@ class Writer:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
 
+async def sample_lock_waits(dsn: str, stop: asyncio.Event, samples: list[int]) -> None:
+    """Every 50 ms: how many backends of the database wait on a lock (the writer on the pruner)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set():
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            row = await cur.fetchone()
+            samples.append(int(row[0]) if row else 0)
+            await asyncio.sleep(0.05)
+
+
 def ms(values: list[float], q: float) -> str:
     v = percentile(values, q)
     return "-" if v is None else f"{v:.1f}"
@@ -157,12 +170,17 @@ async def main() -> None:
         def tick(_: PruneResult) -> None:
             marks.append(time.perf_counter())
 
+        lock_waits: list[int] = []
+        sampling_done = asyncio.Event()
+        sampling = asyncio.create_task(sample_lock_waits(dsn, sampling_done, lock_waits))
         started = time.perf_counter()
         result = await prune_repo.prune_runs(
             OLD + timedelta(days=60), project=PROJECT, runs_per_transaction=args.runs_per_transaction,
             on_transaction=tick,
         )  # fmt: skip
         elapsed = time.perf_counter() - started
+        sampling_done.set()
+        await sampling
         stop.set()
         await writing
         await writer_repo.close()
@@ -191,7 +209,15 @@ async def main() -> None:
     )
     print(f"  {'phase':<10} {'calls':>6} {'p50':>7} {'p99':>7} {'max':>7}")
     for phase, values in writer.latencies.items():
-        print(f"  {phase:<10} {len(values):>6} {ms(values, 50):>7} {ms(values, 99):>7} {max(values):>7.1f}")
+        slow = sum(1 for v in values if v > 250)
+        print(
+            f"  {phase:<10} {len(values):>6} {ms(values, 50):>7} {ms(values, 99):>7} {max(values):>7.1f}"
+            f"  ({slow} over 250 ms)"
+        )
+    waiting = sum(1 for n in lock_waits if n)
+    print(
+        f"lock waits while pruning: {waiting} of {len(lock_waits)} samples (every 50 ms) saw one waiting"
+    )
 
 
 if __name__ == "__main__":
