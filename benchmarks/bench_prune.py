@@ -14,7 +14,6 @@ phases. Works in a database of its own (``<db>_prune``), dropped afterwards unle
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import time
@@ -22,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from _bench.benchdb import bench_dsn, drop_bench_db
+from _bench.benchdb import bench_dsn, bench_parser, drop_bench_db
 from _bench.stats import percentile
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
@@ -141,10 +140,7 @@ def ms(values: list[float], q: float) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dsn", required=True, help="postgresql://… of the server to benchmark on")
+    parser = bench_parser(__doc__)
     parser.add_argument("--actions", type=int, default=1_000_000, help="actions to seed (default 1,000,000)")
     parser.add_argument("--run-size", type=int, default=10, help="actions per run (default 10)")
     parser.add_argument("--runs-per-transaction", type=int, default=100, help="prune batch (default 100)")
@@ -215,9 +211,7 @@ async def main() -> None:
             f"  ({slow} over 250 ms)"
         )
     waiting = sum(1 for n in lock_waits if n)
-    print(
-        f"lock waits while pruning: {waiting} of {len(lock_waits)} samples (every 50 ms) saw one waiting"
-    )
+    print(f"lock waits while pruning: {waiting} of {len(lock_waits)} samples (every 50 ms) saw one waiting")
 
 
 if __name__ == "__main__":

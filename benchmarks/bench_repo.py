@@ -17,7 +17,6 @@ migrated on demand and dropped afterwards unless ``--keep`` (a kept seed of the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -30,7 +29,7 @@ from typing import Any
 
 import psycopg
 from _bench import raw_writes
-from _bench.benchdb import bench_dsn, drop_bench_db
+from _bench.benchdb import bench_dsn, bench_parser, drop_bench_db
 from _bench.raw_writes import EVENT_COLS
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
@@ -283,10 +282,7 @@ def table(rows: list[list[str]]) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dsn", required=True, help="postgresql://… of the server to benchmark on")
+    parser = bench_parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="actions to seed for the read benchmark")
     parser.add_argument("--write-rows", type=int, default=2000, help="rows per write measurement")
     parser.add_argument("--samples", type=int, default=300, help="latency samples per read query")

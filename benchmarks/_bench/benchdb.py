@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import psycopg
 
 
@@ -21,3 +23,10 @@ def drop_bench_db(dsn: str) -> None:
     base, name = dsn.rsplit("/", 1)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its docstring as the description, and ``--dsn``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", required=True, help="postgresql://… of the server to benchmark on")
+    return parser

@@ -25,9 +25,9 @@ DELIBERATE DIFFERENCES from upstream, each also noted where it happens:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from flyteidl2.workflow import run_info_pb2
 from sqlalchemy import literal, select
@@ -41,7 +41,7 @@ from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListAction
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
 from taskaction_operator.repo.notify import NotificationListener, Watch
 from taskaction_operator.repo.notify import channels as notify
-from taskaction_operator.repo.retention import RUNS_PER_TRANSACTION, PruneResult, prune_runs
+from taskaction_operator.repo.retention import PruneOptions, PruneResult, prune_runs
 from taskaction_operator.repo.sql import reads, writes
 from taskaction_operator.repo.sql.keys import event_key, pk_params, run_params
 from taskaction_operator.repo.sql.listing import build_list_query
@@ -413,30 +413,13 @@ class ActionRepo:
 
     # -- retention (ours; upstream keeps every row) ------------------------------------------------
     @classified
-    async def prune_runs(
-        self,
-        ended_before: datetime,
-        *,
-        project: str = "",
-        domain: str = "",
-        dry_run: bool = False,
-        runs_per_transaction: int = RUNS_PER_TRANSACTION,
-        on_transaction: Callable[[PruneResult], None] | None = None,
-    ) -> PruneResult:
-        """Delete the finished runs (root, every action, their events and state rows) of ``project``
-        and ``domain`` (empty: all) whose every action ended before ``ended_before``, never one with an
-        unfinished action or a pending abort; ``runs_per_transaction`` roots per transaction, rows the
-        recorder holds skipped, not waited for. ``dry_run`` only counts. No notification (see
-        :mod:`.retention`)."""
-        return await prune_runs(
-            self._db,
-            ended_before,
-            project=project,
-            domain=domain,
-            dry_run=dry_run,
-            runs_per_transaction=runs_per_transaction,
-            on_transaction=on_transaction,
-        )
+    async def prune_runs(self, ended_before: datetime, **options: Unpack[PruneOptions]) -> PruneResult:
+        """Delete the finished runs (root, every action, their events and state rows) whose every
+        action ended before ``ended_before``, never one with an unfinished action or a pending abort;
+        ``runs_per_transaction`` roots per transaction, rows the recorder holds skipped, not waited
+        for; ``project``/``domain`` select, ``dry_run`` only counts (:class:`.retention.PruneOptions`).
+        No notification (see :mod:`.retention`)."""
+        return await prune_runs(self._db, ended_before, **options)
 
     # -- watches (see :mod:`.watches`) ------------------------------------------------------------
     def watch_run_updates(self, run_id: RunId) -> Watch[Action]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from taskaction_operator.repo.database import Database
 from taskaction_operator.repo.errors import InvalidArgumentError
 from taskaction_operator.repo.sql.keys import RUN_KEY
 from taskaction_operator.repo.sql.prune import prune_statement
 
-__all__ = ["RUNS_PER_TRANSACTION", "PruneResult", "prune_runs"]
+__all__ = ["RUNS_PER_TRANSACTION", "PruneOptions", "PruneResult", "prune_runs"]
 
 #: Roots looked at per transaction (each with its whole tree).
 RUNS_PER_TRANSACTION = 100
@@ -42,19 +42,25 @@ class PruneResult:
         self.events += events
 
 
-async def prune_runs(
-    db: Database,
-    ended_before: datetime,
-    *,
-    project: str = "",
-    domain: str = "",
-    dry_run: bool = False,
-    runs_per_transaction: int = RUNS_PER_TRANSACTION,
-    on_transaction: Callable[[PruneResult], None] | None = None,
-) -> PruneResult:
-    """One pass: delete every finished run of ``project``/``domain`` (empty: all) whose every action
-    ended before ``ended_before``; ``dry_run`` counts instead. ``on_transaction`` sees the running
-    totals after each transaction (progress)."""
+class PruneOptions(TypedDict, total=False):
+    """What a pass prunes and how: ``project``/``domain`` (empty: every one), ``dry_run`` (count
+    only), ``runs_per_transaction`` (:data:`RUNS_PER_TRANSACTION`), ``on_transaction`` (sees the
+    running totals after each transaction: progress)."""
+
+    project: str
+    domain: str
+    dry_run: bool
+    runs_per_transaction: int
+    on_transaction: Callable[[PruneResult], None] | None
+
+
+async def prune_runs(db: Database, ended_before: datetime, **options: Unpack[PruneOptions]) -> PruneResult:
+    """One pass: delete every finished run (of the project and domain, if given) whose every action
+    ended before ``ended_before``; see :class:`PruneOptions`."""
+    project, domain = options.get("project", ""), options.get("domain", "")
+    dry_run = options.get("dry_run", False)
+    runs_per_transaction = options.get("runs_per_transaction", RUNS_PER_TRANSACTION)
+    on_transaction = options.get("on_transaction")
     if ended_before.tzinfo is None:
         raise InvalidArgumentError(f"ended_before must be timezone-aware, got naive {ended_before!r}")
     if runs_per_transaction < 1:
