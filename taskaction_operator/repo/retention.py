@@ -85,4 +85,5 @@ async def prune_runs(db: Database, ended_before: datetime, **options: Unpack[Pru
         if scanned < runs_per_transaction:
             return result
         params.update({f"after_{name}": value for name, value in zip(RUN_KEY, last, strict=True)})
+        # (a statement whose filters fix the project, or project and domain, reads only the rest)
         after = True

@@ -13,6 +13,7 @@ import pytest
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo, InvalidArgumentError, NotFoundError
+from tests.integration.conftest import connected
 from tests.integration.repo.helpers import DONE, at, count_rows, make_run, run
 
 pytestmark = pytest.mark.db
@@ -102,8 +103,13 @@ async def test_small_transactions_pass_over_runs_that_stay(
     assert count_rows(repo_dsn, run(project, "rz-old")) == (0, 0, 0)
 
 
-async def test_project_and_domain_select_what_goes(private_repo: ActionRepo, private_dsn: str) -> None:
-    """On a database of its own: an unfiltered pass would reach every run in it."""
+async def test_project_and_domain_select_what_goes(empty_dsn: str) -> None:
+    """On a database of its own: an unfiltered pass reaches every run in it."""
+    async with connected(empty_dsn, 2) as private_repo:
+        await _filters(private_repo, empty_dsn)
+
+
+async def _filters(private_repo: ActionRepo, private_dsn: str) -> None:
     runs = {
         (p, d): RunId(p, d, "rscope") for p in ("pa-prune", "pb-prune") for d in ("development", "production")
     }
@@ -112,9 +118,11 @@ async def test_project_and_domain_select_what_goes(private_repo: ActionRepo, pri
 
     assert (await private_repo.prune_runs(CUTOFF, project="pa-prune", domain="production")).runs == 1
     assert count_rows(private_dsn, runs["pa-prune", "production"])[0] == 0
-    assert (await private_repo.prune_runs(CUTOFF, domain="development")).runs == 2
+    one_by_one = await private_repo.prune_runs(CUTOFF, domain="development", runs_per_transaction=1)
+    assert (one_by_one.runs, one_by_one.scanned) == (2, 2)  # the cursor over projects, in one domain
     assert [k for k, rid in runs.items() if count_rows(private_dsn, rid)[0]] == [("pb-prune", "production")]
-    assert (await private_repo.prune_runs(CUTOFF)).runs == 1
+    assert (await private_repo.prune_runs(CUTOFF, project="pb-prune", domain="production")).runs == 1
+    assert (await private_repo.prune_runs(CUTOFF, runs_per_transaction=1)).runs == 0
     assert all(count_rows(private_dsn, rid) == (0, 0, 0) for rid in runs.values())
 
 
