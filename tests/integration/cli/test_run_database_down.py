@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -22,7 +23,12 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run_for(seconds: float, tmp_path: Path, *extra: str) -> str:
+def _retries(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "startup" in line and "retry" in line]
+
+
+def _run_until(done: Callable[[str], bool], tmp_path: Path, *extra: str, deadline: float = 30) -> str:
+    """Run the operator until its stderr satisfies ``done`` (or ``deadline`` seconds pass); stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKACTION_")}
     env.update(
         TASKACTION_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_closed_port()}/none",
@@ -31,24 +37,28 @@ def _run_for(seconds: float, tmp_path: Path, *extra: str) -> str:
         TASKACTION_LIVENESS="",
         KUBECONFIG=str(tmp_path / "no-kubeconfig"),
     )
-    proc = subprocess.Popen(
-        [str(CLI), "run", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        time.sleep(seconds)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return err
+    err_path = tmp_path / "stderr"
+    with err_path.open("w") as err_file:
+        proc = subprocess.Popen(
+            [str(CLI), "run", *extra], stdout=subprocess.DEVNULL, stderr=err_file, env=env
+        )
+        try:
+            end = time.monotonic() + deadline
+            while time.monotonic() < end and proc.poll() is None and not done(err_path.read_text()):
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return err_path.read_text()
 
 
 def test_database_down_logs_one_line_per_start_up_retry(tmp_path: Path) -> None:
-    err = _run_for(6, tmp_path)
-    retries = [line for line in err.splitlines() if "startup" in line and "retry" in line]
-    assert len(retries) >= 2, err  # retried with a short backoff, not once a minute
+    err = _run_until(lambda text: len(_retries(text)) >= 3, tmp_path)
+    retries = _retries(err)
+    assert len(retries) >= 3, err  # retried with a short backoff (1 s, 2 s, …), not once a minute
     assert "Traceback" not in err, err
     for line in retries:
         assert "database" in line and "Connection refused" in line, line
@@ -56,5 +66,5 @@ def test_database_down_logs_one_line_per_start_up_retry(tmp_path: Path) -> None:
 
 
 def test_database_down_with_vv_shows_the_traceback(tmp_path: Path) -> None:
-    err = _run_for(3, tmp_path, "-vv")
-    assert "Traceback" in err, err
+    err = _run_until(lambda text: len(_retries(text)) >= 1 and "Traceback" in text, tmp_path, "-vv")
+    assert _retries(err) and "Traceback" in err, err
