@@ -17,7 +17,6 @@ migrated on demand and dropped afterwards unless ``--keep`` (a kept seed of the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -30,6 +29,7 @@ from typing import Any
 
 import psycopg
 from _bench import raw_writes
+from _bench.benchdb import bench_dsn, bench_parser, drop_bench_db
 from _bench.raw_writes import EVENT_COLS
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
@@ -58,23 +58,6 @@ ACTION_COLS = (
 
 
 # -- setup -------------------------------------------------------------------------------------------
-def bench_dsn(dsn: str, in_place: bool) -> str:
-    if in_place:
-        return dsn
-    base, name = dsn.rsplit("/", 1)
-    target = f"{name.split('?')[0]}_bench"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{target}"')
-    return f"{base}/{target}"
-
-
-def drop_bench_db(dsn: str) -> None:
-    base, name = dsn.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def seed(dsn: str, rows: int, project: str) -> None:
     """``rows`` actions in runs of 100 (a0 plus children), one event each, and 100 'hot' actions
     with 1,000 events each for paging list_events_since. COPY all of it, then ANALYZE."""
@@ -299,10 +282,7 @@ def table(rows: list[list[str]]) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dsn", required=True, help="postgresql://… of the server to benchmark on")
+    parser = bench_parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="actions to seed for the read benchmark")
     parser.add_argument("--write-rows", type=int, default=2000, help="rows per write measurement")
     parser.add_argument("--samples", type=int, default=300, help="latency samples per read query")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from taskaction_operator import __version__
 from taskaction_operator.cli import argtypes
 from taskaction_operator.cli.errors import CommandFailed, UsageError
+from taskaction_operator.model.text import MAX_ERROR as MAX_ERROR  # re-exported
+from taskaction_operator.model.text import one_line
 
 if TYPE_CHECKING:
     from taskaction_operator.cli.context import Context
@@ -244,6 +245,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     p.add_argument("--dry-run", action="store_true", help="only list the TaskActions that hold it")
 
+    p = leaf(
+        sub,
+        "prune",
+        "prune_cmd:prune",
+        "delete finished runs (actions, events) that ended longer ago than --older-than; never an "
+        "unfinished one",
+        "scope db",
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        type=argtypes.timeout,
+        metavar="DURATION",
+        help="only runs whose every action ended longer ago than this (e.g. 30d)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p.add_argument(
+        "--runs-per-transaction",
+        type=argtypes.positive_int,
+        default=100,
+        metavar="N",
+        help="runs looked at per transaction (default 100)",
+    )
+
     p = leaf(sub, "enqueue", "write_cmds:enqueue", "create a run described in a YAML file", "scope db kube")
     p.add_argument("-f", "--filename", required=True, metavar="FILE", help="the run file ('-': stdin)")
     p.add_argument(
@@ -300,17 +325,6 @@ def _configure_logging(verbose: int) -> None:
     from taskaction_operator.cli.logs import configure
 
     configure(verbose)
-
-
-#: What libraries append to an error that a one-line message has no room for.
-_NOISE = re.compile(r"\s*\(Background on this error at: \S+\)|\((?:psycopg|sqlalchemy)[\w.]*Error\)\s*")
-MAX_ERROR = 300
-
-
-def one_line(message: str) -> str:
-    """An error message as one short line: whitespace folded, library links dropped, length capped."""
-    text = " ".join(_NOISE.sub(" ", str(message)).split()) or "failed"
-    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1].rstrip() + "…"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

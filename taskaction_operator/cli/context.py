@@ -136,13 +136,21 @@ class Context:
             raise UsageError(
                 "no domain: pass --domain, set TASKACTION_DOMAIN, or add domain: to the config file"
             )
+        self.check_scope()
         try:
-            validate_scope("project", project)
-            validate_scope("domain", domain)
             validate_run_name(run)
         except InvalidActionError as exc:
             raise UsageError(str(exc)) from None
         return RunId(project, domain, run)
+
+    def check_scope(self) -> None:
+        """The project and domain, where given, are valid names (empty: every one)."""
+        try:
+            for what, value in (("project", self.project), ("domain", self.domain)):
+                if value:
+                    validate_scope(what, value)
+        except InvalidActionError as exc:
+            raise UsageError(str(exc)) from None
 
     def action_id(self, run: str, action: str) -> ActionId:
         run_id = self.run_id(run)
@@ -163,6 +171,8 @@ class Context:
                 self.action_id(a.run, a.action)
             else:
                 self.run_id(a.run)
+        if a.command == "prune":
+            self.check_scope()
         if "db" in uses:
             dsn = self._dsn()
             if dsn:

@@ -230,7 +230,7 @@ def run(ctx: Context) -> int:
         run_operator,  # lazily: kopf and the handlers load only here
     )
 
-    run_operator(settings)
+    run_operator(settings, verbose=int(a.verbose or 0))
     return 0
 
 

@@ -13,11 +13,22 @@ from taskaction_operator import metrics
 from taskaction_operator.config import Settings
 from taskaction_operator.controller.runtime import Runtime
 from taskaction_operator.crd.names import GROUP, PLURAL, UNRECORDED_SELECTOR
+from taskaction_operator.model.text import one_line
+from taskaction_operator.repo import TemporaryRepoError
+
+logger = logging.getLogger(__name__)
 
 #: Objects per page of the initial listing.
 LIST_CHUNK = 500
 #: Seconds an idle per-object worker of kopf lives on.
 WORKER_IDLE_S = 2.0
+#: Seconds between start-up attempts while the database is unreachable: doubling from 1 up to this.
+STARTUP_RETRY_MAX_S = 30.0
+
+
+def startup_retry_delay(retry: int) -> float:
+    """Seconds before start-up attempt ``retry + 1`` (``retry`` counts the failed ones, from 0)."""
+    return min(STARTUP_RETRY_MAX_S, 2.0 ** min(retry, 16))
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -72,7 +83,7 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
     config: Settings = memo["config"]
     # Only warnings become Kubernetes Events (ours: ParentNotFound, InvalidParent, RecordFailed …).
     settings.posting.level = logging.WARNING
@@ -96,7 +107,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Wait for in-flight handlers (their database writes) before exiting on SIGTERM.
     settings.queueing.exit_timeout = 20.0
     metrics.serve(config.metrics_port)
-    memo["runtime"] = await Runtime.start(config)
+    try:
+        memo["runtime"] = await Runtime.start(config)
+    except TemporaryRepoError as exc:
+        # The database is down or unreachable: one line per attempt (kopf logs a TemporaryError as
+        # its message alone); the traceback only at debug level (-vv).
+        logger.debug("start-up failed", exc_info=True)
+        delay = startup_retry_delay(retry)
+        raise kopf.TemporaryError(
+            f"database unavailable, will retry in {delay:.0f} s: {one_line(exc)}", delay=delay
+        ) from None
 
 
 @kopf.on.cleanup()

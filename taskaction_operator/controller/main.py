@@ -10,8 +10,9 @@ import kopf
 from taskaction_operator.config import Settings
 
 
-def run_operator(settings: Settings) -> None:
-    """Run kopf with our handlers until SIGINT/SIGTERM."""
+def run_operator(settings: Settings, *, verbose: int = 0) -> None:
+    """Run kopf with our handlers until SIGINT/SIGTERM; ``verbose`` 2 (``-vv``) logs everything at
+    debug level, tracebacks of retried failures included."""
     import taskaction_operator.controller.handlers
     import taskaction_operator.controller.lifecycle  # noqa: F401
 
@@ -20,7 +21,7 @@ def run_operator(settings: Settings) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     kopf.configure(
-        verbose=False,
+        debug=verbose >= 2,
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)

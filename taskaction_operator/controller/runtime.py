@@ -13,6 +13,7 @@ from taskaction_operator.controller import instruments
 from taskaction_operator.controller.aborts.deleter import KubeDeleter
 from taskaction_operator.controller.aborts.sweeper import AbortSweeper, wake_on_abort_requests
 from taskaction_operator.controller.recording.adopter import OrphanAdopter
+from taskaction_operator.controller.recording.expiry import delete_expired, on_leader_every
 from taskaction_operator.controller.recording.guards import sweep_recorded_guards
 from taskaction_operator.controller.recording.index import ActionIndex
 from taskaction_operator.controller.recording.reconciler import ActionReconciler
@@ -112,6 +113,18 @@ class Runtime:
                 name="recorded-guards",
             )
         )
+        if settings.delete_recorded_after > 0:
+            rt.tasks.append(
+                asyncio.create_task(
+                    on_leader_every(
+                        settings.guard_sweep_interval,
+                        lambda: elector.is_leader,
+                        lambda: delete_expired(kube, settings.namespaces, settings.delete_recorded_after),
+                        "delete expired recorded TaskActions",
+                    ),
+                    name="recorded-expiry",
+                )
+            )
         return rt
 
     def publish_gauges(self) -> None:

@@ -30,6 +30,7 @@ from taskaction_operator.repo.listing import (
 from taskaction_operator.repo.migrate import upgrade, upgrade_async
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
 from taskaction_operator.repo.notify import Subscription, Watch
+from taskaction_operator.repo.retention import PruneResult
 from taskaction_operator.repo.writer import RepoStats
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "NotFoundError",
     "PermanentRepoError",
     "PhaseUpdate",
+    "PruneResult",
     "RepoError",
     "RepoStats",
     "SortBy",

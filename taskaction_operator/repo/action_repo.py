@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from flyteidl2.workflow import run_info_pb2
 from sqlalchemy import literal, select
@@ -41,6 +41,7 @@ from taskaction_operator.repo.listing import KEYSET_SORT, ActionPage, ListAction
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate, require_aware
 from taskaction_operator.repo.notify import NotificationListener, Watch
 from taskaction_operator.repo.notify import channels as notify
+from taskaction_operator.repo.retention import PruneOptions, PruneResult, prune_runs
 from taskaction_operator.repo.sql import reads, writes
 from taskaction_operator.repo.sql.keys import event_key, pk_params, run_params
 from taskaction_operator.repo.sql.listing import build_list_query
@@ -413,6 +414,16 @@ class ActionRepo:
     async def notify_state_update(self, action_id: ActionId) -> None:
         """Tell the action's watchers (and state watchers) to re-read it."""
         await self._db.notify(notify.after_update(action_id, True))
+
+    # -- retention (ours; upstream keeps every row) ------------------------------------------------
+    @classified
+    async def prune_runs(self, ended_before: datetime, **options: Unpack[PruneOptions]) -> PruneResult:
+        """Delete the finished runs (root, every action, their events and state rows) whose every
+        action ended before ``ended_before``, never one with an unfinished action or a pending abort;
+        ``runs_per_transaction`` roots per transaction, rows the recorder holds skipped, not waited
+        for; ``project``/``domain`` select, ``dry_run`` only counts (:class:`.retention.PruneOptions`).
+        No notification (see :mod:`.retention`)."""
+        return await prune_runs(self._db, ended_before, **options)
 
     # -- watches (see :mod:`.watches`) ------------------------------------------------------------
     def watch_run_updates(self, run_id: RunId) -> Watch[Action]:

@@ -66,6 +66,8 @@ def test_kind_overlay_runs_the_local_dev_image_and_its_own_database(kubectl: Kub
     operator = _one(docs, "Deployment", "taskaction-operator")["spec"]["template"]["spec"]["containers"][0]
     assert operator["image"] == "taskaction-operator:dev"
     assert operator["imagePullPolicy"] == "IfNotPresent"
+    prune = _one(docs, "CronJob", "taskaction-prune")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert prune["containers"][0]["image"] == "taskaction-operator:dev"  # the optional retention component
     secret = _one(docs, "Secret", "taskaction-db")
     host = _one(docs, "Service", "taskaction-postgres")["metadata"]["name"]
     assert f"@{host}.{OPERATOR_NAMESPACE}.svc:5432/" in secret["stringData"]["url"]

@@ -14,6 +14,10 @@ def test_defaults_and_namespaces() -> None:
     assert s.namespaces == ("a", "b") and not s.record_guard
     assert s.abort_max_attempts == 10 and s.effective_lease_namespace == "a"
     assert Settings.from_env({**DSN, "TASKACTION_NAMESPACES": "*"}).namespaces == ()
+    assert s.delete_recorded_after == 0  # recorded TaskActions are kept unless asked
+    assert (
+        Settings.from_env({**DSN, "TASKACTION_DELETE_RECORDED_AFTER": "3600"}).delete_recorded_after == 3600
+    )
 
 
 @pytest.mark.parametrize(
@@ -27,6 +31,7 @@ def test_defaults_and_namespaces() -> None:
         ({**DSN, "TASKACTION_LOG_FORMAT": "xml"}, "TASKACTION_LOG_FORMAT"),
         ({**DSN, "TASKACTION_API_CONNECTIONS": "0"}, "TASKACTION_API_CONNECTIONS: must be >= 1"),
         ({**DSN, "TASKACTION_API_CONNECTIONS": "many"}, "TASKACTION_API_CONNECTIONS='many'"),
+        ({**DSN, "TASKACTION_DELETE_RECORDED_AFTER": "-1"}, "TASKACTION_DELETE_RECORDED_AFTER: must be >= 0"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:

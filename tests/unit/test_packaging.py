@@ -20,6 +20,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from taskaction_operator.cli.app import parse_args
 from taskaction_operator.config import PREFIX, Settings
 from tests.conftest import ROOT
 
@@ -299,3 +300,27 @@ def test_the_events_deployment_serves_probed_restricted_and_without_a_token() ->
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "connect"}
     assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["port"] == 8090
+
+
+def test_the_prune_cronjob_is_optional_restricted_and_prunes_with_the_operators_database() -> None:
+    component = ROOT / "manifests" / "components" / "prune"
+    kustomization = yaml.safe_load((component / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Component" and kustomization["resources"] == ["cronjob.yaml"]
+    base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    assert kustomization["images"] == base["images"]  # the same release as the operator
+    assert not any("prune" in str(r) for r in base["resources"]), "retention is opt-in, not in the base"
+
+    cron = yaml.safe_load((component / "cronjob.yaml").read_text())
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    c = _container({"spec": job})
+    assert c["command"][:2] == ["taskaction-operator", "prune"]
+    parse_args(c["command"][1:])  # a command line the CLI accepts (UsageError otherwise)
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    deploy = yaml.safe_load((BASE / "deployment.yaml").read_text())
+    assert pod["securityContext"] == deploy["spec"]["template"]["spec"]["securityContext"]
+    assert c["securityContext"] == _container(deploy)["securityContext"]
+    assert {"mountPath": "/tmp", "name": "tmp"} in c["volumeMounts"]
+    (dsn,) = c["env"]
+    assert dsn in _container(deploy)["env"] and dsn["name"] == "TASKACTION_DATABASE_URL"

@@ -9,10 +9,10 @@ labelled objects, every ``interval`` seconds, on the sweep leader only.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
+from taskaction_operator.controller.recording.expiry import on_leader_every
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_SELECTOR
 from taskaction_operator.k8s import KubeOps
 
@@ -35,10 +35,9 @@ async def sweep_recorded_guards(
     kube: KubeOps, namespaces: tuple[str, ...], interval: float, is_leader: Callable[[], bool]
 ) -> None:
     """:func:`release_recorded_guards` every ``interval`` seconds while this replica leads, forever."""
-    while True:
-        if is_leader():
-            try:
-                await release_recorded_guards(kube, namespaces)
-            except Exception as exc:  # the next pass tries again
-                log.warning("could not release guards of recorded TaskActions: %s", exc)
-        await asyncio.sleep(interval)
+    await on_leader_every(
+        interval,
+        is_leader,
+        lambda: release_recorded_guards(kube, namespaces),
+        "release guards of recorded TaskActions",
+    )

@@ -7,7 +7,7 @@ statement: ``%(name)s`` placeholders with typed casts, constants rendered as SQL
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, bindparam, func, literal_column
@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql.psycopg import dialect as _psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["lit", "to_sql", "unnest"]
+__all__ = ["lit", "phases_array", "to_sql", "unnest"]
 
 _DIALECT = _psycopg_dialect()  # type: ignore[no-untyped-call]
 _ARRAY_PARAM = re.compile(r"%\((\w+)\)s(::[A-Z ]+\[\])")
@@ -46,3 +46,8 @@ def unnest(columns: Sequence[tuple[str, TypeEngine[Any]]], alias: str = "u") -> 
     """``unnest(%(c1)s::T1[], …) AS u(c1, …)``: one array parameter per column, one row per index."""
     binds = [bindparam(name, type_=ARRAY(type_)) for name, type_ in columns]
     return func.unnest(*binds).table_valued(*(name for name, _ in columns)).render_derived(name=alias)
+
+
+def phases_array(phases: Iterable[int]) -> ColumnElement[Any]:
+    """``ARRAY[…]`` of phase integers, rendered into the SQL text (for ``= ANY(…)``)."""
+    return literal_column("ARRAY[" + ", ".join(str(int(p)) for p in sorted(phases)) + "]")

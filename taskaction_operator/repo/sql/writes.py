@@ -13,7 +13,7 @@ carries one bind parameter per column, far below PostgreSQL's 65,535 limit howev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,6 @@ from sqlalchemy import (
     cast,
     extract,
     func,
-    literal_column,
     null,
     or_,
     select,
@@ -44,7 +43,7 @@ from taskaction_operator.model import ActionId, ActionPhase
 from taskaction_operator.model.phases import RETRYABLE_PHASES, TERMINAL_PHASES
 from taskaction_operator.repo.models import Action, PhaseUpdate, require_aware
 from taskaction_operator.repo.schema import actions
-from taskaction_operator.repo.sql.compile import lit, to_sql, unnest
+from taskaction_operator.repo.sql.compile import lit, phases_array, to_sql, unnest
 from taskaction_operator.repo.sql.keys import ACTION_PK, by_pk, by_run_root, pk_matches
 
 __all__ = [
@@ -71,10 +70,6 @@ _TZ = DateTime(timezone=True)
 _ACTION_KEY = [actions.c[name] for name in ACTION_PK]
 
 
-def _phase_literal(phases: Iterable[ActionPhase]) -> ColumnElement[Any]:
-    return literal_column("ARRAY[" + ", ".join(str(int(p)) for p in sorted(phases)) + "]")
-
-
 def phase_guard(current: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnElement[bool]:
     """Upstream's numeric phase guard, the only copy of it (upstream runs/repository/impl/action.go:
     UpdateActionPhase, its WHERE clause):
@@ -86,8 +81,8 @@ def phase_guard(current: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnE
     """
     return or_(
         current <= new,
-        current == any_(_phase_literal(RETRYABLE_PHASES)),
-        and_(current == lit(ActionPhase.PAUSED), new == any_(_phase_literal(TERMINAL_PHASES))),
+        current == any_(phases_array(RETRYABLE_PHASES)),
+        and_(current == lit(ActionPhase.PAUSED), new == any_(phases_array(TERMINAL_PHASES))),
     )
 
 
@@ -284,7 +279,7 @@ ABORT_RUN = _abort(by_run_root(actions))
 #: Mark one action ABORTED and request the abort.
 ABORT_ACTION = _abort(by_pk(actions))
 #: Ours: the phases an abort without ``force`` leaves alone (ABORTED itself is no rewrite).
-_ENDED = _phase_literal(TERMINAL_PHASES - {ActionPhase.ABORTED})
+_ENDED = phases_array(TERMINAL_PHASES - {ActionPhase.ABORTED})
 #: As ABORT_RUN and ABORT_ACTION, but only for a row that has not ended.
 ABORT_UNFINISHED_RUN = _abort(and_(by_run_root(actions), ~(actions.c.phase == any_(_ENDED))))
 ABORT_UNFINISHED_ACTION = _abort(and_(by_pk(actions), ~(actions.c.phase == any_(_ENDED))))

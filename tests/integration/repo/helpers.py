@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import psycopg
+
 from taskaction_operator.model import ActionId, ActionPhase, RunId
-from taskaction_operator.repo import Action, ActionEvent
+from taskaction_operator.repo import Action, ActionEvent, ActionRepo
 
 T = TypeVar("T")
 
@@ -70,3 +72,45 @@ def event(aid: ActionId, attempt: int, phase: ActionPhase, version: int = 0, **f
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+# -- whole runs, for retention ----------------------------------------------------------------------
+DONE = ActionPhase.SUCCEEDED
+
+
+async def make_run(
+    repo: ActionRepo,
+    rid: RunId,
+    phases: Sequence[ActionPhase] = (DONE, DONE, ActionPhase.FAILED),
+    *,
+    ended: datetime | None = None,
+    late: str = "",
+) -> None:
+    """A run a0 → a1 → a1-1 (phases in that order), each with two events and a state row; the
+    finished ones ended at ``ended`` (default: in January), ``late`` now."""
+    for (name, parent), phase in zip((("a0", None), ("a1", "a0"), ("a1-1", "a1")), phases, strict=True):
+        aid = ActionId(rid, name)
+        end = datetime.now(UTC) if name == late else ended or at(60)
+        finished = phase.is_terminal()
+        await repo.create_action(
+            action(
+                aid,
+                parent_action_name=parent,
+                phase=phase,
+                created_at=at(0),
+                ended_at=end if finished else None,
+            )
+        )
+        await repo.insert_events([event(aid, 1, ActionPhase.QUEUED), event(aid, 2, phase)])
+        await repo.update_action_state(aid, '{"phase": "x"}')
+
+
+def count_rows(dsn: str, rid: RunId) -> tuple[int, int, int]:
+    """(actions, events, state rows) stored for the run."""
+    key = (rid.project, rid.domain, rid.name)
+    where = " WHERE project = %s AND domain = %s AND run_name = %s"
+    with psycopg.connect(dsn) as conn:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(f"SELECT count(*) FROM {table}" + where, key).fetchone()[0]  # type: ignore[index]
+            for table in ("actions", "action_events", "taskaction_action_states")
+        )

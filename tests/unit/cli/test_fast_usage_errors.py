@@ -56,6 +56,8 @@ def run_entry(argv: list[str], tmp_path: Path) -> tuple[int, list[str], str]:
         (["actions", "get", "r1", "A!", *SCOPE], "cannot name a TaskAction"),
         (["runs", "get", "r1", "--domain", "d"], "no project"),
         (["runs", "list", "--bogus"], "unrecognized arguments"),
+        (["prune", "--older-than", "0"], "--older-than"),
+        (["prune", "--older-than", "1d", "--project", "bad p"], "label value"),
     ],
 )
 def test_usage_errors_exit_2_without_loading_heavy_libraries(
