@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import kopf
+from kopf._core.engines.peering import Identity
 
 from taskaction_operator.config import Settings
 
@@ -34,6 +35,6 @@ def run_operator(settings: Settings, *, verbose: int = 0) -> None:
             memo=kopf.Memo(config=settings),
             # Ours, not kopf's guess: that calls getpass.getuser(), which raises for a uid with no
             # passwd entry (the image's 65532) — kopf/_core/engines/peering.py detect_own_id.
-            identity=settings.identity,
+            identity=Identity(settings.identity),
         )
     )

@@ -7,8 +7,12 @@ has no org field, and ``buildTaskActionName`` (``actions/k8s/client.go``) leaves
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from flyteidl2.common import identifier_pb2
+if TYPE_CHECKING:
+    # Imported where used: identifiers stay free of protobuf, so a command line's usage error (which
+    # checks names) never loads it.
+    from flyteidl2.common import identifier_pb2
 
 #: The root action of every run.
 ROOT_ACTION_NAME = "a0"
@@ -36,6 +40,8 @@ class RunId:
         return cls(msg.project, msg.domain, msg.name)
 
     def to_proto(self) -> identifier_pb2.RunIdentifier:
+        from flyteidl2.common import identifier_pb2
+
         return identifier_pb2.RunIdentifier(project=self.project, domain=self.domain, name=self.name)
 
 
@@ -56,6 +62,8 @@ class ActionId:
         return cls(RunId.from_proto(msg.run), msg.name)
 
     def to_proto(self) -> identifier_pb2.ActionIdentifier:
+        from flyteidl2.common import identifier_pb2
+
         return identifier_pb2.ActionIdentifier(run=self.run.to_proto(), name=self.name)
 
     @property

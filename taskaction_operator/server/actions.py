@@ -30,8 +30,8 @@ from taskaction_operator.client.actions_client import (
     ActionsClientError,
     Sentinel,
 )
+from taskaction_operator.client.names import InvalidActionError
 from taskaction_operator.client.updates import ActionUpdate
-from taskaction_operator.client.validate import InvalidActionError
 from taskaction_operator.model import ActionPhase
 from taskaction_operator.server.bounds import StreamLimits
 from taskaction_operator.server.errors import action_id_of, connect_error, translating, translating_stream
