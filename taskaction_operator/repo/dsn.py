@@ -16,6 +16,12 @@ __all__ = ["NetworkBounds", "to_conninfo", "to_sqlalchemy_url"]
 _PG_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg_async"})
 
 
+#: Text as str whatever the database's encoding: on a SQL_ASCII database (initdb under the bare C
+#: locale) psycopg would hand back bytes, and SQLAlchemy's first connect fails on the version string.
+#: Every connection of ours sets it (pools, migrations, the listener).
+TEXT_AS_STR: dict[str, Any] = {"client_encoding": "UTF8"}
+
+
 def to_sqlalchemy_url(dsn: str | URL) -> URL:
     """``postgresql://…`` (or ``postgres://``) as a SQLAlchemy URL for psycopg 3 (``postgresql+psycopg``)."""
     url = make_url(dsn.replace("postgres://", "postgresql://", 1) if isinstance(dsn, str) else dsn)
@@ -57,6 +63,7 @@ class NetworkBounds:
             "connect_timeout": self.connect_timeout,
             **self.keepalives(),
             "options": f"-c statement_timeout={self.statement_timeout_ms}",
+            **TEXT_AS_STR,
         }
         given = to_sqlalchemy_url(dsn).query
         return {k: v for k, v in args.items() if k not in given}

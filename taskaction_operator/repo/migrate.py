@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from taskaction_operator.repo.dsn import to_sqlalchemy_url
+from taskaction_operator.repo.dsn import TEXT_AS_STR, to_sqlalchemy_url
 from taskaction_operator.repo.errors import TemporaryRepoError, classify_db_error
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _known(cfg: Config, revision: str) -> bool:
 
 
 def _run(dsn: str, action: Callable[[Config], None], *, lock_timeout: float = LOCK_TIMEOUT) -> None:
-    engine = create_engine(to_sqlalchemy_url(dsn), poolclass=NullPool)
+    engine = create_engine(to_sqlalchemy_url(dsn), poolclass=NullPool, connect_args=TEXT_AS_STR)
     try:
         with engine.connect() as conn:
             # lock_timeout bounds the wait for the advisory lock too; reset once it is held.

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from taskaction_operator.repo.dsn import NetworkBounds
+from taskaction_operator.repo.dsn import TEXT_AS_STR, NetworkBounds
 from taskaction_operator.repo.errors import RepoError, TemporaryRepoError, classify_db_error
 from taskaction_operator.repo.notify.channels import ABORT_CHANNEL, ACTION_CHANNEL, CHANNELS, RUN_CHANNEL
 from taskaction_operator.repo.notify.subscription import Route, Subscription
@@ -57,6 +57,7 @@ class NotificationListener:
             connect_timeout=max(1, int(connect_timeout)),
             application_name="taskaction-operator-listener",
             **NetworkBounds().keepalives(),
+            **TEXT_AS_STR,
         )
         self._ping_interval = ping_interval
         self._connect_timeout = connect_timeout
