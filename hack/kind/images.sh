@@ -22,13 +22,16 @@ if (( offline )); then
   for name in python postgres; do
     tag=$([[ $name == python ]] && echo 3.11 || echo 15)
     ref="taskaction.local/$name:$tag-$DEBIAN_SUITE"
-    if ! docker image inspect "$ref" >/dev/null 2>&1; then
+    # Rebuilt when its recipe (the directory) changed: the image carries the recipe's hash.
+    recipe=$(cat "$here/images/$name/"* | sha256sum | cut -c1-12)
+    have=$(docker image inspect -f '{{index .Config.Labels "taskaction.recipe"}}' "$ref" 2>/dev/null || true)
+    if [[ "$have" != "$recipe" ]]; then
       log "building $ref from Debian's packages"
       ctx=$(mktemp -d)
       cp -r "$here/images/$name/." "$ctx/"
       mkdir -p "$ctx/ca-certs"
       cp /usr/local/share/ca-certificates/*.crt "$ctx/ca-certs/" 2>/dev/null || true
-      docker build -q -t "$ref" --build-arg "DEBIAN_BASE_IMAGE=$debian" "$ctx" >/dev/null
+      docker build -q -t "$ref" --label "taskaction.recipe=$recipe" --build-arg "DEBIAN_BASE_IMAGE=$debian" "$ctx" >/dev/null
       rm -rf "$ctx"
     fi
   done
