@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.conftest import Kubectl
 
 NS = "taskaction-system"
-SELECTOR = "app.kubernetes.io/name=taskaction-operator"
+SELECTOR = "app.kubernetes.io/name=taskaction-operator,app.kubernetes.io/component=operator"
 LEASE = "taskaction-operator-sweep"
 
 
