@@ -193,14 +193,34 @@ def test_operator_account_can_do_exactly_what_the_operator_does(
     assert (missing, extra) == ([], []), f"the operator's RBAC lacks {missing} and grants too much: {extra}"
 
 
+def token_kubeconfig(kubectl: Kubectl, token: str, path: Path) -> Kubectl:
+    """A kubectl that authenticates with ``token`` alone: the admin kubeconfig's cluster, no client
+    certificate (kind's admin is a certificate, which kubectl would present beside --token and be
+    taken for the admin)."""
+    admin = yaml.safe_load(Path(kubectl.kubeconfig).read_text())
+    current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == current["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": cluster["name"], "user": "token"}}],
+        "current-context": "token",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return Kubectl(str(path))
+
+
 def test_operator_token_performs_the_operator_writes_and_is_refused_the_rest(
-    kubectl: Kubectl, namespace: str, operator_account: str
+    kubectl: Kubectl, namespace: str, operator_account: str, tmp_path: Path
 ) -> None:
     sa = operator_account.rsplit(":", 1)[1]
     token = kubectl.run("create", "token", sa, "-n", namespace, "--duration=10m").strip()
+    operator = token_kubeconfig(kubectl, token, tmp_path / "operator-kubeconfig")
 
     def as_operator(*args: str, input: str | None = None) -> Any:
-        return kubectl.try_run("--token", token, *args, input=input)
+        return operator.try_run(*args, input=input)
 
     whoami = json.loads(as_operator("auth", "whoami", "-o", "json").stdout)
     assert whoami["status"]["userInfo"]["username"] == operator_account
