@@ -115,7 +115,7 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "port-forward to PostgreSQL did not open; see $state/port-forward.log"
-export KUBECONFIG="$kubeconfig" TASKACTION_KIND=1 \
+export KUBECONFIG="$kubeconfig" TASKACTION_KIND=1 TASKACTION_KIND_NODE="$cluster-control-plane" \
   TASKACTION_DATABASE_URL="postgresql://taskaction:taskaction-kind@127.0.0.1:$port/taskaction"
 cd "$root"
 

@@ -9,6 +9,8 @@ of letting it expire)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -170,3 +172,57 @@ def test_sigterm_on_rolling_restart_hands_the_lease_over_and_recording_goes_on(
     run = f"r{uuid.uuid4().hex[:10]}"
     apply_action(kubectl, sample_namespace, run)
     assert wait_for("the row after the restart", lambda: recorded_phase(database_url, run)) is not None
+
+
+def test_sigkill_of_the_operator_process_loses_nothing(
+    kubectl: Kubectl, sample_namespace: str, database_url: str
+) -> None:
+    """The fault in its Kubernetes form: the operator's process killed with SIGKILL (no shutdown, no
+    Lease released) right after a TaskAction was created, with one replica only, so no other one
+    covers for it. The kubelet restarts the container, and every TaskAction, the one in flight and
+    one created while it was down, is recorded by the restarted process."""
+    node = os.environ.get("TASKACTION_KIND_NODE", "taskaction-control-plane")
+    deployment = "deployment/taskaction-operator"
+    kubectl.run("-n", NS, "scale", deployment, "--replicas=1")
+    try:
+        wait_for(
+            "one operator pod", lambda: len(operator_pods(kubectl)) == 1 and ready(operator_pods(kubectl)[0])
+        )
+        sigkill_and_check(kubectl, node, sample_namespace, database_url)
+    finally:
+        kubectl.run("-n", NS, "scale", deployment, "--replicas=2")
+        kubectl.run("-n", NS, "rollout", "status", deployment, "--timeout=180s", timeout=200)
+
+
+def sigkill_and_check(kubectl: Kubectl, node: str, sample_namespace: str, database_url: str) -> None:
+    leader = wait_for(
+        "the sweep leader",
+        lambda: (
+            holder(kubectl) in {p["metadata"]["name"] for p in operator_pods(kubectl)} and holder(kubectl)
+        ),
+    )
+    (pod,) = [p for p in operator_pods(kubectl) if p["metadata"]["name"] == leader]
+    (status,) = pod["status"]["containerStatuses"]
+    restarts = status["restartCount"]
+    container = status["containerID"].removeprefix("containerd://")
+    tasks = subprocess.run(
+        ["docker", "exec", node, "ctr", "-n", "k8s.io", "tasks", "ls"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    (pid,) = [line.split()[1] for line in tasks.splitlines() if line.startswith(container)]
+    in_flight = f"r{uuid.uuid4().hex[:10]}"
+    apply_action(kubectl, sample_namespace, in_flight)
+    subprocess.run(["docker", "exec", node, "kill", "-KILL", pid], timeout=30, check=True)
+    while_down = f"r{uuid.uuid4().hex[:10]}"
+    apply_action(kubectl, sample_namespace, while_down)
+
+    def restarted() -> bool:
+        (p,) = [p for p in operator_pods(kubectl) if p["metadata"]["name"] == leader]
+        return bool(p["status"]["containerStatuses"][0]["restartCount"] > restarts and ready(p))
+
+    wait_for("the killed container restarted and Ready", restarted, timeout=180)
+    for run in (in_flight, while_down):
+        assert wait_for(f"the row of {run}", lambda run=run: recorded_phase(database_url, run)) is not None
