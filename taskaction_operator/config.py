@@ -47,6 +47,9 @@ class Settings:
     #: Seconds between passes that release the guard of recorded TaskActions still carrying it (and,
     #: with ``delete_recorded_after``, delete the expired ones).
     guard_sweep_interval: float = 300.0
+    #: Seconds between passes that record ABORTED the unfinished actions whose TaskActions vanished
+    #: in a watch gap (no DELETED event seen; see ``controller/recording/vanished.py``).
+    vanished_sweep_interval: float = 120.0
     #: Seconds after its end a recorded TaskAction is deleted from the cluster (its run entirely
     #: recorded; the database keeps the record); 0 keeps them all (the default).
     delete_recorded_after: float = 0.0
@@ -107,6 +110,7 @@ class Settings:
         checks = [
             (self.sweep_interval > 0, "SWEEP_INTERVAL", "must be > 0"),
             (self.guard_sweep_interval > 0, "GUARD_SWEEP_INTERVAL", "must be > 0"),
+            (self.vanished_sweep_interval > 0, "VANISHED_SWEEP_INTERVAL", "must be > 0"),
             (self.delete_recorded_after >= 0, "DELETE_RECORDED_AFTER", "must be >= 0 (0: never)"),
             (self.abort_max_attempts >= 1, "ABORT_MAX_ATTEMPTS", "must be >= 1"),
             (self.abort_initial_delay > 0, "ABORT_INITIAL_DELAY", "must be > 0"),
@@ -133,6 +137,7 @@ def _convert(name: str, raw: str) -> Any:
     if name in {
         "sweep_interval",
         "guard_sweep_interval",
+        "vanished_sweep_interval",
         "delete_recorded_after",
         "abort_initial_delay",
         "abort_max_delay",

@@ -18,6 +18,7 @@ from taskaction_operator.controller.recording.guards import sweep_recorded_guard
 from taskaction_operator.controller.recording.index import ActionIndex
 from taskaction_operator.controller.recording.reconciler import ActionReconciler
 from taskaction_operator.controller.recording.recorder import Recorder
+from taskaction_operator.controller.recording.vanished import sweep_vanished
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.k8s.lease import LeaseElector
 from taskaction_operator.repo import (
@@ -111,6 +112,12 @@ class Runtime:
                     kube, settings.namespaces, settings.guard_sweep_interval, lambda: elector.is_leader
                 ),
                 name="recorded-guards",
+            )
+        )
+        rt.tasks.append(
+            asyncio.create_task(
+                sweep_vanished(kube, reconciler, settings.vanished_sweep_interval, lambda: elector.is_leader),
+                name="vanished",
             )
         )
         if settings.delete_recorded_after > 0:

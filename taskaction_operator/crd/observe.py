@@ -124,6 +124,10 @@ class Observation:
     events: tuple[PhaseEvent, ...] = ()
     #: ``status.errorState.kind`` of the last failed attempt: "USER", "SYSTEM" or "".
     error_kind: str = ""
+    #: A signalled condition's ``status.signalValue`` (a serialized core.Literal) and
+    #: ``status.signalledBy``; None unless it has one.
+    signal_value: bytes | None = None
+    signalled_by: str = ""
 
     @property
     def is_root(self) -> bool:
@@ -193,6 +197,8 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
         annotations=meta.get("annotations") or {},
         events=phase_events(status.get("phaseHistory"), phase, max(attempts, 1), conditions, end_time),
         error_kind=str((status.get("errorState") or {}).get("kind") or ""),
+        signal_value=decode_bytes(status.get("signalValue")),
+        signalled_by=str(status.get("signalledBy") or ""),
     )
 
 

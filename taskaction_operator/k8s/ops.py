@@ -130,6 +130,38 @@ class KubeOps:
                 continue
         raise KubeError(409, "Conflict", f"the finalizers of {namespace}/{name} kept changing")
 
+    async def add_finalizer(self, namespace: str, name: str, finalizer: str, *, attempts: int = 5) -> bool:
+        """Put ``finalizer`` on the TaskAction (at the end of its list): a JSON patch that tests the
+        list it extends, read again and retried when the list changed meanwhile. False when the
+        object is gone, being deleted (the API server refuses new finalizers then) or already
+        holds it."""
+        for _ in range(attempts):
+            obj = await self.get_taskaction(namespace, name)
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                return False
+            finalizers = obj["metadata"].get("finalizers")
+            if finalizers and finalizer in finalizers:
+                return False
+            if finalizers:
+                ops = [
+                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+                ]
+            else:
+                ops = [
+                    {
+                        "op": "test",
+                        "path": "/metadata/resourceVersion",
+                        "value": obj["metadata"]["resourceVersion"],
+                    },
+                    {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+                ]
+            try:
+                return await self.json_patch_taskaction(namespace, name, ops) is not None
+            except Invalid:
+                continue
+        raise KubeError(409, "Conflict", f"the finalizers of {namespace}/{name} kept changing")
+
     async def create_taskaction(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
         obj = await self._call(

@@ -234,6 +234,9 @@ class PhaseUpdate:
     #: DIFFERENCE: upstream's promotion goes through the plain guard, which lets it overwrite FAILED
     #: and TIMED_OUT, so a restart would set finished parents RUNNING again).
     promotion: bool = False
+    #: Replaces the row's RunInfo when the update applies (a signalled condition's end, with the
+    #: signal's value and principal); None keeps it.
+    detailed_info: bytes | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.start_time, "start_time")

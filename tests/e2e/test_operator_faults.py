@@ -8,7 +8,12 @@ independently of the operator's own derivation.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
+import signal
 import subprocess
+import urllib.request
 from typing import Any
 
 import pytest
@@ -281,3 +286,58 @@ async def test_a_namespace_deleted_with_200_guarded_unfinished_actions_is_record
     assert len(phases) == 200 and set(phases.values()) == {7}, phases
     for name in ("a0", "c000", "c198"):
         assert [p for _, p, _ in db.events(namespace, "rns", name)].count(7) == 1
+
+
+def compact_etcd() -> int:
+    """Compact etcd's history up to its current revision (its gRPC gateway, plain HTTP here): every
+    watch from an older resourceVersion now gets 410 Gone. Returns the revision."""
+    port = (ROOT / ".local" / "cluster" / "etcd.port").read_text().strip()
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return dict(json.load(resp))
+
+    revision = int(post("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
+    post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+    return revision
+
+
+async def test_actions_that_vanish_in_a_watch_gap_are_recorded_aborted(
+    kube: KubeOps, db: Db, namespace: str, start_operator: Any
+) -> None:
+    """The guard off, the operator frozen (SIGSTOP), the API server restarted, a subtree deleted and
+    gone, etcd compacted: the operator's watch resumes with 410 Gone, kopf relists, and no
+    DELETED event is ever delivered for a2, a5, a6. The vanished sweep records them ABORTED (they
+    stayed RUNNING/INITIALIZING forever before)."""
+    op = start_operator(TASKACTION_RECORD_GUARD="false", TASKACTION_VANISHED_SWEEP_INTERVAL="1")
+    run = Run(kube, namespace, "rgap")
+    await run.create()
+    await run.drive({a: FIRST_HALF for a, _ in TREE})
+    await until(lambda: len(db.phases(run.project, run.name)) == 7, what="recorded before the gap")
+    await until(lambda: children_owned(kube, namespace), what="ownerReferences (for the GC)")
+    await until(  # leaves INITIALIZING, parents promoted RUNNING
+        lambda: all(p >= 3 for p in db.phases(run.project, run.name).values()), what="INITIALIZING recorded"
+    )
+    os.kill(op.pid, signal.SIGSTOP)
+    try:
+        # The restart first: the operator's watch stream ends before the deletions, so no DELETED
+        # event can wait in its socket's buffer.
+        await asyncio.to_thread(script, "hack/cluster/cluster.sh", "restart", "kube-apiserver")
+        await kube.delete_taskaction(namespace, f"{run.name}-a2")  # a2, and by the GC a5 and a6
+
+        async def subtree_gone() -> bool:
+            names = {o["spec"]["actionName"] for o in await kube.list_taskactions(namespace)}
+            return not names & {"a2", "a5", "a6"}
+
+        await until(subtree_gone, timeout=60, what="the subtree gone from the cluster")
+        await asyncio.to_thread(compact_etcd)
+    finally:
+        os.kill(op.pid, signal.SIGCONT)
+    await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a3", "a4")})
+    await run.drive({"a1": ["Executing", ENDINGS["a1"]]})
+    await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
+    await assert_record_matches(run, db, aborted=frozenset({"a2", "a5", "a6"}))
+    assert "recorded ABORTED" in op.log_path.read_text()

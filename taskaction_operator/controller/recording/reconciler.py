@@ -22,9 +22,9 @@ from taskaction_operator.controller.recording.adopter import OrphanAdopter
 from taskaction_operator.controller.recording.index import ActionIndex
 from taskaction_operator.controller.recording.patch_plan import PatchPlan, plan_patch
 from taskaction_operator.controller.recording.recorder import Recorder, Work
-from taskaction_operator.controller.recording.rows import action_row, event_row
+from taskaction_operator.controller.recording.rows import action_row, event_row, signalled_run_info
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
-from taskaction_operator.crd.observe import Observation
+from taskaction_operator.crd.observe import Observation, observe
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, cr_name
 from taskaction_operator.repo import Action, ActionEvent, PhaseUpdate
@@ -52,6 +52,8 @@ class _ObjectState:
     #: When an ownerReference / terminal patch was last planned (the reconciler's clock).
     owner_sent: float = -math.inf
     terminal_sent: float = -math.inf
+    #: Where the object lives (namespace, name), for :meth:`ActionReconciler.unfinished`.
+    where: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class ActionReconciler:
             self._states.pop(obs.uid, None)
             return Outcome(PatchPlan(remove_guard=obs.deleting and RECORD_GUARD_FINALIZER in obs.finalizers))
         state = self._states.setdefault(obs.uid, _ObjectState())
+        state.where = (obs.namespace, obs.name)
         work, promote, event_keys, update_key = self._work(obs, state)
         warnings: list[Warning_] = []
         committed = True
@@ -122,6 +125,43 @@ class ActionReconciler:
         if not deleted:
             plan = self._without_repeats(plan, state)
         return Outcome(plan, tuple(warnings), committed)
+
+    def unfinished(self) -> dict[str, tuple[str, str]]:
+        """uid → (namespace, name) of every object recorded and not finished (its end not recorded,
+        no DELETED event seen): the candidates of :func:`.vanished.record_vanished`."""
+        return {
+            uid: s.where
+            for uid, s in self._states.items()
+            if s.identity is not None
+            and not (s.last_update is not None and ActionPhase(s.last_update[0]).is_terminal())
+        }
+
+    async def handle_vanished(self, uid: str) -> bool:
+        """Record the end of an object that is gone from the cluster with no DELETED event seen (a
+        watch gap: kopf relists after a 410 and invents no DELETED events for what vanished
+        meanwhile): ABORTED, as a deletion of an unfinished TaskAction, from what was recorded of it.
+        False when the object is not tracked (any more)."""
+        state = self._states.get(uid)
+        if state is None or state.identity is None:
+            return False
+        action_id, parent = state.identity
+        namespace, name = state.where
+        spec = {
+            "project": action_id.project,
+            "domain": action_id.domain,
+            "runName": action_id.run_name,
+            "actionName": action_id.name,
+        }
+        if parent is not None:
+            spec["parentActionName"] = parent
+        attempts = state.last_update[1] if state.last_update is not None else 1
+        body = {
+            "metadata": {"uid": uid, "namespace": namespace, "name": name},
+            "spec": spec,
+            "status": {"attempts": attempts},
+        }
+        await self.handle(observe(body, deleted=True), deleted=True)
+        return True
 
     def _refuse_changed_identity(self, obs: Observation, state: _ObjectState, *, deleted: bool) -> Outcome:
         """The same object (uid) now names another action or parent: upstream's CRD allows the edit,
@@ -201,6 +241,7 @@ class ActionReconciler:
                         obs.cache_status,
                         start_time=obs.created_at,
                         end_time=obs.end_time,
+                        detailed_info=signalled_run_info(obs),
                     )
                 )
         return work, promote, {ev.key for ev in new_events}, update_key

@@ -111,11 +111,38 @@ def action_row(obs: Observation) -> Action:
             if not row.task_short_name and tid.name:
                 row.task_short_name = tid.name
     row.set_action_spec(action_spec)
-    info = run_info_pb2.RunInfo(inputs_uri=str(spec.get("inputUri") or ""))
-    if action_spec.HasField("condition"):
-        info.condition.CopyFrom(action_spec.condition)
-    row.set_detailed_info(info)
+    row.set_detailed_info(_run_info(obs))
     return row
+
+
+def _run_info(obs: Observation) -> run_info_pb2.RunInfo:
+    info = run_info_pb2.RunInfo(inputs_uri=str(obs.spec.get("inputUri") or ""))
+    if obs.action_type is ActionType.CONDITION:
+        cond = _condition(obs)
+        if cond is not None:
+            info.condition.CopyFrom(cond)
+    return info
+
+
+def signalled_run_info(obs: Observation) -> bytes | None:
+    """The RunInfo of a signalled condition that SUCCEEDED: the row's own (as :func:`action_row`
+    builds it) with the signal's value as ``output`` and who signalled as ``principal``, as upstream
+    persists them (``actions/k8s/client.go`` ships ``status.signalValue``/``signalledBy`` with the
+    terminal UpdateActionStatus; ``runs/service/internal_run_service.go: mergeRunInfoOutput`` sets
+    them on the stored RunInfo: "the CR is GC'd after terminal recording, so RunInfo in the DB is
+    the long-term record"). None for anything else, or a value that is no Literal."""
+    if obs.signal_value is None or obs.phase is not ActionPhase.SUCCEEDED:
+        return None
+    if obs.action_type is not ActionType.CONDITION:
+        return None
+    info = _run_info(obs)
+    try:
+        info.output.ParseFromString(obs.signal_value)
+    except DecodeError:
+        return None
+    if obs.signalled_by:
+        info.principal.user.id.subject = obs.signalled_by
+    return bytes(info.SerializeToString(deterministic=True))
 
 
 def event_row(obs: Observation, ev: PhaseEvent) -> ActionEvent:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, select
+from sqlalchemy import ColumnElement, and_, any_, delete, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
+from taskaction_operator.model.phases import TERMINAL_PHASES
 from taskaction_operator.repo.models import ActionEvent, require_aware
 from taskaction_operator.repo.schema import action_events
-from taskaction_operator.repo.sql.compile import to_sql, unnest
+from taskaction_operator.repo.sql.compile import phases_array, to_sql, unnest
 from taskaction_operator.repo.sql.keys import pk_matches
 
 __all__ = [
@@ -81,8 +82,20 @@ def _drop_shadowed_events() -> str:
 DROP_SHADOWED_EVENTS = _drop_shadowed_events()
 
 
+def _not_a_second_end(u: Any) -> ColumnElement[bool]:
+    """``u`` is no terminal event for an attempt that already ended in another terminal phase."""
+    e = action_events.alias("e")
+    ended = phases_array(TERMINAL_PHASES)
+    return or_(
+        ~(u.c.phase == any_(ended)),
+        ~exists().where(
+            pk_matches(e, u), e.c.attempt == u.c.attempt, e.c.phase == any_(ended), e.c.phase != u.c.phase
+        ),
+    )
+
+
 def _upsert_events() -> str:
-    stmt = _insert_from_unnest()
+    stmt = _insert_from_unnest(_not_a_second_end)
     excluded = stmt.excluded
     return to_sql(
         stmt.on_conflict_do_update(
@@ -94,6 +107,11 @@ def _upsert_events() -> str:
 
 #: Insert events an executor reported; a row with the same key (one the operator derived from the
 #: TaskAction first, or the executor's own earlier send) takes the report's info and error kind.
+#: DELIBERATE DIFFERENCE: a terminal event for an attempt that already ended in another terminal
+#: phase is not stored. Flyte's executor finalizes every deleted TaskAction the same way, finished or
+#: not (``handleAbortAndFinalize`` records an ABORTED event), so a run's garbage collection would
+#: give each SUCCEEDED attempt an ABORTED event too; upstream stores it (its ``mergeEvents`` then
+#: keeps the first terminal event as the attempt's end). Here an attempt has one end.
 UPSERT_EVENTS = _upsert_events()
 #: COPY of new events (the optimistic fast path of :mod:`taskaction_operator.repo.writer`); timestamps
 #: take their defaults.

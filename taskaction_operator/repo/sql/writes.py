@@ -23,6 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    LargeBinary,
     Text,
     and_,
     any_,
@@ -147,6 +148,7 @@ _UPDATE_INPUT: list[tuple[str, TypeEngine[Any]]] = [
     ("start_time", _TZ),
     ("end_time", _TZ),
     ("promotion", Boolean()),
+    ("detailed_info", LargeBinary()),
 ]
 
 
@@ -176,6 +178,7 @@ def _update_phases() -> str:
             phase=u.c.phase,
             attempts=func.coalesce(u.c.attempts, actions.c.attempts),
             cache_status=func.coalesce(u.c.cache_status, actions.c.cache_status),
+            detailed_info=func.coalesce(u.c.detailed_info, actions.c.detailed_info),
             updated_at=func.now(),
             created_at=start,
             ended_at=case((with_end, end), else_=actions.c.ended_at),
@@ -234,6 +237,7 @@ def update_params(updates: Sequence[PhaseUpdate], indexes: Sequence[int]) -> dic
         params["start_time"].append(u.start_time)
         params["end_time"].append(u.end_time)
         params["promotion"].append(u.promotion)
+        params["detailed_info"].append(u.detailed_info)
     return params
 
 

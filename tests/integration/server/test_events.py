@@ -137,3 +137,29 @@ async def test_health_readiness_and_metrics(server: str) -> None:
     assert await get("/readyz") == (200, "ok\n")
     status, text = await get("/metrics")
     assert status == 200 and "taskaction_rpc_requests_total" in text
+
+
+async def test_an_attempt_that_ended_gets_no_second_end_from_a_report(
+    server: str, repo: ActionRepo, project: str
+) -> None:
+    """Flyte's executor records ABORTED for every TaskAction it finalizes, a SUCCEEDED one too (its
+    run's garbage collection); upstream stores that as a second end of the attempt, here it is not."""
+    aid = ActionId(RunId(project, "d", "r1"), "a1")
+    await repo.create_action(action(aid))
+    ended = [
+        event(project, "a1", 1, phase_pb2.ACTION_PHASE_RUNNING),
+        event(project, "a1", 1, phase_pb2.ACTION_PHASE_SUCCEEDED),
+    ]
+    async with EventsProxyServiceClient(server) as client:
+        await client.record(events_proxy_service_pb2.RecordRequest(events=ended))
+        await client.record(
+            events_proxy_service_pb2.RecordRequest(
+                events=[
+                    event(project, "a1", 1, phase_pb2.ACTION_PHASE_ABORTED),  # the finalizer's: dropped
+                    event(project, "a1", 1, phase_pb2.ACTION_PHASE_SUCCEEDED),  # a resend: kept once
+                    event(project, "a1", 2, phase_pb2.ACTION_PHASE_ABORTED),  # an attempt still open
+                ]
+            )
+        )
+    stored = await repo.list_events(aid)
+    assert sorted((e.attempt, e.phase) for e in stored) == [(1, 4), (1, 5), (2, 7)]

@@ -3,8 +3,17 @@
 
 from __future__ import annotations
 
+from flyteidl2.workflow import run_definition_pb2
+
 from taskaction_operator.crd.observe import observe
-from taskaction_operator.devtools.executor import RESTART_MESSAGE, _Track, build_status, terminal_labels
+from taskaction_operator.devtools.executor import (
+    PLUGIN_PHASES,
+    RESTART_MESSAGE,
+    _Track,
+    action_event,
+    build_status,
+    terminal_labels,
+)
 from taskaction_operator.model import ActionPhase as P
 from tests.factories import taskaction_body
 
@@ -73,3 +82,51 @@ def test_completed_and_aborted_carry_the_executors_messages_and_terminal_labels(
         "message": "TaskAction was aborted",
     }  # type: ignore[index]
     assert terminal_labels(_walk("Queued", "Executing")) is None  # type: ignore[arg-type]
+
+
+def test_status_names_the_plugin_phase_and_a_condition_writes_only_its_own_fields() -> None:
+    assert _walk("Queued", "Executing")["pluginPhase"] == "PhaseRunning"
+    assert _walk("Queued", "Executing", "Completed")["pluginPhase"] == "PhaseSuccess"
+    paused = _walk("Paused")
+    assert set(paused) == {"conditions", "phaseHistory"}  # updateConditionStatus' fields
+    timed_out = _walk("Paused", "TimedOut")
+    assert timed_out["errorState"]["code"] == "ConditionTimedOut"  # type: ignore[index]
+
+
+def _events(*phases: str, message: str = "") -> list[run_definition_pb2.ActionEvent]:
+    """The ActionEvent the stand-in reports for each write (buildActionEvent)."""
+    track = _Track()
+    body = taskaction_body()
+    out = []
+    for phase in phases:
+        status = build_status(track, phase, at=T, message=message)
+        out.append(
+            action_event(
+                body,
+                status,
+                PLUGIN_PHASES[track.phase],
+                cluster="c1",
+                message=track.message,
+                error=track.error,
+            )
+        )
+    return out
+
+
+def test_the_reported_events_number_a_restart_as_the_next_attempts_queued() -> None:
+    events = _events("Queued", "Executing", "RetryableFailure", "Executing", "Completed")
+    assert [(e.attempt, e.phase) for e in events] == [(1, 1), (1, 4), (2, 1), (2, 4), (2, 5)]
+    restart = events[2]
+    assert [c.message for c in restart.cluster_events] == [RESTART_MESSAGE]
+    assert not restart.HasField("error_info")  # the restart carries no error
+    assert {e.cluster for e in events} == {"c1"}
+    assert (restart.id.run.name, restart.id.name) == ("r1", "a1")
+
+
+def test_a_permanent_failure_is_reported_with_its_error_kind() -> None:
+    (failed,) = _events("PermanentFailure", message="exit 1")
+    assert failed.phase == 6
+    assert (failed.error_info.message, failed.error_info.kind) == (
+        "exit 1",
+        run_definition_pb2.ErrorInfo.KIND_USER,
+    )
