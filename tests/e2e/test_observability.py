@@ -10,6 +10,7 @@ Labels that Prometheus attaches from the target (job, pod, …) and its own ``up
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from typing import Any
 
@@ -57,16 +58,28 @@ def values(text: str, name: str, label: str) -> set[str]:
     }
 
 
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
 def warned(kubectl: Kubectl, ns: str, reason: str) -> bool:
     return any(e["reason"] == reason for e in kubectl.json("get", "events", "-n", ns)["items"])
 
 
 async def test_every_metric_and_label_of_the_rules_and_dashboard_is_exported_by_the_running_processes(
-    kube: KubeOps, db: Db, repo: ActionRepo, kubectl: Kubectl, namespace: str, start_operator: Any,
+    kube: KubeOps,
+    db: Db,
+    repo: ActionRepo,
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: Any,
     database_url: str,
 ) -> None:
     op = start_operator(
-        TASKACTION_ABORT_MAX_ATTEMPTS="1", TASKACTION_ABORT_INITIAL_DELAY="0.1", TASKACTION_ABORT_MAX_DELAY="0.2"
+        TASKACTION_ABORT_MAX_ATTEMPTS="1",
+        TASKACTION_ABORT_INITIAL_DELAY="0.1",
+        TASKACTION_ABORT_MAX_DELAY="0.2",
     )
     project = namespace
     # A run recorded to its end: events, lag, batches, patches, tracked objects, leadership.
@@ -78,7 +91,9 @@ async def test_every_metric_and_label_of_the_rules_and_dashboard_is_exported_by_
         await ex.run_through(namespace, name, SUCCESS_PATH)
     await until(lambda: db.phases(project, "rok") == {"a0": OK, "a1": OK}, what="rok succeeded")
     # An abort that cannot be carried out (another finalizer holds the TaskAction): gave_up.
-    await kube.create_taskaction(namespace, taskaction(project, "rheld", "a0", finalizers=["e2e.flyte.org/hold"]))
+    await kube.create_taskaction(
+        namespace, taskaction(project, "rheld", "a0", finalizers=["e2e.flyte.org/hold"])
+    )
     await until(lambda: db.phases(project, "rheld").get("a0") == QUEUED, what="rheld recorded")
     await repo.abort_action(ActionId.of(project, "development", "rheld", "a0"), "held")
     # A row PostgreSQL refuses for good (NUL in TEXT), then deleted: a permanent database error and a
@@ -96,7 +111,7 @@ async def test_every_metric_and_label_of_the_rules_and_dashboard_is_exported_by_
             "gave_up" in values(text, "taskaction_abort_attempts_total", "outcome")
             and values(text, "taskaction_guards_released_unrecorded_total", "reason")
             and "permanent" in values(text, "taskaction_db_errors_total", "kind")
-            and 'taskaction_sweep_leader 1.0' in text
+            and "taskaction_sweep_leader 1.0" in text
         )
         return text if ready else None
 
@@ -112,10 +127,7 @@ async def test_every_metric_and_label_of_the_rules_and_dashboard_is_exported_by_
             stream = client.watch_actions(rs.WatchActionsRequest(run_id=run_id.to_proto()))
             first = await anext(aiter(stream))
             assert first is not None
-            import urllib.request
-
-            with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
-                server_text = resp.read().decode()
+            server_text = await asyncio.to_thread(scrape, server.url + "/metrics")
             await stream.aclose()
     finally:
         code, out = await asyncio.to_thread(server.stop)

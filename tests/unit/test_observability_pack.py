@@ -48,8 +48,13 @@ def test_every_rule_and_panel_query_parses_as_promql(query: pack.Query) -> None:
 
 
 def test_the_parser_is_a_real_one_refusing_what_prometheus_refuses() -> None:
-    for bad in ["rate(taskaction_tracked_objects)", "sum by (le) (x", "histogram_quantile(x)", "x[5m] > 1"]:
-        with pytest.raises(ValueError):
+    for bad, why in [
+        ("rate(taskaction_tracked_objects)", "expected type matrix"),
+        ("sum by (le) (x", "unclosed left parenthesis"),
+        ("histogram_quantile(x)", "expected 2 argument"),
+        ("x[5m] > 1", "binary expression must contain only scalar and instant vector"),
+    ]:
+        with pytest.raises(ValueError, match=why):
             promql_parser.parse(bad)
 
 
@@ -144,7 +149,7 @@ def test_dashboard_panels_use_the_datasource_variable_and_fit_the_grid() -> None
     assert len(ids) == len(set(ids))
     for panel in pack.panels():
         g = panel["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, panel["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, panel["title"]
         if panel["type"] == "row":
             continue
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
