@@ -4,11 +4,12 @@ against (flyteidl2, kopf, as installed) and the schema revision it expects in th
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskaction_operator import __version__
-from taskaction_operator.cli.context import Context
-from taskaction_operator.cli.render import dump
+
+if TYPE_CHECKING:
+    from taskaction_operator.cli.context import Context
 
 #: Installed distributions whose versions ``version -o json`` reports (the API and the framework).
 DEPENDENCIES = ("flyteidl2", "kopf")
@@ -40,5 +41,7 @@ def version(ctx: Context) -> int:
         for key, value in info.items():
             print(f"{key} {value or '(not installed)'}")
     else:
+        from taskaction_operator.cli.render import dump
+
         dump(versions(), fmt)
     return 0
