@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -280,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     _timeout(p, "1h", what="--wait waits")
     _reports(p)
 
+    leaf(
+        sub,
+        "version",
+        "info_cmds:version",
+        "print the version (-o json: with flyteidl2, kopf, the schema)",
+        "",
+    )
+    p = leaf(sub, "completion", "completion:completion", "print the shell completion script", "")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell it is for")
     return parser
 
 
@@ -331,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (the console script exits with it)."""
     verbose = 0
     try:
+        if argv is None and "_ARGCOMPLETE" in os.environ:  # a shell completing a command line
+            from taskaction_operator.cli.completion import complete_and_exit
+
+            complete_and_exit(build_parser())
         args = parse_args(argv)
         verbose = int(args.verbose or 0)
         from taskaction_operator.cli.context import Context

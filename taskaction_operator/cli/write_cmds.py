@@ -36,6 +36,7 @@ from taskaction_operator.repo import (
     NotFoundError,
     RepoError,
     TemporaryRepoError,
+    head_revision,
     upgrade,
 )
 
@@ -203,10 +204,15 @@ class _Progress:
 async def migrate(ctx: Context) -> int:
     dsn = ctx.database_url
     try:
-        await asyncio.to_thread(upgrade, dsn)
+        done = await asyncio.to_thread(upgrade, dsn)
     except RepoError as exc:
         raise CommandFailed(f"migration failed: {exc}") from None
-    print("database schema is up to date")
+    if done.ahead:
+        print(f"database schema at {done.after}, newer than this version's {head_revision()}: left as it is")
+    elif done.applied:
+        print(f"applied {', '.join(done.applied)} (was {done.before or 'empty'}, now at {done.after})")
+    else:
+        print(f"already at {done.after}")
     return 0
 
 

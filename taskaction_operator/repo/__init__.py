@@ -27,7 +27,7 @@ from taskaction_operator.repo.listing import (
     TaskScope,
     TriggerScope,
 )
-from taskaction_operator.repo.migrate import upgrade, upgrade_async
+from taskaction_operator.repo.migrate import Upgraded, head_revision, upgrade, upgrade_async
 from taskaction_operator.repo.models import Action, ActionEvent, PhaseUpdate
 from taskaction_operator.repo.notify import Subscription, Watch
 from taskaction_operator.repo.retention import PruneResult
@@ -55,8 +55,10 @@ __all__ = [
     "TaskScope",
     "TemporaryRepoError",
     "TriggerScope",
+    "Upgraded",
     "Watch",
     "classify_db_error",
+    "head_revision",
     "upgrade",
     "upgrade_async",
 ]

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -38,8 +40,10 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MIGRATION_LOCK_KEY",
     "VERSION_TABLE",
+    "Upgraded",
     "alembic_config",
     "downgrade",
+    "head_revision",
     "upgrade",
     "upgrade_async",
 ]
@@ -51,6 +55,23 @@ LOCK_TIMEOUT = 120.0
 #: Alembic's version table for this schema.
 VERSION_TABLE = "taskaction_schema_version"
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """What :func:`upgrade` did: the revision before and after, the revisions applied in order (none
+    when the schema was current), and whether the database was ahead of this code (left alone)."""
+
+    before: str | None
+    after: str | None
+    applied: tuple[str, ...]
+    ahead: bool = False
+
+
+def head_revision() -> str:
+    """The schema revision this code expects (the newest packaged migration)."""
+    return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
 
 
 def alembic_config() -> Config:
@@ -61,7 +82,7 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIMEOUT) -> Upgraded:
     """Bring the schema at ``dsn`` (``postgresql://…``) to ``revision``, holding the migration lock.
 
     Blocks (the calling thread) while another process holds the lock, for ``lock_timeout`` seconds at
@@ -71,7 +92,7 @@ def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIME
     Failures are raised as classified repository errors.
     """
 
-    def apply(cfg: Config) -> None:
+    def apply(cfg: Config) -> Upgraded:
         current = _current_revision(cfg)
         if current is not None and not _known(cfg, current):
             log.warning(
@@ -80,10 +101,16 @@ def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIME
                 current,
                 ScriptDirectory.from_config(cfg).get_current_head(),
             )
-            return
+            return Upgraded(current, current, (), ahead=True)
         command.upgrade(cfg, revision)
+        after = _current_revision(cfg)
+        applied: tuple[str, ...] = ()
+        if after is not None and after != current:
+            steps = ScriptDirectory.from_config(cfg).iterate_revisions(after, current or "base")
+            applied = tuple(reversed([step.revision for step in steps]))
+        return Upgraded(current, after, applied)
 
-    _run(dsn, apply, lock_timeout=lock_timeout)
+    return _run(dsn, apply, lock_timeout=lock_timeout)
 
 
 def downgrade(dsn: str, revision: str) -> None:
@@ -91,9 +118,9 @@ def downgrade(dsn: str, revision: str) -> None:
     _run(dsn, lambda cfg: command.downgrade(cfg, revision))
 
 
-async def upgrade_async(dsn: str, revision: str = "head") -> None:
+async def upgrade_async(dsn: str, revision: str = "head") -> Upgraded:
     """:func:`upgrade` in a worker thread, so the event loop keeps running meanwhile."""
-    await asyncio.to_thread(upgrade, dsn, revision)
+    return await asyncio.to_thread(upgrade, dsn, revision)
 
 
 def _current_revision(cfg: Config) -> str | None:
@@ -108,7 +135,7 @@ def _known(cfg: Config, revision: str) -> bool:
         return False
 
 
-def _run(dsn: str, action: Callable[[Config], None], *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+def _run(dsn: str, action: Callable[[Config], T], *, lock_timeout: float = LOCK_TIMEOUT) -> T:
     engine = create_engine(to_sqlalchemy_url(dsn), poolclass=NullPool, connect_args=TEXT_AS_STR)
     try:
         with engine.connect() as conn:
@@ -128,8 +155,9 @@ def _run(dsn: str, action: Callable[[Config], None], *, lock_timeout: float = LO
             try:
                 cfg = alembic_config()
                 cfg.attributes["connection"] = conn
-                action(cfg)
+                result = action(cfg)
                 conn.commit()
+                return result
             finally:
                 if not conn.closed and not conn.invalidated:
                     conn.rollback()

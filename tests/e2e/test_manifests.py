@@ -77,6 +77,63 @@ def test_kind_overlay_runs_the_local_dev_image_and_its_own_database(kubectl: Kub
     )
 
 
+# --- the optional observability component --------------------------------------------------------
+#: Kinds of the Prometheus Operator, whose CRDs this cluster does not have: the API server cannot dry-run
+#: them, so tests/unit/test_observability_pack.py checks their shape against that API's fields instead.
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+@pytest.fixture
+def with_observability() -> Iterator[str]:
+    """A kustomization of the base plus components/observability, as an overlay would write it."""
+    overlay = ROOT / ".local" / f"kustomize-observability-{uuid.uuid4().hex[:8]}"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources: [../../manifests/base]\ncomponents: [../../manifests/components/observability]\n"
+    )
+    try:
+        yield str(overlay.relative_to(ROOT))
+    finally:
+        (overlay / "kustomization.yaml").unlink()
+        overlay.rmdir()
+
+
+def test_observability_component_renders_and_the_served_kinds_pass_server_dry_run(
+    kubectl: Kubectl, operator_namespace: str, with_observability: str
+) -> None:
+    from tests import observability_pack as pack
+
+    base = render(kubectl, "manifests/base")
+    docs = render(kubectl, with_observability)
+    added = [d for d in docs if d not in base]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in added) == [
+        ("ConfigMap", "taskaction-operator-dashboard"),
+        ("PrometheusRule", "taskaction-operator"),
+        ("ServiceMonitor", "taskaction-events"),
+        ("ServiceMonitor", "taskaction-operator"),
+    ]
+    for doc in added:
+        assert doc["metadata"]["namespace"] == operator_namespace
+        assert doc["apiVersion"] == ("v1" if doc["kind"] == "ConfigMap" else "monitoring.coreos.com/v1")
+    dashboard = _one(docs, "ConfigMap", "taskaction-operator-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"] == {"taskaction-operator.json": pack.DASHBOARD_FILE.read_text(encoding="utf-8")}
+    served = [d for d in docs if d["kind"] not in MONITORING_KINDS]
+    proc = kubectl.try_run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(served))
+    assert proc.returncode == 0, proc.stderr
+    assert "configmap/taskaction-operator-dashboard created (server dry run)" in proc.stdout
+    # Without the CRDs the API server refuses the rest by kind, never silently.
+    refused = kubectl.try_run(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=yaml.safe_dump(_one(docs, "PrometheusRule", "taskaction-operator")),
+    )
+    assert refused.returncode != 0 and "monitoring.coreos.com/v1" in refused.stderr
+
+
 # --- RBAC ---------------------------------------------------------------------------------------
 
 #: (verb, resource, subresource, namespace or None for the test namespace, "*" for all namespaces)

@@ -324,3 +324,13 @@ def test_the_prune_cronjob_is_optional_restricted_and_prunes_with_the_operators_
     assert {"mountPath": "/tmp", "name": "tmp"} in c["volumeMounts"]
     (dsn,) = c["env"]
     assert dsn in _container(deploy)["env"] and dsn["name"] == "TASKACTION_DATABASE_URL"
+
+
+def test_license_file_is_the_license_pyproject_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["license"]
+    assert declared == "Apache-2.0"
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert len(re.findall(r"^\s+\d+\. ", text, re.M)) >= 9  # sections 1 to 9

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -132,3 +133,71 @@ async def test_runs_watch_exits_by_the_runs_outcome(
         if watch.poll() is None:
             watch.kill()
     assert watch.returncode == code, (out, err)
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "phase"),
+    [
+        ("Completed", 0, "SUCCEEDED"),
+        ("PermanentFailure", 3, "FAILED"),
+        ("abort", 4, "ABORTED"),
+        ("TimedOut", 5, "TIMED_OUT"),
+    ],
+)
+async def test_enqueue_wait_creates_the_run_and_exits_by_its_outcome(
+    cli: Cli,
+    cli_operator: OperatorProcess,
+    kube: KubeOps,
+    db: Db,
+    namespace: str,
+    ending: str,
+    code: int,
+    phase: str,
+) -> None:
+    """``enqueue -f FILE --wait``: the run is created, followed through the real operator while the
+    stand-in executor drives it (or an abort is requested: the sweep deletes the tree), and the exit
+    code is the run's outcome; the JUnit report is written for each outcome."""
+    run = f"renq{code}"
+    report = cli.tmp / "report.xml"
+    path = cli.write(f"{run}.yaml", {"run": run, "actions": [task("a0"), task("a1", "a0")]})
+    waiting = cli.popen("enqueue", "-f", path, "--wait", "--timeout", "120", "--junit", str(report))
+    try:
+        await until(lambda: len(db.phases(namespace, run)) == 2, timeout=60, what="both recorded")
+        ex = StandInExecutor(kube)
+        if ending == "abort":
+            await ex.run_through(namespace, f"{run}-a0", ["Queued", "Executing"])
+            assert cli("abort", run, "--reason", "enqueue --wait e2e").code == 0
+        else:
+            await ex.run_through(namespace, f"{run}-a1", SUCCESS_PATH)
+            await ex.run_through(namespace, f"{run}-a0", ["Queued", "Executing", ending])
+        out, err = waiting.communicate(timeout=90)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == code, (out, err)
+    lines = out.splitlines()
+    assert f"run {namespace}/development/{run} enqueued in namespace {namespace}: 2 TaskActions" in lines
+    assert lines[-1].startswith(f"run {run} {phase} after "), out
+    assert db.phases(namespace, run)["a0"] == {0: SUCCEEDED, 3: 6, 4: ABORTED, 5: 8}[code]
+    suite = ElementTree.parse(report).getroot()
+    assert suite.get("name") == f"run {namespace}/development/{run}"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert sorted(cases) == ["a0 (a0)", "a1 (a1)"]
+    root_outcome = [child.tag for child in cases["a0 (a0)"]]
+    assert root_outcome == {0: [], 3: ["failure"], 4: ["skipped"], 5: ["failure"]}[code], (
+        ElementTree.tostring(suite)
+    )
+
+
+async def test_enqueue_wait_times_out_with_one_line_and_the_run_left_in_place(
+    cli: Cli, cli_operator: OperatorProcess, db: Db, namespace: str
+) -> None:
+    path = cli.write("rslowenq.yaml", {"run": "rslowenq", "actions": [task("a0")]})
+    result = cli("enqueue", "-f", path, "--wait", "--timeout", "2")
+    assert result.code == 1, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines() == [
+        f"taskaction-operator: error: timed out after 2.0s waiting for run {namespace}/development/rslowenq "
+        "(phase QUEUED)"
+    ]  # fmt: skip
+    assert "rslowenq enqueued" in result.stdout
+    await until(lambda: db.phases(namespace, "rslowenq") == {"a0": QUEUED}, timeout=30, what="still recorded")

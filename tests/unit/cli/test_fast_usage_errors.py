@@ -58,6 +58,7 @@ def run_entry(argv: list[str], tmp_path: Path) -> tuple[int, list[str], str]:
         (["runs", "list", "--bogus"], "unrecognized arguments"),
         (["prune", "--older-than", "0"], "--older-than"),
         (["prune", "--older-than", "1d", "--project", "bad p"], "label value"),
+        (["completion", "tcsh"], "invalid choice"),
     ],
 )
 def test_usage_errors_exit_2_without_loading_heavy_libraries(
@@ -74,3 +75,10 @@ def test_usage_errors_exit_2_without_loading_heavy_libraries(
 def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
     code, heavy, _ = run_entry(["runs", "watch", "--help"], tmp_path)
     assert (code, heavy) == (0, [])
+
+
+def test_version_and_the_completion_script_load_no_heavy_library(tmp_path: Path) -> None:
+    """Neither contacts anything: the plain version is the package's, the script argcomplete's text."""
+    for argv in (["version"], ["completion", "bash"]):
+        code, heavy, stderr = run_entry(argv, tmp_path)
+        assert (code, heavy) == (0, []), (argv, stderr)
