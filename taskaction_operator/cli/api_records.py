@@ -36,12 +36,13 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def api_failure(exc: ConnectError, url: str, has_token: bool) -> CommandFailed:
-    """The one-line failure of a Connect error from the server at ``url``."""
+def api_failure(exc: ConnectError, url: str, token_problem: str = "") -> CommandFailed:
+    """The one-line failure of a Connect error from the server at ``url`` (``token_problem``: why no
+    bearer token was sent, if none was)."""
     message = exc.message or exc.code.name.lower()
     match exc.code:
         case Code.UNAUTHENTICATED:
-            hint = "" if has_token else " (the kubeconfig's user has no bearer token to send)"
+            hint = f" ({token_problem})" if token_problem else ""
             return CommandFailed(f"{url}: not authenticated: {message}{hint}")
         case Code.PERMISSION_DENIED:
             return CommandFailed(f"{url}: permission denied: {message}")
@@ -63,7 +64,7 @@ def _translated(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Corou
         try:
             return await fn(*args, **kwargs)
         except ConnectError as exc:
-            raise api_failure(exc, self.api.url, self.api.has_token) from None
+            raise api_failure(exc, self.api.url, self.token_problem) from None
 
     return wrapper
 
@@ -73,8 +74,9 @@ class ApiRecords:
 
     knows_abort_requests = False
 
-    def __init__(self, api: RunApi) -> None:
+    def __init__(self, api: RunApi, token_problem: str = "") -> None:
         self.api = api
+        self.token_problem = token_problem
 
     @_translated
     async def list_runs(self, query: RunQuery) -> list[Action]:
@@ -118,7 +120,7 @@ class ApiRecords:
             async for rows in stream:
                 yield rows
         except ConnectError as exc:
-            raise api_failure(exc, self.api.url, self.api.has_token) from None
+            raise api_failure(exc, self.api.url, self.token_problem) from None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 

@@ -111,6 +111,8 @@ class Context:
     _kube: KubeOps | None = None
     _records: Records | None = None
     _api: RunApi | None = None
+    #: Why :meth:`bearer_token` found none ("" when it found one).
+    token_problem: str = ""
 
     @property
     def config(self) -> dict[str, str]:
@@ -249,7 +251,7 @@ class Context:
                 from taskaction_operator.client.run_api import RunApi
 
                 self._api = RunApi(self.server, self.bearer_token())
-                self._records = ApiRecords(self._api)
+                self._records = ApiRecords(self._api, self.token_problem)
             else:
                 from taskaction_operator.cli.records import RepoRecords
 
@@ -257,22 +259,25 @@ class Context:
         return self._records
 
     def bearer_token(self) -> str | None:
-        """The kubeconfig user's bearer token (None for a user without one, or when no kubeconfig
-        exists at all and none was named: a server with ``--auth none`` needs none)."""
+        """The kubeconfig user's bearer token; None for a user without one, or when the kubeconfig
+        was not named with ``--kubeconfig`` and does not load (a server with ``--auth none`` needs no
+        token; one with ``--auth kubernetes`` then answers unauthenticated, and :attr:`token_problem`
+        says why there was none)."""
         from taskaction_operator.k8s import bearer_token
 
         kubeconfig = getattr(self.args, "kubeconfig", None) or None
-        named = kubeconfig or self.env.get("KUBECONFIG")
-        if (
-            not named
-            and not (Path.home() / ".kube" / "config").exists()
-            and not self.env.get("KUBERNETES_SERVICE_HOST")
-        ):
-            return None
         try:
-            return bearer_token(kubeconfig)
+            token = bearer_token(kubeconfig)
         except Exception as exc:  # the kubernetes config loader raises several unrelated types
-            raise CommandFailed(f"cannot load kubeconfig: {exc}") from None
+            if kubeconfig:
+                raise CommandFailed(f"cannot load kubeconfig {kubeconfig}: {exc}") from None
+            self.token_problem = f"no kubeconfig loaded: {exc}"
+            return None
+        if token is None:
+            self.token_problem = (
+                "the kubeconfig's user has no bearer token (client certificates are not sent)"
+            )
+        return token
 
     def kube(self) -> KubeOps:
         if self._kube is None:
