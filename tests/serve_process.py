@@ -46,9 +46,8 @@ class ServeProcess:
                 "--listen",
                 f"127.0.0.1:{self.port}",
             ]
-            self._proc = subprocess.Popen(
-                [*argv, "--database-url", self._dsn, *self.args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-            )
+            argv += ["--database-url", self._dsn, *self.args]
+            self._proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not self.healthy():
             if self._proc.poll() is not None or time.monotonic() > deadline:

@@ -42,7 +42,13 @@ def bearer_token(kubeconfig: str | None = None) -> str | None:
     plugin's, an auth provider's, the in-cluster ServiceAccount's); None for a user that
     authenticates otherwise (client certificate, basic auth). Raises when no kubeconfig loads."""
     cfg = load_configuration(kubeconfig)
-    scheme, _, token = str((cfg.api_key or {}).get("authorization") or "").partition(" ")
+    hook = getattr(cfg, "refresh_api_key_hook", None)
+    if hook is not None:  # an exec plugin's or auth provider's expiring token, refreshed when due
+        hook(cfg)
+    keys = cfg.api_key or {}
+    # The client keeps it under "BearerToken" (older releases: "authorization").
+    value = keys.get("BearerToken") or keys.get("authorization") or ""
+    scheme, _, token = str(value).partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 

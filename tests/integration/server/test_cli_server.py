@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,8 +57,8 @@ class Cli:
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         proc = subprocess.run(
-            [str(CLI), *args], capture_output=True, text=True, timeout=timeout, env={**self.env, **(env or {})},
-            cwd=self.tmp, check=False,
+            [str(CLI), *args], capture_output=True, text=True, timeout=timeout,
+            env={**self.env, **(env or {})}, cwd=self.tmp, check=False,
         )  # fmt: skip
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -84,10 +84,10 @@ def server(repo_dsn: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def seeded(repo: ActionRepo, project: str) -> AsyncIterator[RunId]:
+async def seeded(repo: ActionRepo, project: str) -> RunId:
     run_id = RunId(project, DOMAIN, "r0")
     await seed_run(repo, run_id)
-    yield run_id
+    return run_id
 
 
 def one_line_error(result: Result, code: int, *fragments: str) -> str:
@@ -116,7 +116,8 @@ async def test_reads_through_the_server_print_what_the_database_reads_print(
     await repo.update_action_phase(seeded.root, ActionPhase.FAILED, 1, 0, end_time=at(20))
     run = seeded.name
     for args in (["runs", "list"], ["runs", "get", run], ["runs", "tree", run], ["actions", "get", run, "a2"],
-                 ["runs", "list", "-o", "wide"], ["runs", "tree", run, "-o", "wide"], ["runs", "list", "-o", "name"],
+                 ["runs", "list", "-o", "wide"], ["runs", "tree", run, "-o", "wide"],
+                 ["runs", "list", "-o", "name"],
                  ["runs", "list", "--phase", "RUNNING,FAILED", "--since", "3650d"]):  # fmt: skip
         direct, through = cli(*args), cli(*args, "--server", server)
         assert direct.code == through.code == 0, (args, direct.stderr, through.stderr)
@@ -152,7 +153,7 @@ async def test_events_through_the_server_are_each_attempts_phases_with_its_error
     assert (
         keyed(cli("events", run, "a2", "-o", "json", "--server", server))
         == keyed(cli("events", run, "a2", "-o", "json"))
-        == [  # fmt: skip
+        == [
             (1, "QUEUED", None, None),
             (1, "RUNNING", None, None),
             (1, "FAILED", "KIND_USER", "oom"),
