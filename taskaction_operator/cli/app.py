@@ -182,7 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--actions",
         action="store_true",
         help="also serve ActionsService (Enqueue, WatchForUpdates, Update, Abort) for Flyte's in-pod "
-        "controller: TaskActions created and deleted in -n NAMESPACE through the Kubernetes API",
+        "controller, and RunService's CreateRun: TaskActions created and deleted in -n NAMESPACE through "
+        "the Kubernetes API",
+    )
+    p.add_argument(
+        "--storage-prefix",
+        default="",
+        metavar="URI",
+        help="with --actions: where CreateRun puts a run's inputs and outputs (e.g. s3://bucket/data) "
+        "unless its run spec names a run_base_dir",
     )
     p.add_argument(
         "--max-streams", type=int, default=1000, help="watch streams open at once at most (default 1000)"

@@ -42,6 +42,7 @@ async def serve(ctx: Context) -> int:
         namespace=ctx.namespace,
         actions=ctx.args.actions,
         auth=ctx.args.auth == "kubernetes",
+        storage_prefix=ctx.args.storage_prefix,
     )
     await serve(options)
     return 0

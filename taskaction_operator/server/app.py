@@ -81,19 +81,21 @@ def build_app(
     unary_seconds: float = 30.0,
     auth: KubernetesAuth | None = None,
     actions: ActionsClient | None = None,
+    storage_prefix: str = "",
 ) -> Router:
     """Every service the server offers, over one repository (one pool, one listener for every
     watch); requests larger than ``read_max_bytes`` answer ``resource_exhausted``, watches beyond
     ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``. With
     ``auth``, every call is checked before it runs (and after it is counted in the metrics). With
     ``actions`` (an ActionsClient whose informer is watching), ActionsService is served on it; without,
-    its methods answer ``unimplemented``."""
+    its methods answer ``unimplemented``; RunService's CreateRun too, which creates root TaskActions
+    through it (their data under ``storage_prefix``)."""
     interceptors: list[Any] = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
     if auth is not None:
         interceptors.insert(1, auth)
     events = EventsEndpoint(repo)
     limits = limits or StreamLimits()
-    runs = RunsEndpoint(repo, limits)
+    runs = RunsEndpoint(repo, limits, actions=actions, storage_prefix=storage_prefix)
     actions_service = UnservedActions() if actions is None else ActionsEndpoint(actions, limits)
     bounds: dict[str, Any] = {"interceptors": interceptors, "read_max_bytes": read_max_bytes}
     return Router(

@@ -45,6 +45,8 @@ class ServeOptions:
     actions: bool = False
     #: Whether ``kube`` reviews every call (``--auth kubernetes``).
     auth: bool = False
+    #: Where CreateRun puts a run's data when its run spec names no ``run_base_dir``.
+    storage_prefix: str = ""
 
 
 async def serve(options: ServeOptions) -> None:
@@ -75,6 +77,7 @@ async def serve(options: ServeOptions) -> None:
             unary_seconds=options.unary_seconds,
             auth=auth,
             actions=actions,
+            storage_prefix=options.storage_prefix,
         )
         served = ", ".join(p.strip("/") for p in app.paths)
         log.info("serving %s on %s:%d", served, options.host, options.port)
