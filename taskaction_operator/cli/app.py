@@ -186,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the Kubernetes API",
     )
     p.add_argument(
+        "--events-listen",
+        metavar="HOST:PORT",
+        help="also listen here, serving only the events endpoint (EventsProxyService, InternalRunService) "
+        "and never reviewed: for Flyte's executor, which sends no token, behind a NetworkPolicy",
+    )
+    p.add_argument(
         "--storage-prefix",
         default="",
         metavar="URI",

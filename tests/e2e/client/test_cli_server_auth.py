@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 import yaml
+from connectrpc.code import Code
+from flyteidl2.workflow import events_proxy_service_pb2, run_definition_pb2
+from flyteidl2.workflow import run_service_pb2 as rs
+from flyteidl2.workflow.events_proxy_service_connect import EventsProxyServiceClient
+from flyteidl2.workflow.run_service_connect import RunServiceClient
 
+from taskaction_operator.devtools.operator_process import free_port
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
+from tests.connect_errors import refused
 from tests.e2e.client.conftest import DOMAIN, Cli, assert_one_line_error
 from tests.e2e.conftest import Kubectl
 from tests.integration.server.records import seed_run
@@ -78,14 +85,40 @@ def kubeconfigs(kubectl: Kubectl, namespace: str, tmp_path: Path) -> dict[str, s
     return out
 
 
+EVENTS_PORT = free_port()
+
+
 @pytest.fixture
 def server(database_url: str, kubeconfig: str, namespace: str, tmp_path: Path) -> Iterator[str]:
+    """``serve --auth kubernetes`` with the events endpoint also on :data:`EVENTS_PORT`, unreviewed."""
     args = ("--auth", "kubernetes", "-n", namespace, "--kubeconfig", kubeconfig)
-    process = ServeProcess(database_url, tmp_path / "serve.log", *args).start()
+    process = ServeProcess(
+        database_url, tmp_path / "serve.log", *args, "--events-listen", f"127.0.0.1:{EVENTS_PORT}"
+    ).start()
     try:
         yield process.url
     finally:
         process.stop()
+
+
+async def test_the_events_listener_takes_the_executors_tokenless_events_and_nothing_else(
+    server: str, repo: ActionRepo, namespace: str
+) -> None:
+    run_id = RunId(namespace, DOMAIN, "r0")
+    ids = await seed_run(repo, run_id)
+    event = run_definition_pb2.ActionEvent(id=ids["a1"].to_proto(), attempt=1, phase=int(ActionPhase.RUNNING))
+    record = events_proxy_service_pb2.RecordRequest(events=[event])
+    async with EventsProxyServiceClient(server) as reviewed:
+        await refused(reviewed.record(record), Code.UNAUTHENTICATED)
+    events_url = f"http://127.0.0.1:{EVENTS_PORT}"
+    async with EventsProxyServiceClient(events_url) as executor:
+        await executor.record(record)
+    assert [(e.attempt, e.phase) for e in await repo.list_events(ids["a1"])] == [(1, ActionPhase.RUNNING)]
+    async with RunServiceClient(events_url) as runs:
+        message = await refused(
+            runs.get_run_details(rs.GetRunDetailsRequest(run_id=run_id.to_proto())), Code.UNIMPLEMENTED
+        )
+    assert "RunService is not served here" in message
 
 
 async def test_reads_need_list_and_get_aborts_need_delete(
