@@ -16,9 +16,10 @@ __all__ = ["ServeProcess"]
 
 
 class ServeProcess:
-    """``serve --listen 127.0.0.1:PORT --database-url DSN``, its output in ``log_path``."""
+    """``serve --listen 127.0.0.1:PORT --database-url DSN [ARGS]``, its output in ``log_path``."""
 
-    def __init__(self, dsn: str, log_path: Path) -> None:
+    def __init__(self, dsn: str, log_path: Path, *args: str) -> None:
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -45,9 +46,8 @@ class ServeProcess:
                 "--listen",
                 f"127.0.0.1:{self.port}",
             ]
-            self._proc = subprocess.Popen(
-                [*argv, "--database-url", self._dsn], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-            )
+            argv += ["--database-url", self._dsn, *self.args]
+            self._proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not self.healthy():
             if self._proc.poll() is not None or time.monotonic() > deadline:

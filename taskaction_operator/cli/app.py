@@ -28,12 +28,16 @@ PROG = "taskaction-operator"
 
 EPILOG = """\
 defaults: --project/--domain from TASKACTION_PROJECT/TASKACTION_DOMAIN or the config file
-($TASKACTION_CONFIG, else ~/.config/taskaction/config.yaml: project, domain, namespace, database_url);
+($TASKACTION_CONFIG, else ~/.config/taskaction/config.yaml: project, domain, namespace, database_url,
+server);
 -n from TASKACTION_NAMESPACE or the config file, else "flyte"; the database from --database-url,
 TASKACTION_DATABASE_URL, the config file, or .local/db/dsn in this repository's checkout; the
-cluster from --kubeconfig or KUBECONFIG. Durations everywhere: 90s, 5m, 1h30m, 2d, 1w (a bare number
-is seconds). Exit codes: 0 ok, 1 failed, 2 bad usage or input; waiting commands (runs watch, runs
-wait, enqueue --wait) exit by the run's outcome: 0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
+cluster from --kubeconfig or KUBECONFIG. --server URL (or TASKACTION_SERVER, or server: in the config
+file) reads, watches and aborts through Flyte's RunService (taskaction-operator serve) instead of the
+database, with the kubeconfig's bearer token; commands that cannot refuse --server. Durations
+everywhere: 90s, 5m, 1h30m, 2d, 1w (a bare number is seconds). Exit codes: 0 ok, 1 failed, 2 bad
+usage or input; waiting commands (runs watch, runs wait, enqueue --wait) exit by the run's outcome:
+0 SUCCEEDED, 3 FAILED, 4 ABORTED, 5 TIMED_OUT."""
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
 
@@ -49,11 +53,26 @@ OPTION_GROUPS: dict[str, tuple[tuple[tuple[str, ...], dict[str, Any]], ...]] = {
         (("-n", "--namespace"), {"help": "namespace of the TaskActions (default: flyte)"}),
         (("--kubeconfig",), {"metavar": "PATH", "help": "kubeconfig (default: KUBECONFIG)"}),
     ),
+    "api": (
+        (
+            ("--server",),
+            {
+                "metavar": "URL",
+                "help": "read, watch and abort through Flyte's RunService at URL instead of the "
+                "database (default: TASKACTION_SERVER or config), with the kubeconfig's token",
+            },
+        ),
+        (("--insecure",), {"action": "store_true", "help": "allow an http:// --server that is not loopback"}),
+    ),
 }
+#: Taken with --server by commands that otherwise do not use the cluster: the kubeconfig whose user's
+#: bearer token is sent.
+TOKEN_OPTION = ("--kubeconfig",)
 WHAT_GROUPS_SELECT = {
     "scope": "a project and domain",
     "db": "the database",
     "kube": "the cluster",
+    "api": "Flyte's API (it works on the database or the cluster directly)",
 }
 
 
@@ -88,10 +107,17 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool, uses: frozenset[
     parser.add_argument("--no-headers", action="store_true", default=d, help="tables without the header line")
     for group, options in OPTION_GROUPS.items():
         for flags, kwargs in options:
-            if uses is None or group in uses:
+            if uses is None or group in uses or (flags == TOKEN_OPTION and "api" in uses):
                 parser.add_argument(*flags, default=d, **kwargs)
             else:
-                parser.add_argument(*flags, default=d, action=_Refused, group=group, help=argparse.SUPPRESS)
+                parser.add_argument(
+                    *flags,
+                    default=d,
+                    action=_Refused,
+                    group=group,
+                    help=argparse.SUPPRESS,
+                    nargs=0 if kwargs.get("action") == "store_true" else None,
+                )
     parser.add_argument(
         "--color", choices=("auto", "always", "never"), default=d, help="colour (default: auto)"
     )
@@ -157,7 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--actions",
         action="store_true",
         help="also serve ActionsService (Enqueue, WatchForUpdates, Update, Abort) for Flyte's in-pod "
-        "controller: TaskActions created and deleted in -n NAMESPACE through the Kubernetes API",
+        "controller, and RunService's CreateRun: TaskActions created and deleted in -n NAMESPACE through "
+        "the Kubernetes API",
+    )
+    p.add_argument(
+        "--events-listen",
+        metavar="HOST:PORT",
+        help="also listen here, serving only the events endpoint (EventsProxyService, InternalRunService) "
+        "and never reviewed: for Flyte's executor, which sends no token, behind a NetworkPolicy",
+    )
+    p.add_argument(
+        "--storage-prefix",
+        default="",
+        metavar="URI",
+        help="with --actions: where CreateRun puts a run's inputs and outputs (e.g. s3://bucket/data) "
+        "unless its run spec names a run_base_dir",
     )
     p.add_argument(
         "--max-streams", type=int, default=1000, help="watch streams open at once at most (default 1000)"
@@ -172,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list, show and follow runs").add_subparsers(
         dest="runs_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
-    p = leaf(runs, "list", "read_cmds:runs_list", "list runs, newest first", "scope db")
+    p = leaf(runs, "list", "read_cmds:runs_list", "list runs, newest first", "scope db api")
     p.add_argument("--phase", help="only these phases, comma-separated (e.g. RUNNING,FAILED)")
     p.add_argument(
         "--since", type=argtypes.point_in_time, help="created at or after (RFC 3339, or ago: 30m, 2h, 1d)"
@@ -181,11 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--limit", type=argtypes.positive_int, default=50, help="at most this many runs (default 50)"
     )
-    leaf(runs, "get", "read_cmds:runs_get", "show one run", "scope db").add_argument("run", metavar="RUN")
-    leaf(runs, "tree", "read_cmds:runs_tree", "show a run's action tree", "scope db").add_argument(
+    leaf(runs, "get", "read_cmds:runs_get", "show one run", "scope db api").add_argument("run", metavar="RUN")
+    leaf(runs, "tree", "read_cmds:runs_tree", "show a run's action tree", "scope db api").add_argument(
         "run", metavar="RUN"
     )
-    p = leaf(runs, "watch", "read_cmds:runs_watch", "follow a run until it is terminal", "scope db")
+    p = leaf(runs, "watch", "read_cmds:runs_watch", "follow a run until it is terminal", "scope db api")
     p.add_argument("run", metavar="RUN")
     _timeout(p, "1h")
 
@@ -194,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "wait",
         "wait_cmd:runs_wait",
         "wait quietly until a run is terminal, then report it (CI: --junit, --github)",
-        "scope db",
+        "scope db api",
     )
     p.add_argument("run", metavar="RUN")
     _timeout(p, "1h")
@@ -203,11 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions = sub.add_parser("actions", help="show actions").add_subparsers(
         dest="actions_command", metavar="SUBCOMMAND", required=True, parser_class=_Parser
     )
-    p = leaf(actions, "get", "read_cmds:actions_get", "show one action", "scope db")
+    p = leaf(actions, "get", "read_cmds:actions_get", "show one action", "scope db api")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION")
 
-    p = leaf(sub, "events", "read_cmds:events", "list an action's recorded phase events", "scope db")
+    p = leaf(sub, "events", "read_cmds:events", "list an action's recorded phase events", "scope db api")
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION")
     p.add_argument("--attempt", type=argtypes.positive_int, help="only this attempt")
@@ -224,8 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "abort",
         "write_cmds:abort",
-        "request the abort of a run or one of its actions (-n and --kubeconfig: for --wait)",
-        "scope db kube",
+        "request the abort of a run or one of its actions (-n and --kubeconfig: for --wait; "
+        "--kubeconfig also for --server's token)",
+        "scope db kube api",
     )
     p.add_argument("run", metavar="RUN")
     p.add_argument("action", metavar="ACTION", nargs="?")
@@ -310,7 +351,7 @@ def _reports(p: argparse.ArgumentParser) -> None:
     )
 
 
-_DEFAULTS = {"output": "table", "color": "auto", "verbose": 0, "no_headers": False}
+_DEFAULTS = {"output": "table", "color": "auto", "verbose": 0, "no_headers": False, "insecure": False}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -323,7 +364,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for group, options in OPTION_GROUPS.items():  # given before the command name: checked here
         for flags, _kwargs in options:
             dest = flags[-1].lstrip("-").replace("-", "_")
-            if getattr(args, dest, None) is not None and group not in args.uses:
+            allowed = group in args.uses or (flags == TOKEN_OPTION and "api" in args.uses)
+            if getattr(args, dest, None) not in (None, False) and not allowed:
                 raise UsageError(f"{unused_message(flags, prog, group)} (see '{prog} --help')")
     for key, value in _DEFAULTS.items():
         if getattr(args, key, None) is None:

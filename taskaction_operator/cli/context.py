@@ -9,16 +9,22 @@ Precedence, highest first (documented in ``taskaction-operator --help``):
 * database: ``--database-url``, ``TASKACTION_DATABASE_URL``, the config file's ``database_url:``,
   else ``.local/db/dsn`` of the repository checkout the command runs in (development).
 * kubeconfig: ``--kubeconfig``, ``KUBECONFIG``, ``~/.kube/config``, in-cluster.
+* Flyte's API instead of the database, for the commands that read, watch and abort (those whose
+  option groups include ``api``): ``--server URL``, ``TASKACTION_SERVER``, the config file's
+  ``server:``; the caller's bearer token comes from the kubeconfig. Other commands refuse
+  ``--server`` and ignore the variable and the key (they work on the database or the cluster).
 
 The config file is ``$TASKACTION_CONFIG``, else ``$XDG_CONFIG_HOME/taskaction/config.yaml``
 (``~/.config/taskaction/config.yaml``): a YAML mapping with any of ``project``, ``domain``,
-``namespace``, ``database_url``.
+``namespace``, ``database_url``, ``server``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +42,16 @@ from taskaction_operator.client.names import (
 from taskaction_operator.model.identifiers import ActionId, RunId
 
 if TYPE_CHECKING:  # imported when first used: commands that need no cluster never load its client
+    from taskaction_operator.cli.records import Records
     from taskaction_operator.client.actions_client import ActionsClient
+    from taskaction_operator.client.run_api import RunApi
     from taskaction_operator.k8s import KubeOps
     from taskaction_operator.repo import ActionRepo
 
 __all__ = ["CommandFailed", "Context", "UsageError", "checkout_dsn", "env_with", "load_config"]
 
 DEFAULT_NAMESPACE = "flyte"
-CONFIG_KEYS = frozenset({"project", "domain", "namespace", "database_url"})
+CONFIG_KEYS = frozenset({"project", "domain", "namespace", "database_url", "server"})
 
 
 def config_path(env: Mapping[str, str]) -> Path:
@@ -101,6 +109,10 @@ class Context:
     _config: dict[str, str] | None = None
     _repo: ActionRepo | None = None
     _kube: KubeOps | None = None
+    _records: Records | None = None
+    _api: RunApi | None = None
+    #: Why :meth:`bearer_token` found none ("" when it found one).
+    token_problem: str = ""
 
     @property
     def config(self) -> dict[str, str]:
@@ -160,12 +172,39 @@ class Context:
             raise UsageError(str(exc)) from None
         return ActionId(run_id, action)
 
+    @property
+    def server(self) -> str:
+        """The RunService to read and abort through (``--server``, ``TASKACTION_SERVER``, the config
+        file's ``server:``), for the commands that can; "" for the database."""
+        if "api" not in frozenset(getattr(self.args, "uses", ())):
+            return ""
+        return self._opt("server", "TASKACTION_SERVER", "server")
+
     # --- checked before anything heavy ----------------------------------------------------------
     def preflight(self) -> None:
         """Every name and setting the command will use, checked before its module is imported or
         anything is contacted (UsageError): the run and action named, the DSN's scheme, and options
         that only matter with another one."""
         a, uses = self.args, frozenset(getattr(self.args, "uses", ()))
+        if self.server:
+            _check_server(self.server, insecure=bool(getattr(a, "insecure", False)))
+            if getattr(a, "database_url", None):
+                raise UsageError(
+                    f"--database-url has no effect with --server: the server reads the database "
+                    f"(see '{a.command_prog} --help')"
+                )
+        elif "db" in uses:
+            dsn = self._dsn()
+            if dsn:
+                _check_dsn(dsn)
+        if "api" in uses and not self.server:
+            if getattr(a, "insecure", False):
+                raise UsageError(f"--insecure has no effect without --server (see '{a.command_prog} --help')")
+            if "kube" not in uses and getattr(a, "kubeconfig", None):
+                raise UsageError(
+                    f"--kubeconfig has no effect on '{a.command_prog.removeprefix('taskaction-operator ')}' "
+                    f"without --server: it reads the database (see '{a.command_prog} --help')"
+                )
         if getattr(a, "run", None) is not None:
             if getattr(a, "action", None):
                 self.action_id(a.run, a.action)
@@ -173,14 +212,10 @@ class Context:
                 self.run_id(a.run)
         if a.command == "prune":
             self.check_scope()
-        if "db" in uses:
-            dsn = self._dsn()
-            if dsn:
-                _check_dsn(dsn)
         if a.command == "enqueue" and a.dry_run and a.wait:
             raise UsageError(f"--wait has nothing to wait for with --dry-run (see '{a.command_prog} --help')")
         if hasattr(a, "wait") and not a.wait and a.command == "abort":
-            kube_options = (("-n", "namespace"), ("--kubeconfig", "kubeconfig"))
+            kube_options = (("-n", "namespace"),) + (() if self.server else (("--kubeconfig", "kubeconfig"),))
             given = [flag for flag, dest in kube_options if getattr(a, dest, None)]
             if given:
                 raise UsageError(
@@ -207,6 +242,43 @@ class Context:
             self._repo = await ActionRepo.connect(self.database_url, pool_size=2, max_overflow=2)
         return self._repo
 
+    async def records(self) -> Records:
+        """The record: through the RunService at :attr:`server` with the kubeconfig's bearer token,
+        else the database."""
+        if self._records is None:
+            if self.server:
+                from taskaction_operator.cli.api_records import ApiRecords
+                from taskaction_operator.client.run_api import RunApi
+
+                self._api = RunApi(self.server, self.bearer_token())
+                self._records = ApiRecords(self._api, self.token_problem)
+            else:
+                from taskaction_operator.cli.records import RepoRecords
+
+                self._records = RepoRecords(await self.repo())
+        return self._records
+
+    def bearer_token(self) -> str | None:
+        """The kubeconfig user's bearer token; None for a user without one, or when the kubeconfig
+        was not named with ``--kubeconfig`` and does not load (a server with ``--auth none`` needs no
+        token; one with ``--auth kubernetes`` then answers unauthenticated, and :attr:`token_problem`
+        says why there was none)."""
+        from taskaction_operator.k8s import bearer_token
+
+        kubeconfig = getattr(self.args, "kubeconfig", None) or None
+        try:
+            token = bearer_token(kubeconfig)
+        except Exception as exc:  # the kubernetes config loader raises several unrelated types
+            if kubeconfig:
+                raise CommandFailed(f"cannot load kubeconfig {kubeconfig}: {exc}") from None
+            self.token_problem = f"no kubeconfig loaded: {exc}"
+            return None
+        if token is None:
+            self.token_problem = (
+                "the kubeconfig's user has no bearer token (client certificates are not sent)"
+            )
+        return token
+
     def kube(self) -> KubeOps:
         if self._kube is None:
             from taskaction_operator.k8s import KubeOps
@@ -224,6 +296,10 @@ class Context:
         return ActionsClient(self.kube(), self.namespace)
 
     async def aclose(self) -> None:
+        self._records = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
         if self._repo is not None:
             await self._repo.close()
             self._repo = None
@@ -235,6 +311,28 @@ class Context:
 def _check_dsn(dsn: str) -> None:
     if not dsn.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         raise UsageError("the database URL must be a postgresql:// DSN")
+
+
+def _check_server(url: str, *, insecure: bool) -> None:
+    """An ``http(s)://host[:port]`` URL; ``http://`` (the bearer token in the clear) only to a loopback
+    address or with ``--insecure``."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(f"--server {url!r}: expected http(s)://HOST[:PORT]")
+    if parsed.scheme == "http" and not insecure and not _loopback(parsed.hostname):
+        raise UsageError(
+            f"--server {url}: http:// would send the Kubernetes token in the clear; use https:// "
+            "or pass --insecure"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def env_with(overrides: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,22 +1,25 @@
 """Following a run until its root is terminal, for every waiting command (``runs watch``, ``runs
 wait``, ``enqueue --wait``), and the exit code its outcome gives.
 
-It subscribes to the repository's LISTEN/NOTIFY watch first, then reads the snapshot, so no update
-between the two is missed. The deadline covers everything, connecting included: ``--timeout`` wins
-over the database's own connect timeout.
+It follows :meth:`Records.watch_run <taskaction_operator.cli.records.Records.watch_run>` (the
+database's LISTEN/NOTIFY watch, or RunService's WatchActions with ``--server``), which subscribes
+first, then reads the snapshot, so no update between the two is missed. The deadline covers
+everything, connecting included: ``--timeout`` wins over the database's own connect timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from taskaction_operator.cli.errors import CommandFailed
+from taskaction_operator.cli.records import Records
 from taskaction_operator.cli.render import human_duration, phase_colour, phase_name
 from taskaction_operator.cli.tables import paint
 from taskaction_operator.model import ActionPhase, RunId
-from taskaction_operator.repo import Action, ActionRepo, NotFoundError
+from taskaction_operator.repo import Action, NotFoundError
 
 #: A waiting command's exit code by the run's outcome (1 and 2 stay "the command failed" and "bad
 #: usage"): CI reads the outcome from it.
@@ -46,7 +49,7 @@ def _created(a: Action) -> tuple[datetime, str]:
 
 
 async def follow_run(
-    repo: Callable[[], Awaitable[ActionRepo]],
+    records: Callable[[], Awaitable[Records]],
     run_id: RunId,
     timeout: float,
     on_change: OnChange,
@@ -59,31 +62,31 @@ async def follow_run(
     root: Action | None = None
     try:
         async with asyncio.timeout(timeout):
-            db = await repo()
-            async with db.watch_all_action_updates(run_id) as sub:  # subscribe first, then the snapshot
-                try:
-                    root = await db.get_run(run_id)
-                except NotFoundError:
-                    raise CommandFailed(f"run {run_id} not found") from None
-                for a in await db.list_run_actions(run_id):
-                    state[a.name] = a
-                root = state.get(root.name, root)
-                on_change(state, sorted(state.values(), key=_created))
-                while not ActionPhase(root.phase).is_terminal():
-                    try:
-                        update = await anext(sub)
-                    except StopAsyncIteration:
-                        raise CommandFailed(f"the database watch of run {run_id} ended") from None
-                    old = state.get(update.name)
-                    state[update.name] = update
-                    if update.parent_action_name is None:
-                        root = update
-                    if old is None or (old.phase, old.attempts, old.ended_at) != (
-                        update.phase,
-                        update.attempts,
-                        update.ended_at,
-                    ):
-                        on_change(state, [update])
+            source = await records()
+            batches = source.watch_run(run_id)
+            try:
+                async with contextlib.aclosing(batches):  # type: ignore[type-var]
+                    async for batch in batches:
+                        changed = []
+                        for update in batch:
+                            old = state.get(update.name)
+                            state[update.name] = update
+                            if update.parent_action_name is None:
+                                root = update
+                            if old is None or (old.phase, old.attempts, old.ended_at) != (
+                                update.phase,
+                                update.attempts,
+                                update.ended_at,
+                            ):
+                                changed.append(update)
+                        if changed:
+                            on_change(state, sorted(changed, key=_created))
+                        if root is not None and ActionPhase(root.phase).is_terminal():
+                            break
+            except NotFoundError:
+                raise CommandFailed(f"run {run_id} not found") from None
+            if root is None or not ActionPhase(root.phase).is_terminal():
+                raise CommandFailed(f"the watch of run {run_id} ended")
     except TimeoutError:
         phase = f"phase {phase_name(root.phase)}" if root is not None else "not reached yet"
         raise CommandFailed(

@@ -1,8 +1,8 @@
-"""Read commands: ``runs list|get|tree|watch``, ``actions get``, ``events`` — all from the database.
+"""Read commands: ``runs list|get|tree|watch``, ``actions get``, ``events``.
 
-They read what the operator recorded (PostgreSQL), not the cluster, so they also show runs whose
-TaskActions are long gone. ``runs watch`` follows the repository's LISTEN/NOTIFY watch: it subscribes
-first, then reads the snapshot, so no update between the two is missed.
+They read what the operator recorded, not the cluster, so they also show runs whose TaskActions are
+long gone: from the database, or with ``--server`` through Flyte's RunService (:mod:`.records`).
+``runs watch`` subscribes first, then reads the snapshot, so no update between the two is missed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from taskaction_operator.cli.columns import action_columns, event_columns, run_c
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError
 from taskaction_operator.cli.follow import follow_run, outcome_code, summary
 from taskaction_operator.cli.live import LiveView
+from taskaction_operator.cli.records import Records, RunQuery
 from taskaction_operator.cli.render import (
     action_dict,
     dump,
@@ -33,15 +34,7 @@ from taskaction_operator.cli.render import (
 )
 from taskaction_operator.cli.tables import Column, Style, columns_table, paint
 from taskaction_operator.model import ActionPhase, RunId
-from taskaction_operator.repo import (
-    Action,
-    ActionRepo,
-    Filter,
-    FilterOp,
-    ListActionsRequest,
-    NotFoundError,
-    SortBy,
-)
+from taskaction_operator.repo import Action, NotFoundError
 
 T = TypeVar("T")
 
@@ -61,9 +54,9 @@ def _colour(ctx: Context) -> bool:
     return use_colour(getattr(ctx.args, "color", "auto"), env=ctx.env)
 
 
-async def _get_run(repo: ActionRepo, run_id: RunId) -> Action:
+async def _get_run(records: Records, run_id: RunId) -> Action:
     try:
-        return await repo.get_run(run_id)
+        return await records.get_run(run_id)
     except NotFoundError:
         raise CommandFailed(f"run {run_id} not found") from None
 
@@ -101,34 +94,15 @@ def action_name(a: Action) -> str:
 # --- runs list / get / tree ----------------------------------------------------------------------
 async def runs_list(ctx: Context) -> int:
     a = ctx.args
-    filters = []
-    if ctx.project:
-        filters.append(Filter.of("project", FilterOp.EQUAL, ctx.project))
-    if ctx.domain:
-        filters.append(Filter.of("domain", FilterOp.EQUAL, ctx.domain))
-    if a.phase:
-        filters.append(Filter.of("phase", FilterOp.VALUE_IN, *(int(p) for p in parse_phases(a.phase))))
-    if a.since:
-        filters.append(Filter.of("created_at", FilterOp.GREATER_THAN_OR_EQUAL, a.since))
-    if a.until:
-        filters.append(Filter.of("created_at", FilterOp.LESS_THAN_OR_EQUAL, a.until))
-    repo = await ctx.repo()
-    runs: list[Action] = []
-    offset = 0
-    while len(runs) < a.limit:
-        page = await repo.list_actions(
-            ListActionsRequest(
-                roots_only=True,
-                filters=filters,
-                sort_by=(SortBy("created_at", descending=True),),
-                limit=min(200, a.limit - len(runs)),
-                offset=offset,
-            )
-        )
-        runs += page.actions
-        if not page.has_more:
-            break
-        offset += len(page.actions)
+    query = RunQuery(
+        project=ctx.project,
+        domain=ctx.domain,
+        phases=parse_phases(a.phase) if a.phase else (),
+        since=a.since,
+        until=a.until,
+        limit=a.limit,
+    )
+    runs = await (await ctx.records()).list_runs(query)
     if not runs and a.output in ("table", "wide"):
         print("No runs found.", file=sys.stderr)
         return 0
@@ -138,7 +112,7 @@ async def runs_list(ctx: Context) -> int:
 
 async def runs_get(ctx: Context) -> int:
     run_id = ctx.run_id(ctx.args.run)
-    run = await _get_run(await ctx.repo(), run_id)
+    run = await _get_run(await ctx.records(), run_id)
     show(ctx, [run], run_columns(), run_name, lambda: action_dict(run))
     if ctx.args.output in ("table", "wide") and run.abort_reason:
         print(f"abort reason: {run.abort_reason}")
@@ -147,9 +121,10 @@ async def runs_get(ctx: Context) -> int:
 
 async def runs_tree(ctx: Context) -> int:
     run_id = ctx.run_id(ctx.args.run)
-    repo = await ctx.repo()
-    await _get_run(repo, run_id)
-    actions = await repo.list_run_actions(run_id)
+    try:
+        actions = await (await ctx.records()).list_run_actions(run_id)
+    except NotFoundError:
+        raise CommandFailed(f"run {run_id} not found") from None
     if ctx.args.output in ("table", "wide"):
         sys.stdout.write(tree_table(actions, style=_style(ctx)))
     else:
@@ -176,7 +151,7 @@ async def runs_watch(ctx: Context) -> int:
             emit_change(a, fmt, colour)
         sys.stdout.flush()
 
-    root, _state = await follow_run(ctx.repo, run_id, float(ctx.args.timeout), on_change)
+    root, _state = await follow_run(ctx.records, run_id, float(ctx.args.timeout), on_change)
     if fmt in ("table", "wide"):
         print(summary(run_id, root, colour))
     return outcome_code(root)
@@ -203,7 +178,7 @@ def emit_change(a: Action, fmt: str, colour: bool) -> None:
 async def actions_get(ctx: Context) -> int:
     action_id = ctx.action_id(ctx.args.run, ctx.args.action)
     try:
-        action = await (await ctx.repo()).get_action(action_id)
+        action = await (await ctx.records()).get_action(action_id)
     except NotFoundError:
         raise CommandFailed(f"action {action_id} not found") from None
     show(ctx, [action], action_columns(), action_name, lambda: action_dict(action))
@@ -213,18 +188,12 @@ async def actions_get(ctx: Context) -> int:
 async def events(ctx: Context) -> int:
     a = ctx.args
     action_id = ctx.action_id(a.run, a.action)
-    repo = await ctx.repo()
     try:
-        await repo.get_action(action_id)
+        found = await (await ctx.records()).list_events(
+            action_id, attempt=a.attempt, since=a.since, limit=a.limit
+        )
     except NotFoundError:
         raise CommandFailed(f"action {action_id} not found") from None
-    if a.since:
-        attempt = a.attempt or (await repo.get_action(action_id)).attempts or 1
-        found = await repo.list_events_since(action_id, attempt, a.since, limit=a.limit)
-    else:
-        found = await repo.list_events(action_id, limit=a.limit)
-        if a.attempt is not None:
-            found = [e for e in found if e.attempt == a.attempt]
     if not found and a.output in ("table", "wide"):
         print("No events found.", file=sys.stderr)
         return 0

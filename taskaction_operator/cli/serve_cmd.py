@@ -18,6 +18,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 async def serve(ctx: Context) -> int:
     """Serve until SIGINT/SIGTERM."""
     host, port = parse_listen(ctx.args.listen)
+    events_listen = parse_listen(ctx.args.events_listen) if ctx.args.events_listen else None
+    if events_listen is not None and events_listen[1] == port:
+        raise UsageError(f"--events-listen {ctx.args.events_listen}: must be another port than --listen")
     if ctx.args.max_streams < 1:
         raise UsageError(f"--max-streams {ctx.args.max_streams}: must be at least 1")
     if ctx.args.max_stream_seconds <= 0:
@@ -32,6 +35,13 @@ async def serve(ctx: Context) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if events_listen is not None:
+        print(
+            f"taskaction-operator: note: {events_listen[0]}:{events_listen[1]} serves the events endpoint "
+            "only, without authentication: keep it reachable from Flyte's executor alone",
+            file=sys.stderr,
+            flush=True,
+        )
     options = ServeOptions(
         database_url=ctx.database_url,
         host=host,
@@ -42,6 +52,8 @@ async def serve(ctx: Context) -> int:
         namespace=ctx.namespace,
         actions=ctx.args.actions,
         auth=ctx.args.auth == "kubernetes",
+        storage_prefix=ctx.args.storage_prefix,
+        events_listen=events_listen,
     )
     await serve(options)
     return 0

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from taskaction_operator.cli.context import CommandFailed, Context
 from taskaction_operator.cli.follow import follow_run, outcome_code, summary
-from taskaction_operator.cli.junit import FAILED, ActionError, github_annotations, junit_xml
-from taskaction_operator.cli.render import action_dict, dump, error_message, tree_dict, use_colour
-from taskaction_operator.model import ActionId, ActionPhase, RunId
-from taskaction_operator.repo import Action, ActionRepo
+from taskaction_operator.cli.junit import github_annotations, junit_xml
+from taskaction_operator.cli.render import action_dict, dump, tree_dict, use_colour
+from taskaction_operator.model import RunId
+from taskaction_operator.repo import Action
 
 
 async def runs_wait(ctx: Context) -> int:
@@ -28,7 +28,7 @@ async def wait_and_report(ctx: Context, run_id: RunId) -> int:
     a = ctx.args
     state: dict[str, Action] = {}
     try:
-        root, _ = await follow_run(ctx.repo, run_id, float(a.timeout), lambda _s, _c: None, state)
+        root, _ = await follow_run(ctx.records, run_id, float(a.timeout), lambda _s, _c: None, state)
     except CommandFailed:
         if state:  # what was seen so far is still worth a report
             await report(ctx, run_id, list(state.values()))
@@ -47,7 +47,7 @@ async def report(ctx: Context, run_id: RunId, actions: list[Action]) -> None:
     a = ctx.args
     if not (a.junit or a.github):
         return
-    errors = await last_errors(await ctx.repo(), run_id, actions)
+    errors = await (await ctx.records()).last_errors(run_id, actions)
     if a.junit:
         try:
             await asyncio.to_thread(Path(a.junit).write_bytes, junit_xml(run_id, actions, errors))
@@ -57,18 +57,3 @@ async def report(ctx: Context, run_id: RunId, actions: list[Action]) -> None:
         for line in github_annotations(run_id, actions, errors):
             print(line)
         sys.stdout.flush()
-
-
-async def last_errors(repo: ActionRepo, run_id: RunId, actions: list[Action]) -> dict[str, ActionError]:
-    """The last reported error (kind, message) of each FAILED or TIMED_OUT action."""
-    errors = {}
-    for action in actions:
-        if ActionPhase(action.phase) not in FAILED:
-            continue
-        events = await repo.list_events(ActionId(run_id, action.name))
-        for event in reversed(events):
-            message = error_message(event)
-            if event.error_kind or message:
-                errors[action.name] = ActionError(event.error_kind, message)
-                break
-    return errors

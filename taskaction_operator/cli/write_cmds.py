@@ -1,9 +1,10 @@
 """Commands that change things: ``enqueue``, ``abort``, ``migrate``, and ``run`` (the operator itself).
 
 ``enqueue`` validates the whole run file before touching anything; ``abort`` only *records* the
-request in the database (``abort_run``/``abort_action``), exactly like upstream's AbortRun: the
-operator's abort sweep deletes the TaskAction and Kubernetes' garbage collector its subtree.
-``--wait`` then follows that until the TaskAction is gone and the row reads ABORTED.
+request (``abort_run``/``abort_action`` in the database, or RunService's AbortRun/AbortAction with
+``--server``), exactly like upstream's AbortRun: the operator's abort sweep deletes the TaskAction
+and Kubernetes' garbage collector its subtree. ``--wait`` then follows that until the TaskAction is
+gone and the row reads ABORTED.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import urllib3
 import yaml
 
 from taskaction_operator.cli.context import CommandFailed, Context, UsageError, env_with
+from taskaction_operator.cli.records import Records, Unreachable
 from taskaction_operator.cli.render import action_dict, dump, human_duration, phase_name
 from taskaction_operator.cli.tables import table
 from taskaction_operator.client.actions_client import ActionsClient
@@ -31,7 +33,6 @@ from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, is_recorded
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, RunSource, cr_name
 from taskaction_operator.repo import (
-    ActionRepo,
     AlreadyFinishedError,
     NotFoundError,
     RepoError,
@@ -117,12 +118,9 @@ async def abort(ctx: Context) -> int:
     what = f"action {target}" if a.action else f"run {target.run}"
     reason = a.reason or DEFAULT_ABORT_REASON
     client = ctx.actions_client() if a.wait else None  # load the kubeconfig before changing anything
-    repo = await ctx.repo()
+    records = await ctx.records()
     try:
-        if a.action:
-            await repo.abort_action(target, reason, force=a.force)
-        else:
-            await repo.abort_run(target.run, reason, force=a.force)
+        await records.abort(target, reason, whole_run=not a.action, force=a.force)
     except NotFoundError:
         raise CommandFailed(f"{what} not found") from None
     except AlreadyFinishedError as exc:
@@ -130,12 +128,12 @@ async def abort(ctx: Context) -> int:
     if client is None:
         print(f"abort of {what} requested ({reason}); the operator's sweep deletes its TaskAction")
         return 0
-    await wait_aborted(repo, client, target, what, a.timeout)
+    await wait_aborted(records, client, target, what, a.timeout)
     return 0
 
 
 async def wait_aborted(
-    repo: ActionRepo, client: ActionsClient, target: ActionId, what: str, limit: float
+    records: Records, client: ActionsClient, target: ActionId, what: str, limit: float
 ) -> None:
     """Poll until the TaskAction is gone and the row is ABORTED, showing progress; CommandFailed after
     ``limit`` seconds."""
@@ -147,16 +145,18 @@ async def wait_aborted(
         elapsed = time.monotonic() - start
         try:
             obj = await client.kube.get_taskaction(client.namespace, name)
-            row = await repo.get_action(target)
-        except (TemporaryRepoError, KubeError, OSError, urllib3.exceptions.HTTPError) as exc:
+            row = await records.get_action(target)
+        except (TemporaryRepoError, Unreachable, KubeError, OSError, urllib3.exceptions.HTTPError) as exc:
             # A database restart or an API server hiccup is not the end of the wait: retry to the deadline.
             progress.show(f"{status} (retrying: {type(exc).__name__})", elapsed)
             obj = row = None
         if row is not None:
             deleting = obj is not None and bool((obj.get("metadata") or {}).get("deletionTimestamp"))
             cr_state = "gone" if obj is None else "deleting" if deleting else "present"
-            request = f"pending, {row.abort_attempt_count} attempts" if row.abort_requested_at else "done"
-            status = f"TaskAction {name} {cr_state}; row {phase_name(row.phase)}; abort request {request}"
+            status = f"TaskAction {name} {cr_state}; row {phase_name(row.phase)}"
+            if records.knows_abort_requests:
+                pending = f"pending, {row.abort_attempt_count} attempts"
+                status += f"; abort request {pending if row.abort_requested_at else 'done'}"
             progress.show(status, elapsed)
             if obj is None and ActionPhase(row.phase) is ActionPhase.ABORTED:
                 progress.finish()

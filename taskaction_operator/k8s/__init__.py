@@ -5,6 +5,6 @@ The official client is synchronous; every call runs in a worker thread so the ev
 blocks.
 """
 
-from taskaction_operator.k8s.ops import KubeOps, load_api_client
+from taskaction_operator.k8s.ops import KubeOps, bearer_token, load_api_client
 
-__all__ = ["KubeOps", "load_api_client"]
+__all__ = ["KubeOps", "bearer_token", "load_api_client"]

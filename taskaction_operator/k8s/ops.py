@@ -19,15 +19,37 @@ from taskaction_operator.k8s.errors import Conflict, Invalid, KubeError, NotFoun
 COMPONENT = "taskaction-operator"
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An ApiClient from the given kubeconfig, ``KUBECONFIG``/``~/.kube/config``, or in-cluster config."""
+def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """The client configuration from the given kubeconfig, ``KUBECONFIG``/``~/.kube/config``, or the
+    in-cluster config (exec plugins and auth providers run here, as kubectl runs them)."""
     cfg = client.Configuration()
     if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return cfg
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An ApiClient from the given kubeconfig, ``KUBECONFIG``/``~/.kube/config``, or in-cluster config."""
+    cfg = load_configuration(kubeconfig)
     cfg.connection_pool_maxsize = 32
     return client.ApiClient(cfg)
+
+
+def bearer_token(kubeconfig: str | None = None) -> str | None:
+    """The bearer token the kubeconfig's user presents to the API server (a ``token``, an exec
+    plugin's, an auth provider's, the in-cluster ServiceAccount's); None for a user that
+    authenticates otherwise (client certificate, basic auth). Raises when no kubeconfig loads."""
+    cfg = load_configuration(kubeconfig)
+    hook = getattr(cfg, "refresh_api_key_hook", None)
+    if hook is not None:  # an exec plugin's or auth provider's expiring token, refreshed when due
+        hook(cfg)
+    keys = cfg.api_key or {}
+    # The client keeps it under "BearerToken" (older releases: "authorization").
+    value = keys.get("BearerToken") or keys.get("authorization") or ""
+    scheme, _, token = str(value).partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 class KubeOps:

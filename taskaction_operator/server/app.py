@@ -40,9 +40,19 @@ class ASGIApp(Protocol):
 class Router:
     """Dispatches ``/<package.Service>/<Method>`` to the service's Connect application."""
 
-    def __init__(self, services: Sequence[Any], ready: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        services: Sequence[Any],
+        ready: Callable[[], Awaitable[bool]],
+        *,
+        events_port: int | None = None,
+        events_services: Sequence[Any] = (),
+    ) -> None:
         self._routes: dict[str, ASGIApp] = {svc.path: svc for svc in services}
         self._ready = ready
+        #: The events listener's port and what it serves (the events endpoint only, unreviewed).
+        self._events_port = events_port
+        self._events_routes: dict[str, ASGIApp] = {svc.path: svc for svc in events_services}
 
     @property
     def paths(self) -> list[str]:
@@ -64,9 +74,12 @@ class Router:
             await _plain(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         else:
             service = path.lstrip("/").split("/", 1)[0]
-            app = self._routes.get("/" + service)
+            routes = self._routes
+            if self._events_port is not None and (scope.get("server") or ("", None))[1] == self._events_port:
+                routes = self._events_routes
+            app = routes.get("/" + service)
             if app is None and "." in service:
-                await _unserved(scope, send, service, self.paths)
+                await _unserved(scope, send, service, sorted(routes))
             elif app is None:
                 await _plain(send, 404, b"not found\n")
             else:
@@ -81,21 +94,28 @@ def build_app(
     unary_seconds: float = 30.0,
     auth: KubernetesAuth | None = None,
     actions: ActionsClient | None = None,
+    storage_prefix: str = "",
+    events_port: int | None = None,
 ) -> Router:
     """Every service the server offers, over one repository (one pool, one listener for every
     watch); requests larger than ``read_max_bytes`` answer ``resource_exhausted``, watches beyond
     ``limits`` too, and unary calls longer than ``unary_seconds`` ``deadline_exceeded``. With
     ``auth``, every call is checked before it runs (and after it is counted in the metrics). With
     ``actions`` (an ActionsClient whose informer is watching), ActionsService is served on it; without,
-    its methods answer ``unimplemented``."""
+    its methods answer ``unimplemented``; RunService's CreateRun too, which creates root TaskActions
+    through it (their data under ``storage_prefix``). With ``events_port``, requests arriving on that
+    port reach the events endpoint only (EventsProxyService, InternalRunService), and ``auth`` does not
+    apply there: Flyte's executor sends no token, so that listener is for its pods alone (a
+    NetworkPolicy in the manifests)."""
     interceptors: list[Any] = [RpcMetrics(), StreamMessages(), UnaryDeadline(unary_seconds)]
     if auth is not None:
         interceptors.insert(1, auth)
     events = EventsEndpoint(repo)
     limits = limits or StreamLimits()
-    runs = RunsEndpoint(repo, limits)
+    runs = RunsEndpoint(repo, limits, actions=actions, storage_prefix=storage_prefix)
     actions_service = UnservedActions() if actions is None else ActionsEndpoint(actions, limits)
     bounds: dict[str, Any] = {"interceptors": interceptors, "read_max_bytes": read_max_bytes}
+    unreviewed = {**bounds, "interceptors": [i for i in interceptors if i is not auth]}
     return Router(
         [
             EventsProxyServiceASGIApplication(events, **bounds),
@@ -104,6 +124,11 @@ def build_app(
             ActionsServiceASGIApplication(actions_service, **bounds),
         ],
         ready=repo.ping,
+        events_port=events_port,
+        events_services=[
+            EventsProxyServiceASGIApplication(events, **unreviewed),
+            InternalRunServiceASGIApplication(events, **unreviewed),
+        ],
     )
 
 

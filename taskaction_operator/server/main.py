@@ -45,6 +45,10 @@ class ServeOptions:
     actions: bool = False
     #: Whether ``kube`` reviews every call (``--auth kubernetes``).
     auth: bool = False
+    #: Where CreateRun puts a run's data when its run spec names no ``run_base_dir``.
+    storage_prefix: str = ""
+    #: A second listener (host, port) serving only the events endpoint, never reviewed.
+    events_listen: tuple[str, int] | None = None
 
 
 async def serve(options: ServeOptions) -> None:
@@ -57,6 +61,8 @@ async def serve(options: ServeOptions) -> None:
     actions = ActionsClient(kube, options.namespace) if options.actions and kube is not None else None
     config = Config()
     config.bind = [f"{options.host}:{options.port}"]
+    if options.events_listen is not None:
+        config.bind.append(f"{options.events_listen[0]}:{options.events_listen[1]}")
     config.graceful_timeout = options.graceful_timeout
     config.accesslog = None
     stop = asyncio.Event()
@@ -75,6 +81,8 @@ async def serve(options: ServeOptions) -> None:
             unary_seconds=options.unary_seconds,
             auth=auth,
             actions=actions,
+            storage_prefix=options.storage_prefix,
+            events_port=options.events_listen[1] if options.events_listen is not None else None,
         )
         served = ", ".join(p.strip("/") for p in app.paths)
         log.info("serving %s on %s:%d", served, options.host, options.port)

@@ -23,11 +23,13 @@ from connectrpc.request import RequestContext
 from flyteidl2.workflow import run_service_pb2 as rs
 from flyteidl2.workflow.run_service_connect import RunService
 
+from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.model import ActionPhase, ActionType
 from taskaction_operator.repo import ActionRepo, ListActionsRequest, NotFoundError, TaskScope, TriggerScope
 from taskaction_operator.server import convert
 from taskaction_operator.server.attempts import attempts_from_events, event_message
 from taskaction_operator.server.bounds import StreamLimits
+from taskaction_operator.server.create_run import create_run_from_request
 from taskaction_operator.server.details import EVENTS_PER_ACTION, build_details, build_run_details
 from taskaction_operator.server.errors import action_id_of, run_id_of, translated
 from taskaction_operator.server.run_watches import RunWatches
@@ -42,8 +44,7 @@ Ctx = RequestContext[Any, Any]
 
 #: Why each method that is not served is not: the message of its ``unimplemented`` answer.
 _WHY = {
-    "CreateRun": "create runs with `taskaction-operator enqueue`, or through ActionsService.Enqueue "
-    "(serve --actions)",
+    "CreateRun": "it creates the root TaskAction through the Kubernetes API: start serve with --actions",
     "GetActionData": "deprecated upstream, which answers unimplemented too; use DataProxyService",
     "SignalEvent": "condition actions cannot be signalled through this record",
     "WatchGroups": "task groups are not kept (there is no tasks table)",
@@ -75,9 +76,18 @@ def _scopes(request: rs.ListRunsRequest) -> dict[str, Any]:
 class RunsEndpoint(RunWatches, RunService):  # type: ignore[misc]  # untyped generated stubs
     """RunService on an :class:`ActionRepo`: every watch shares the repository's one listener."""
 
-    def __init__(self, repo: ActionRepo, limits: StreamLimits | None = None) -> None:
+    def __init__(
+        self,
+        repo: ActionRepo,
+        limits: StreamLimits | None = None,
+        *,
+        actions: ActionsClient | None = None,
+        storage_prefix: str = "",
+    ) -> None:
         self._repo = repo
         self._limits = limits or StreamLimits()
+        self._actions = actions
+        self._storage_prefix = storage_prefix
         self._init_fanouts(repo)
 
     @translated
@@ -166,9 +176,14 @@ class RunsEndpoint(RunWatches, RunService):  # type: ignore[misc]  # untyped gen
                 response.outputs_uri = attempts[-1].outputs.output_uri
         return response
 
-    # -- not served ---------------------------------------------------------------------------------
+    @translated
     async def create_run(self, request: rs.CreateRunRequest, ctx: Ctx) -> rs.CreateRunResponse:
-        raise _unimplemented("CreateRun")
+        """Upstream's CreateRun for a task spec (:mod:`.create_run`); with ``serve --actions`` only."""
+        if self._actions is None:
+            raise _unimplemented("CreateRun")
+        return await create_run_from_request(self._repo, self._actions, request, self._storage_prefix)
+
+    # -- not served ---------------------------------------------------------------------------------
 
     async def get_action_data(self, request: rs.GetActionDataRequest, ctx: Ctx) -> rs.GetActionDataResponse:
         raise _unimplemented("GetActionData")

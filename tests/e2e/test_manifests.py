@@ -186,11 +186,16 @@ DENIED = [
 ]
 
 
-def _rbac_for(docs: list[dict[str, Any]], namespace: str, suffix: str) -> list[dict[str, Any]]:
-    """The base's ServiceAccount and RBAC, moved into ``namespace`` with uniquely named cluster objects."""
+def _rbac_for(
+    docs: list[dict[str, Any]], namespace: str, suffix: str, account: str = "taskaction-operator"
+) -> list[dict[str, Any]]:
+    """The base's ServiceAccount ``account`` and its RBAC (the objects named after it), moved into
+    ``namespace`` with uniquely named cluster objects."""
     out = []
     for doc in docs:
         if doc["kind"] not in {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}:
+            continue
+        if not doc["metadata"]["name"].startswith(account):
             continue
         doc = json.loads(json.dumps(doc))
         meta = doc["metadata"]
@@ -203,9 +208,6 @@ def _rbac_for(docs: list[dict[str, Any]], namespace: str, suffix: str) -> list[d
         for subject in doc.get("subjects", []):
             subject["namespace"] = namespace
         out.append(doc)
-    assert sorted(d["kind"] for d in out) == sorted(
-        ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"]
-    )
     return out
 
 
@@ -215,6 +217,9 @@ def operator_account(kubectl: Kubectl, namespace: str) -> Iterator[str]:
     namespace (cluster-scoped objects suffixed, deleted afterwards); yields the user name."""
     suffix = uuid.uuid4().hex[:8]
     objects = _rbac_for(render(kubectl, "manifests/base"), namespace, suffix)
+    assert sorted(d["kind"] for d in objects) == sorted(
+        ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"]
+    )
     cluster_scoped = [d for d in objects if d["kind"].startswith("Cluster")]
     try:
         kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(objects))
@@ -384,3 +389,60 @@ def test_operator_token_performs_the_operator_writes_and_is_refused_the_rest(
     ):
         proc = as_operator(*args)
         assert proc.returncode != 0 and "forbidden" in proc.stderr.lower(), (args, proc.stdout, proc.stderr)
+
+
+# --- the API server (events.yaml, api-rbac.yaml) -------------------------------------------------
+API_ALLOWED = [
+    ("create", "tokenreviews.authentication.k8s.io", "", "*"),
+    ("create", "subjectaccessreviews.authorization.k8s.io", "", "*"),
+]
+#: It reads the record from the database: no TaskAction, Secret or anything else in the cluster.
+API_DENIED = [
+    *[(verb, "taskactions.flyte.org", "", None) for verb in ("get", "list", "watch", "create", "delete")],
+    ("get", "secrets", "", None),
+    ("create", "localsubjectaccessreviews.authorization.k8s.io", "", None),
+    ("create", "serviceaccounts/token", "", None),
+    ("list", "pods", "", None),
+]
+
+
+@pytest.fixture
+def api_account(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    """The API server's ServiceAccount and RBAC from manifests/base, created for real in a test
+    namespace (cluster-scoped objects suffixed, deleted afterwards); yields the user name."""
+    suffix = uuid.uuid4().hex[:8]
+    objects = _rbac_for(render(kubectl, "manifests/base"), namespace, suffix, account="taskaction-api")
+    assert sorted(d["kind"] for d in objects) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    try:
+        kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+        yield f"system:serviceaccount:{namespace}:taskaction-api"
+    finally:
+        for doc in objects:
+            if doc["kind"].startswith("Cluster"):
+                kubectl.run(
+                    "delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", check=False
+                )
+
+
+def test_api_account_may_review_tokens_and_access_and_nothing_else(
+    kubectl: Kubectl, namespace: str, api_account: str
+) -> None:
+    missing = [r for r in API_ALLOWED if not _can_i(kubectl, api_account, *r[:3], r[3] or namespace)]
+    extra = [r for r in API_DENIED if _can_i(kubectl, api_account, *r[:3], r[3] or namespace)]
+    assert (missing, extra) == ([], []), f"the API server's RBAC lacks {missing} and grants too much: {extra}"
+
+
+def test_the_api_reviews_every_caller_and_only_flytes_pods_reach_the_events_port(kubectl: Kubectl) -> None:
+    docs = render(kubectl, "manifests/base")
+    pod = _one(docs, "Deployment", "taskaction-events")["spec"]["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    assert "--auth=kubernetes" in command and "--events-listen=0.0.0.0:8091" in command
+    assert pod["serviceAccountName"] == "taskaction-api" and pod["automountServiceAccountToken"] is True
+    ports = {p["name"]: p["port"] for p in _one(docs, "Service", "taskaction-events")["spec"]["ports"]}
+    assert ports == {"connect": 8090, "events": 8091}
+    policy = _one(docs, "NetworkPolicy", "taskaction-events")["spec"]
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["ingress"]}
+    assert by_port["connect"] is None  # anyone: every call on it is reviewed
+    assert by_port["events"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "flyte"}}}
+    ]

@@ -283,13 +283,15 @@ def test_base_deployment_is_restricted_probed_and_configured() -> None:
     assert service["spec"]["selector"] == pdb["spec"]["selector"]["matchLabels"] == selector
 
 
-def test_the_events_deployment_serves_probed_restricted_and_without_a_token() -> None:
-    deploy, service = yaml.safe_load_all((BASE / "events.yaml").read_text())
-    assert "events.yaml" in yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]
+def test_the_events_deployment_serves_probed_restricted_and_with_the_api_account() -> None:
+    deploy, service, _policy = yaml.safe_load_all((BASE / "events.yaml").read_text())
+    resources = yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]
+    assert "events.yaml" in resources and "api-rbac.yaml" in resources
     pod = deploy["spec"]["template"]["spec"]
     c = _container(deploy)
     assert c["command"][:2] == ["taskaction-operator", "serve"]
-    assert pod["automountServiceAccountToken"] is False
+    # Its token is for the TokenReviews and SubjectAccessReviews of --auth kubernetes only.
+    assert pod["automountServiceAccountToken"] is True and pod["serviceAccountName"] == "taskaction-api"
     operator = _container(yaml.safe_load((BASE / "deployment.yaml").read_text()))
     assert c["securityContext"] == operator["securityContext"]
     assert (

@@ -186,7 +186,7 @@ async def test_abort_action_uses_upstreams_default_reason(
 
 
 async def test_methods_not_served_answer_unimplemented_with_the_reason(client: RunServiceClient) -> None:
-    assert "enqueue" in await refused(client.create_run(rs.CreateRunRequest()), Code.UNIMPLEMENTED)
+    assert "--actions" in await refused(client.create_run(rs.CreateRunRequest()), Code.UNIMPLEMENTED)
     await refused(client.signal_event(rs.SignalEventRequest()), Code.UNIMPLEMENTED)
     stream = client.watch_groups(rs.WatchGroupsRequest())
     assert "WatchGroups" in await refused(anext(stream), Code.UNIMPLEMENTED)

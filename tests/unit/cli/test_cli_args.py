@@ -254,3 +254,67 @@ def test_a_watchs_timeout_wins_over_the_database_connect_timeout(capsys: pytest.
     assert code == 1
     assert "timed out after 1.0s waiting for run p/d/r1" in one_error_line(capsys)
     assert took < 8, f"took {took:.1f} s: the connect timeout won"
+
+
+# --- --server --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["enqueue", "-f", "x.yaml", "--server", "https://x"], "--server has no effect on 'enqueue'"),
+        (["--server", "https://x", "prune", "--older-than", "1d"], "--server has no effect on 'prune'"),
+        (["release-guards", "--insecure"], "--insecure has no effect on 'release-guards'"),
+        (["serve", "--server", "https://x"], "--server has no effect on 'serve'"),
+        (["runs", "list", "--insecure"], "--insecure has no effect without --server"),
+        (["runs", "list", "--kubeconfig", "k"], "--kubeconfig has no effect on 'runs list' without --server"),
+        (
+            ["runs", "list", "--server", "https://x", "-n", "ns"],
+            "-n/--namespace has no effect on 'runs list'",
+        ),
+        (
+            ["runs", "list", "--server", "https://x", "--database-url", "postgresql://x"],
+            "--database-url has no effect with --server",
+        ),
+        (["runs", "list", "--server", "x:8090"], "expected http(s)://HOST[:PORT]"),
+        (["abort", "r1", "--project", "p", "--domain", "d", "--server", "http://10.0.0.1"], "--insecure"),
+    ],
+)
+def test_server_usage_errors_exit_2(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert fragment in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "config", "expected"),
+    [
+        (
+            ["runs", "list", "--server", "https://a"],
+            {"TASKACTION_SERVER": "https://b"},
+            "server: https://c",
+            "https://a",
+        ),
+        (["runs", "list"], {"TASKACTION_SERVER": "https://b"}, "server: https://c", "https://b"),
+        (["runs", "list"], {}, "server: https://c", "https://c"),
+        (["runs", "list"], {}, "", ""),
+        (["prune", "--older-than", "1d"], {"TASKACTION_SERVER": "https://b"}, "server: https://c", ""),
+        (["enqueue", "-f", "x"], {}, "server: https://c", ""),
+    ],
+)
+def test_the_server_comes_from_the_flag_the_environment_or_the_config_file(
+    argv: list[str], env: dict[str, str], config: str, expected: str, tmp_path: Path
+) -> None:
+    (tmp_path / "config.yaml").write_text(config)
+    ctx = Context(parse_args(argv), env={"TASKACTION_CONFIG": str(tmp_path / "config.yaml"), **env})
+    assert ctx.server == expected
+
+
+def test_with_a_server_the_kubeconfig_names_the_token_and_loopback_http_needs_no_insecure() -> None:
+    args = parse_args(["--kubeconfig", "k", "runs", "get", "r1", "--project", "p", "--domain", "d",
+                       "--server", "http://127.0.0.1:8090"])  # fmt: skip
+    ctx = Context(args, env={})
+    ctx.preflight()
+    assert (ctx.server, args.kubeconfig, args.insecure) == ("http://127.0.0.1:8090", "k", False)
+    args = parse_args(["abort", "r1", "--project", "p", "--domain", "d", "--kubeconfig", "k",
+                       "--server", "http://flyte:8090", "--insecure"])  # fmt: skip
+    Context(args, env={}).preflight()

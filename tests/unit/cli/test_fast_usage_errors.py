@@ -59,6 +59,10 @@ def run_entry(argv: list[str], tmp_path: Path) -> tuple[int, list[str], str]:
         (["prune", "--older-than", "0"], "--older-than"),
         (["prune", "--older-than", "1d", "--project", "bad p"], "label value"),
         (["completion", "tcsh"], "invalid choice"),
+        (["runs", "list", "--server", "ftp://x"], "expected http(s)://"),
+        (["runs", "get", "r1", *SCOPE, "--server", "http://flyte.example.com"], "--insecure"),
+        (["migrate", "--server", "https://x"], "--server has no effect on 'migrate'"),
+        (["runs", "get", "Bad_Run", *SCOPE, "--server", "https://x"], "DNS-1035"),
     ],
 )
 def test_usage_errors_exit_2_without_loading_heavy_libraries(
