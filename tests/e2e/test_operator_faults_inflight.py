@@ -13,8 +13,7 @@ import contextlib
 import os
 import signal
 import time
-import urllib.error
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,15 +111,18 @@ WHERE application_name = %s AND backend_xid IS NOT NULL
 """
 
 
-def kill_inside_a_transaction(op: OperatorProcess, dsn: str, app: str, deadline: float) -> Kill:
+def kill_inside_a_transaction(
+    op: OperatorProcess, dsn: str, app: str, deadline: float, moving: Callable[[], bool]
+) -> Kill:
     """Wait for the operator's connection to hold an open write transaction, freeze the process
     (SIGSTOP) and, if that transaction is still open with its backend waiting to read from the frozen
     client (ClientRead: everything the client sent is consumed, COMMIT included if it was sent, and
     nothing more can come), SIGKILL it. Otherwise (its COMMIT was on its way) let the process go on
-    (SIGCONT) and wait for the next one. ``backend`` stays 0 if none was caught in time."""
+    (SIGCONT) and wait for the next one. ``backend`` stays 0 if none was caught before ``deadline``
+    or while ``moving()``."""
     kill = Kill()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and moving():
             row = conn.execute(OPEN_WRITES, (app,)).fetchone()
             if row is None:
                 time.sleep(0.005)
@@ -158,7 +160,9 @@ async def test_operator_killed_inside_a_recorder_transaction_while_200_actions_m
     run = WideRun(kube, namespace, "rinflight")
     await run.create()
     driving = asyncio.create_task(run.drive())
-    kill = await asyncio.to_thread(kill_inside_a_transaction, op, database_url, app, time.monotonic() + 240)
+    kill = await asyncio.to_thread(
+        kill_inside_a_transaction, op, database_url, app, time.monotonic() + 240, lambda: not driving.done()
+    )
     moves_at_kill = run.moves
     assert kill.backend, f"never caught the operator inside a write transaction while the run moved: {kill}"
     # The transaction the process was killed in is rolled back, so it was still open at the kill.
@@ -219,8 +223,10 @@ async def assert_wide_record_matches(run: WideRun, db: Db) -> None:
 
 LEASE = "taskaction-operator-sweep"
 #: Short lease settings, in the proportion of the defaults (15 s lease, 10 s sweep interval).
-LEASE_DURATION = 6.0
-SWEEP_INTERVAL = 4.0
+#: Between A's step-down and B's takeover there is a third of the lease (3 s): far more than a
+#: sampling round takes, so one round cannot straddle the hand-over.
+LEASE_DURATION = 9.0
+SWEEP_INTERVAL = 6.0
 RENEW_DEADLINE = LEASE_DURATION * 2 / 3  # leadership lasts this long from the last renewal sent
 RETRY_PERIOD = LEASE_DURATION / 3  # each replica tries to acquire or renew this often
 CALL_TIMEOUT = max(1.0, LEASE_DURATION / 3)  # each Lease call is bounded by this
@@ -230,9 +236,13 @@ CALL_TIMEOUT = max(1.0, LEASE_DURATION / 3)  # each Lease call is bounded by thi
 TAKEOVER_BOUND = LEASE_DURATION + RETRY_PERIOD + 2 * CALL_TIMEOUT + 10
 
 
+UNREAD = "(unread)"
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One round: each replica's own view (its gauge; None when unreadable) and the Lease's holder,
+    """One round: each replica's own view (its gauge; None when unreadable) and the Lease's holder
+    (``UNREAD`` when unreadable),
     read concurrently; ``at`` and ``took`` are the round's start and duration (monotonic)."""
 
     at: float
@@ -257,7 +267,7 @@ class Sampler:
             return None
         try:
             text = op.metrics(timeout=2)
-        except (OSError, urllib.error.URLError):
+        except Exception:  # not started, stopped, or slow: this round does not know
             return None
         (line,) = [ln for ln in text.splitlines() if ln.startswith("taskaction_sweep_leader ")]
         return float(line.split()[1])
@@ -268,9 +278,9 @@ class Sampler:
         try:
             lease = self.kube.coordination.read_namespaced_lease(LEASE, self.namespace, _request_timeout=2)
         except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            return None if exc.status == 404 else UNREAD
+        except Exception:  # a slow answer on a loaded machine: this round does not know
+            return UNREAD
         return lease.spec.holder_identity if lease.spec else None
 
     async def run(self) -> None:
@@ -338,10 +348,10 @@ async def test_a_leader_whose_lease_renewals_hang_steps_down_before_the_other_re
             start_operator, TASKACTION_IDENTITY="replica-b", **settings
         )
         b_started = time.monotonic()
-        # B sees a held Lease and waits: two whole durations of A renewing through the proxy.
-        await asyncio.sleep(2 * LEASE_DURATION)
+        # B sees a held Lease and waits: a whole duration and a retry period of A renewing.
+        await asyncio.sleep(LEASE_DURATION + RETRY_PERIOD)
         calm = sampler.since(b_started)
-        assert calm and all(s.holder == "replica-a" and s.b == 0 for s in calm if s.b is not None), calm[-5:]
+        assert calm and all(s.holder in ("replica-a", UNREAD) and s.b != 1 for s in calm), calm[-5:]
         assert any(s.b == 0 for s in calm), "B's gauge was never read"
 
         forwarded = proxy.stats.forwarded
@@ -368,12 +378,12 @@ async def test_a_leader_whose_lease_renewals_hang_steps_down_before_the_other_re
         resumed_at = time.monotonic()
         proxy.resume()
         forwarded = proxy.stats.forwarded
-        await asyncio.sleep(3 * LEASE_DURATION)
+        await asyncio.sleep(2 * LEASE_DURATION)
         assert proxy.stats.forwarded > forwarded, "A did not talk to the API server again after the hang"
         assert not [s for s in sampler.since(hung_at + RENEW_DEADLINE) if s.a == 1]
         after = sampler.since(resumed_at)
-        assert after and all(s.a == 0 and s.holder == "replica-b" for s in after), [
-            s for s in after if s.a != 0 or s.holder != "replica-b"
+        assert after and all(s.a != 1 and s.holder in ("replica-b", UNREAD) for s in after), [
+            s for s in after if s.a == 1 or s.holder not in ("replica-b", UNREAD)
         ][:5]
         assert any(s.b == 1 for s in after)
 
