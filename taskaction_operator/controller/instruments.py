@@ -5,7 +5,7 @@ The metrics themselves are declared in ``taskaction_operator.metrics``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,8 +72,14 @@ def count_watch_restart() -> None:
     metrics.WATCH_RESTARTS.inc()
 
 
-def publish_gauges(*, sweep_leader: bool, queue_depth: int, tracked: int) -> None:
-    """Set the gauges: sweep leadership, observations waiting for a transaction, objects tracked."""
-    metrics.SWEEP_LEADER.set(1 if sweep_leader else 0)
+def publish_gauges(*, queue_depth: int, tracked: int) -> None:
+    """Set the gauges: observations waiting for a transaction, objects tracked."""
     metrics.QUEUE_DEPTH.set(queue_depth)
     metrics.TRACKED.set(tracked)
+
+
+def follow_sweep_leadership(is_leader: Callable[[], bool]) -> None:
+    """The sweep-leadership gauge asks ``is_leader`` at every scrape. Leadership lapses on its own
+    (two thirds of the lease after the last renewal sent): a value set at the sweep's ticks would go
+    on saying 1 until the next one, while the successor already says 1 too."""
+    metrics.SWEEP_LEADER.set_function(lambda: 1.0 if is_leader() else 0.0)

@@ -92,6 +92,7 @@ class Runtime:
             duration=settings.lease_duration,
         )
         rt = cls(settings, repo, kube, recorder, index, adopter, reconciler, sweeper, elector)
+        instruments.follow_sweep_leadership(lambda: elector.is_leader)
         rt.tasks.append(asyncio.create_task(elector.run(), name="sweep-lease"))
         rt.tasks.append(
             asyncio.create_task(
@@ -136,7 +137,6 @@ class Runtime:
 
     def publish_gauges(self) -> None:
         instruments.publish_gauges(
-            sweep_leader=self.elector.is_leader,
             queue_depth=self.recorder.depth,
             tracked=self.reconciler.tracked,
         )

@@ -129,9 +129,11 @@ class LeaseElector:
         return leader
 
     async def release(self) -> None:
-        """Give the Lease up on shutdown so another replica takes over at once."""
+        """Give the Lease up on shutdown so another replica takes over at once; this replica stops
+        leading first, so it no longer leads once the Lease is free."""
         if not self.is_leader:
             return
+        self._leader = False
         try:
             lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
@@ -139,4 +141,3 @@ class LeaseElector:
                 await self._call(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
         except (ApiException, TimeoutError) as exc:
             log.warning("could not release the sweep Lease: %s", exc)
-        self._leader = False

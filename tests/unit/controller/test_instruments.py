@@ -14,11 +14,23 @@ def value(name: str, **labels: str) -> float:
 
 
 def test_gauges_are_published_together() -> None:
-    instruments.publish_gauges(sweep_leader=True, queue_depth=3, tracked=7)
-    assert (value("taskaction_sweep_leader"), value("taskaction_recorder_queue_depth")) == (1, 3)
-    assert value("taskaction_tracked_objects") == 7
-    instruments.publish_gauges(sweep_leader=False, queue_depth=0, tracked=0)
+    instruments.publish_gauges(queue_depth=3, tracked=7)
+    assert (value("taskaction_recorder_queue_depth"), value("taskaction_tracked_objects")) == (3, 7)
+    instruments.publish_gauges(queue_depth=0, tracked=0)
+    assert value("taskaction_recorder_queue_depth") == 0
+
+
+def test_the_sweep_leader_gauge_says_what_holds_at_the_scrape_not_at_the_last_sweep() -> None:
+    """Leadership lapses on its own (a renewal hung): the gauge must say so at once, not at the next
+    sweep tick, or a replica that stepped down and its successor both report leading meanwhile."""
+    leading = True
+    instruments.follow_sweep_leadership(lambda: leading)
+    assert value("taskaction_sweep_leader") == 1
+    leading = False  # no publish, no tick in between
     assert value("taskaction_sweep_leader") == 0
+    leading = True
+    assert value("taskaction_sweep_leader") == 1
+    instruments.follow_sweep_leadership(lambda: False)
 
 
 def test_database_errors_are_counted_by_class() -> None:

@@ -72,3 +72,23 @@ async def test_a_leader_whose_renewal_hangs_steps_down_before_the_lease_can_be_t
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_leader_giving_the_lease_up_stops_leading_before_the_lease_is_free() -> None:
+    """On shutdown the Lease is released so another replica takes over at once: this replica must
+    already not lead when the release reaches the API server, or both lead for a moment."""
+    api = Coordination()
+    elector = LeaseElector(Kube(api), namespace="ns", name="sweep", identity="me", duration=3)  # type: ignore[arg-type]
+    assert await elector.try_acquire_or_renew() and elector.is_leader
+    leading_at_release: list[bool] = []
+    replace = api.replace_namespaced_lease
+
+    def watched_replace(name: str, namespace: str, body: client.V1Lease, **kw: Any) -> client.V1Lease:
+        if body.spec is not None and body.spec.holder_identity is None:
+            leading_at_release.append(elector.is_leader)
+        return replace(name, namespace, body, **kw)
+
+    api.replace_namespaced_lease = watched_replace  # type: ignore[method-assign]
+    await elector.release()
+    assert leading_at_release == [False]
+    assert api.lease is not None and api.lease.spec is not None and api.lease.spec.holder_identity is None
