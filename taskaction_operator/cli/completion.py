@@ -103,14 +103,10 @@ def _lookup(parsed_args: argparse.Namespace, read: Callable[[Context], Any]) -> 
         return []
 
 
-async def _run_names(ctx: Context, prefix: str) -> list[str]:
-    from taskaction_operator.repo import Filter, FilterOp, ListActionsRequest, SortBy
+async def _newest_roots(ctx: Context, filters: list[Any]) -> list[Any]:
+    """The newest runs' root actions that pass ``filters`` (at most ``MAX_NAMES``)."""
+    from taskaction_operator.repo import ListActionsRequest, SortBy
 
-    filters = [
-        Filter.of(k, FilterOp.EQUAL, v) for k, v in (("project", ctx.project), ("domain", ctx.domain)) if v
-    ]
-    if prefix:
-        filters.append(Filter.of("run_name", FilterOp.CONTAINS, prefix))
     repo = await ctx.repo()
     page = await repo.list_actions(
         ListActionsRequest(
@@ -120,7 +116,18 @@ async def _run_names(ctx: Context, prefix: str) -> list[str]:
             limit=MAX_NAMES,
         )
     )
-    names = dict.fromkeys(a.run_name for a in page.actions)  # newest first, once each
+    return list(page.actions)
+
+
+async def _run_names(ctx: Context, prefix: str) -> list[str]:
+    from taskaction_operator.repo import Filter, FilterOp
+
+    filters = [
+        Filter.of(k, FilterOp.EQUAL, v) for k, v in (("project", ctx.project), ("domain", ctx.domain)) if v
+    ]
+    if prefix:
+        filters.append(Filter.of("run_name", FilterOp.CONTAINS, prefix))
+    names = dict.fromkeys(a.run_name for a in await _newest_roots(ctx, filters))  # newest first, once each
     return [n for n in names if n.startswith(prefix)]
 
 
@@ -131,19 +138,10 @@ async def _action_names(ctx: Context, run: str, prefix: str) -> list[str]:
 
 
 async def _projects(ctx: Context, prefix: str) -> list[str]:
-    from taskaction_operator.repo import Filter, FilterOp, ListActionsRequest, SortBy
+    from taskaction_operator.repo import Filter, FilterOp
 
     filters = [Filter.of("project", FilterOp.CONTAINS, prefix)] if prefix else []
-    repo = await ctx.repo()
-    page = await repo.list_actions(
-        ListActionsRequest(
-            roots_only=True,
-            filters=filters,
-            sort_by=(SortBy("created_at", descending=True),),
-            limit=MAX_NAMES,
-        )
-    )
-    names = dict.fromkeys(a.project for a in page.actions)
+    names = dict.fromkeys(a.project for a in await _newest_roots(ctx, filters))
     return [n for n in names if n.startswith(prefix)]
 
 

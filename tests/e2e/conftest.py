@@ -161,3 +161,15 @@ def start_operator(
     yield start
     for op in started:
         op.stop()
+
+
+@pytest.fixture
+def api_server(database_url: str) -> Iterator[str]:
+    """``taskaction-operator serve`` as a process (its URL); its output in .local/e2e-logs."""
+    from tests.serve_process import ServeProcess
+
+    server = ServeProcess(database_url, LOCAL / "e2e-logs" / f"serve-{uuid.uuid4().hex[:8]}.log").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +22,8 @@ from flyteidl2.workflow.run_service_connect import RunServiceClient
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
 from taskaction_operator.devtools.executor import EXECUTOR_FINALIZER, EventsReporter, StandInExecutor
 from taskaction_operator.k8s import KubeOps
-from tests.conftest import LOCAL
 from tests.e2e.operator import Db, until
 from tests.e2e.taskactions import taskaction
-from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -35,18 +32,9 @@ RETRIED = ["Queued", "Initializing", "Executing", "RetryableFailure", "Initializ
 
 
 @pytest.fixture
-def events_url(database_url: str) -> Iterator[str]:
-    server = ServeProcess(database_url, LOCAL / "e2e-logs" / f"serve-{uuid.uuid4().hex[:8]}.log").start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def executor(kube: KubeOps, namespace: str, events_url: str) -> AsyncIterator[StandInExecutor]:
+async def executor(kube: KubeOps, namespace: str, api_server: str) -> AsyncIterator[StandInExecutor]:
     """The stand-in with its finalizer and its events, finalizing deletions in ``namespace``."""
-    reporter = EventsReporter(events_url)
+    reporter = EventsReporter(api_server)
     ex = StandInExecutor(kube, finalizer=True, events=reporter)
     task = asyncio.create_task(ex.serve_deletions(namespace))
     try:
@@ -156,7 +144,7 @@ def _condition(ns: str, run: str, action: str, parent: str) -> dict[str, Any]:
 
 
 async def test_a_signalled_condition_keeps_its_value_and_principal_in_the_record(
-    kube: KubeOps, db: Db, namespace: str, executor: StandInExecutor, events_url: str
+    kube: KubeOps, db: Db, namespace: str, executor: StandInExecutor, api_server: str
 ) -> None:
     """As upstream: the signal's value and who sent it go into the action's RunInfo with its end
     (``mergeRunInfoOutput``), and GetActionDetails shows them (the CR may be gone by then)."""
@@ -187,7 +175,7 @@ async def test_a_signalled_condition_keeps_its_value_and_principal_in_the_record
     aid = identifier_pb2.ActionIdentifier(
         run=identifier_pb2.RunIdentifier(project=ns, domain="development", name=run), name="c1"
     )
-    async with RunServiceClient(events_url) as client:
+    async with RunServiceClient(api_server) as client:
         details = await client.get_action_details(run_service_pb2.GetActionDetailsRequest(action_id=aid))
     assert details.details.signal_info.output == value
     assert details.details.signal_info.signalled_by.user.id.subject == "alice@example.com"

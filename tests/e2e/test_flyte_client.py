@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +15,14 @@ import pytest
 
 from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
 from taskaction_operator.k8s import KubeOps
-from tests.conftest import LOCAL
 from tests.e2e.operator import Db, until
 from tests.e2e.test_operator_recording import children_owned, create
 from tests.flyte_client import CLIENT_TIMEOUT, FlyteClients, flyte_clients
-from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.cluster
 
 DOMAIN = "development"
 RUNNING, SUCCEEDED, ABORTED = 4, 5, 7
-
-
-@pytest.fixture
-def api_server(database_url: str) -> Iterator[str]:
-    """``taskaction-operator serve`` as a process; its output in .local/e2e-logs."""
-    server = ServeProcess(database_url, LOCAL / "e2e-logs" / f"serve-{uuid.uuid4().hex[:8]}.log").start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

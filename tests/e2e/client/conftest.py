@@ -6,11 +6,9 @@ The test's namespace doubles as its project, so rows of different tests never me
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.client.run_file import parse_run_file
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.repo import upgrade
+from tests.cli_result import Result
 from tests.conftest import ROOT
 
 CLI = ROOT / ".venv" / "bin" / "taskaction-operator"
@@ -57,19 +56,6 @@ def condition(name: str, parent: str) -> dict[str, Any]:
 
 
 BOOLEAN = types_pb2.SimpleType.BOOLEAN
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def yaml(self) -> Any:
-        return yaml.safe_load(self.stdout)
 
 
 class Cli:

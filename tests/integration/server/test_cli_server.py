@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
+from tests.cli_result import Result
 from tests.conftest import ROOT
 from tests.integration.repo.helpers import at
 from tests.integration.server.records import seed_run
@@ -29,16 +29,6 @@ CLI = ROOT / ".venv" / "bin" / "taskaction-operator"
 DOMAIN = "development"
 #: Fields of ``-o json`` that RunService's messages do not carry (null or 0 through --server).
 NOT_CARRIED = ("updatedAt", "abortRequestedAt", "abortAttemptCount", "inputUri", "runOutputBase")
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 class Cli:
