@@ -117,7 +117,10 @@ forward() {
   local child=""
   trap 'kill "$child" 2>/dev/null; exit 0' TERM
   while :; do
-    k -n "$ns" port-forward service/taskaction-postgres "$port:5432" >>"$state/port-forward.log" 2>&1 &
+    # kubectl itself, not the k function: a function in the background is a subshell, and killing
+    # it would leave kubectl running.
+    "$kubectl" --kubeconfig "$kubeconfig" -n "$ns" port-forward service/taskaction-postgres "$port:5432" \
+      >>"$state/port-forward.log" 2>&1 &
     child=$!
     wait "$child" || true
     sleep 1
