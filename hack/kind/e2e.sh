@@ -94,6 +94,9 @@ else
     "${node_args[@]}" --wait 180s
 fi
 log "cluster $cluster up"
+# The in-cluster PostgreSQL keeps its data on the node (manifests/overlays/kind/postgres.yaml: a
+# hostPath PersistentVolume), in a directory its user (999) owns.
+docker exec "$cluster-control-plane" install -d -o 999 -g 999 -m 0700 /var/lib/taskaction-postgres
 
 # --- the images and the manifests
 bash "$here/images.sh" "${images_args[@]}"
@@ -108,7 +111,23 @@ k -n "$ns" rollout status deployment/taskaction-operator --timeout=180s
 log "operator rolled out"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-k -n "$ns" port-forward service/taskaction-postgres "$port:5432" >"$state/port-forward.log" 2>&1 &
+# Re-opened whenever it ends: tests/kind scales PostgreSQL to zero and restarts the API server, and
+# either ends a port-forward.
+forward() {
+  local child=""
+  trap 'kill "$child" 2>/dev/null; exit 0' TERM
+  while :; do
+    # kubectl itself, not the k function: a function in the background is a subshell, and killing
+    # it would leave kubectl running.
+    "$kubectl" --kubeconfig "$kubeconfig" -n "$ns" port-forward service/taskaction-postgres "$port:5432" \
+      >>"$state/port-forward.log" 2>&1 &
+    child=$!
+    wait "$child" || true
+    sleep 1
+  done
+}
+: >"$state/port-forward.log"
+forward &
 pf_pid=$!
 for _ in $(seq 1 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

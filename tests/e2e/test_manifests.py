@@ -45,6 +45,16 @@ def operator_namespace(kubectl: Kubectl) -> Iterator[str]:
         kubectl.run("delete", "namespace", OPERATOR_NAMESPACE, "--wait=true", "--timeout=90s", timeout=120)
 
 
+#: Kinds without a namespace: the kind overlay's PostgreSQL adds a PersistentVolume.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+}
+
+
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
 def test_kustomization_passes_server_dry_run_without_warnings(
     kubectl: Kubectl, operator_namespace: str, path: str
@@ -57,7 +67,7 @@ def test_kustomization_passes_server_dry_run_without_warnings(
     applied = [line for line in proc.stdout.splitlines() if line.endswith("(server dry run)")]
     assert len(applied) == len(docs), proc.stdout
     for doc in docs:
-        if doc["kind"] not in {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}:
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"].get("namespace") == operator_namespace, doc["metadata"]
 
 

@@ -27,7 +27,10 @@ from tests.e2e.operator import Db, until
 from tests.e2e.taskactions import taskaction
 from tests.e2e.test_operator_recording import children_owned, create, warnings
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.usefixtures("local_components")]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+#: Stops the control plane or PostgreSQL through hack/cluster and hack/db, or compacts etcd through its
+#: port: only where those scripts started them (on kind, tests/kind/test_faults.py has their forms).
+needs_local_components = pytest.mark.usefixtures("local_components")
 EVENT_PHASE = {
     "Queued": 1,
     "Initializing": 3,
@@ -124,6 +127,7 @@ async def test_operator_killed_mid_run_and_restarted_loses_nothing(
     await assert_record_matches(run, db)
 
 
+@needs_local_components
 async def test_database_stopped_for_30_s_mid_run_loses_nothing_and_labels_nothing_early(
     kube: KubeOps, db: Db, namespace: str, start_operator: Any
 ) -> None:
@@ -148,6 +152,7 @@ async def test_database_stopped_for_30_s_mid_run_loses_nothing_and_labels_nothin
     await assert_record_matches(run, db)
 
 
+@needs_local_components
 async def test_apiserver_restarted_mid_run_loses_nothing(
     kube: KubeOps, db: Db, namespace: str, start_operator: Any
 ) -> None:
@@ -305,6 +310,7 @@ def compact_etcd() -> int:
     return revision
 
 
+@needs_local_components
 async def test_actions_that_vanish_in_a_watch_gap_are_recorded_aborted(
     kube: KubeOps, db: Db, namespace: str, start_operator: Any
 ) -> None:

@@ -58,6 +58,17 @@ def proxy(kubectl: Kubectl, path: str) -> str:
     return kubectl.run("get", "--raw", path)
 
 
+def leaders_by_metric(kubectl: Kubectl, names: set[str]) -> list[str]:
+    """The pods among NAMES whose sampled taskaction_sweep_leader gauge says they lead."""
+    leaders = []
+    for name in sorted(names):
+        text = proxy(kubectl, f"/api/v1/namespaces/{NS}/pods/{name}:9090/proxy/metrics")
+        (line,) = [ln for ln in text.splitlines() if ln.startswith("taskaction_sweep_leader ")]
+        if float(line.split()[1]) == 1.0:
+            leaders.append(name)
+    return leaders
+
+
 @pytest.fixture(scope="module")
 def kubectl(kubeconfig: str) -> Kubectl:
     return Kubectl(kubeconfig)
@@ -130,23 +141,14 @@ def test_probes_and_metrics_service_answer_through_the_api_server(kubectl: Kubec
 def test_exactly_one_replica_leads_the_sweep(kubectl: Kubectl) -> None:
     names = {p["metadata"]["name"] for p in operator_pods(kubectl)}
 
-    def leaders_by_metric() -> list[str]:
-        leaders = []
-        for name in sorted(names):
-            text = proxy(kubectl, f"/api/v1/namespaces/{NS}/pods/{name}:9090/proxy/metrics")
-            (line,) = [ln for ln in text.splitlines() if ln.startswith("taskaction_sweep_leader ")]
-            if float(line.split()[1]) == 1.0:
-                leaders.append(name)
-        return leaders
-
     # The gauge is sampled periodically, so it may trail the Lease for a moment: wait until the
     # Lease holder is one of the pods and it alone reports itself leader.
     def agreed() -> str:
         leader = holder(kubectl)
-        return leader if leader in names and leaders_by_metric() == [leader] else ""
+        return leader if leader in names and leaders_by_metric(kubectl, names) == [leader] else ""
 
     leader = wait_for("one leader, by the Lease and by the metric", agreed, timeout=60, every=2)
-    assert leaders_by_metric() == [leader]
+    assert leaders_by_metric(kubectl, names) == [leader]
 
 
 def test_the_deployed_operator_records_through_its_serviceaccount(
