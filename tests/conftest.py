@@ -13,6 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -47,6 +48,24 @@ def flyte_venv() -> Path:
     """Flyte's SDK and CLI from PyPI, in ``.local/flyte-venv`` exactly as hack/flyte-client.lock pins
     them (created on first use, from PyPI; reused while the lock is unchanged)."""
     return Path(_script("bash", "hack/flyte-client.sh", "venv", timeout=900))
+
+
+@pytest.fixture
+def kube(kubeconfig: str) -> Iterator[Any]:
+    """KubeOps on the session's cluster (the e2e suites and tests/kind)."""
+    from taskaction_operator.k8s import KubeOps
+
+    ops = KubeOps.from_kubeconfig(kubeconfig)
+    yield ops
+    ops.close()
+
+
+@pytest.fixture
+def db(database_url: str) -> Any:
+    """Direct reads of the record (``tests.e2e.operator.Db``)."""
+    from tests.e2e.operator import Db
+
+    return Db(database_url)
 
 
 def current_context(kubeconfig: str) -> str:

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from taskaction_operator.k8s import KubeOps
 from taskaction_operator.repo import ActionRepo
 from tests.conftest import LOCAL, ROOT
-from tests.e2e.operator import Db, OperatorProcess
+from tests.e2e.operator import OperatorProcess
 
 
 class Kubectl:
@@ -123,18 +122,6 @@ def dump_namespace(request: pytest.FixtureRequest, kubectl: Kubectl, name: str) 
     request.node.add_report_section("teardown", "diagnostics", text[-20000:])
     if os.environ.get("CI"):
         print(text[-20000:])
-
-
-@pytest.fixture
-def kube(kubeconfig: str) -> Iterator[KubeOps]:
-    ops = KubeOps.from_kubeconfig(kubeconfig)
-    yield ops
-    ops.close()
-
-
-@pytest.fixture
-def db(database_url: str) -> Db:
-    return Db(database_url)
 
 
 @pytest.fixture

@@ -34,18 +34,6 @@ def kubectl(kubeconfig: str) -> Kubectl:
 
 
 @pytest.fixture
-def kube(kubeconfig: str) -> Iterator[KubeOps]:
-    ops = KubeOps.from_kubeconfig(kubeconfig)
-    yield ops
-    ops.close()
-
-
-@pytest.fixture
-def db(database_url: str) -> Db:
-    return Db(database_url)
-
-
-@pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
     name = f"kind-fault-{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", name)

@@ -7,7 +7,6 @@ The test's namespace doubles as its project, so rows of different tests never me
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,8 @@ from taskaction_operator.client.actions_client import ActionsClient
 from taskaction_operator.client.run_file import parse_run_file
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.repo import upgrade
-from tests.cli_result import Result
-from tests.conftest import ROOT
+from tests.cli_result import CliProcess, Result
 
-CLI = ROOT / ".venv" / "bin" / "taskaction-operator"
 DOMAIN = "development"
 
 
@@ -58,7 +55,7 @@ def condition(name: str, parent: str) -> dict[str, Any]:
 BOOLEAN = types_pb2.SimpleType.BOOLEAN
 
 
-class Cli:
+class Cli(CliProcess):
     """``.venv/bin/taskaction-operator`` with KUBECONFIG, TASKACTION_DATABASE_URL and the test's scope."""
 
     def __init__(self, kubeconfig: str, dsn: str, namespace: str, tmp: Path) -> None:
@@ -74,17 +71,7 @@ class Cli:
         self.tmp = tmp
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 120) -> Result:
-        proc = subprocess.run(
-            [str(CLI), *args], input=input, capture_output=True, text=True, timeout=timeout,
-            env=self.env, cwd=self.tmp, check=False,
-        )  # fmt: skip
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
-            cwd=self.tmp,
-        )  # fmt: skip
+        return self.run(*args, input=input, timeout=timeout)
 
     def write(self, name: str, data: Any) -> str:
         path = self.tmp / name

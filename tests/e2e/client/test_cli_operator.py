@@ -15,8 +15,9 @@ import pytest
 
 from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
 from taskaction_operator.k8s import KubeOps
+from tests.cli_result import CLI
 from tests.conftest import LOCAL, ROOT
-from tests.e2e.client.conftest import CLI, Cli, condition, task
+from tests.e2e.client.conftest import Cli, condition, task
 from tests.e2e.operator import Db, OperatorProcess, until
 
 pytestmark = pytest.mark.cluster

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,21 +16,19 @@ import pytest
 
 from taskaction_operator.model import ActionId, ActionPhase, RunId
 from taskaction_operator.repo import ActionRepo
-from tests.cli_result import Result
-from tests.conftest import ROOT
+from tests.cli_result import CliProcess, Result
 from tests.integration.repo.helpers import at
 from tests.integration.server.records import seed_run
 from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.db
 
-CLI = ROOT / ".venv" / "bin" / "taskaction-operator"
 DOMAIN = "development"
 #: Fields of ``-o json`` that RunService's messages do not carry (null or 0 through --server).
 NOT_CARRIED = ("updatedAt", "abortRequestedAt", "abortAttemptCount", "inputUri", "runOutputBase")
 
 
-class Cli:
+class Cli(CliProcess):
     """The command line as a subprocess, reading the database, or a server with :meth:`via`."""
 
     def __init__(self, dsn: str, project: str, tmp: Path) -> None:
@@ -46,17 +43,7 @@ class Cli:
         self.tmp = tmp
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
-        proc = subprocess.run(
-            [str(CLI), *args], capture_output=True, text=True, timeout=timeout,
-            env={**self.env, **(env or {})}, cwd=self.tmp, check=False,
-        )  # fmt: skip
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
-            cwd=self.tmp,
-        )  # fmt: skip
+        return self.run(*args, env=env, timeout=timeout)
 
 
 @pytest.fixture
