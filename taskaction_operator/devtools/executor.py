@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taskaction_operator.k8s import KubeOps
+from taskaction_operator.model.times import parse_rfc3339
 
 #: executor phase → (Progressing status, reason, terminal condition type or None)
 PHASES: dict[str, tuple[str, str, str | None]] = {
@@ -99,6 +100,8 @@ class _Track:
     phase: str = ""
     message: str = ""
     error: dict[str, str] | None = None
+    #: The TaskAction as first read (its identity is all an event needs, and it never changes).
+    body: dict[str, Any] | None = None
 
 
 def build_status(
@@ -221,7 +224,7 @@ def action_event(
     )
     history = status.get("phaseHistory") or []
     if updated is None and history:
-        updated = datetime.strptime(history[-1]["occurredAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        updated = parse_rfc3339(history[-1]["occurredAt"])
     event.updated_time.FromDatetime(updated or datetime.now(UTC))
     event.reported_time.FromDatetime(datetime.now(UTC))
     if error is not None:
@@ -263,25 +266,19 @@ class StandInExecutor:
         executor makes it); returns the patched object (None when it is gone). With ``finalizer``,
         a task action gets the executor's finalizer before its first status write; with ``events``,
         the transition is recorded before the status write that shows it."""
-        key = (namespace, name)
-        first = key not in self._tracks
-        track = self._tracks.setdefault(key, _Track())
-        body: dict[str, Any] | None = None
-        if first and (self.finalizer or self.events is not None):
-            body = await self.kube.get_taskaction(namespace, name)
-            if body is None:
+        track = self._tracks.setdefault((namespace, name), _Track())
+        if track.body is None and (self.finalizer or self.events is not None):
+            track.body = await self.kube.get_taskaction(namespace, name)
+            if track.body is None:
                 return None
-            if self.finalizer and not is_condition(body):
+            if self.finalizer and not is_condition(track.body):
                 await self.kube.add_finalizer(namespace, name, EXECUTOR_FINALIZER)
         status = build_status(track, phase, message=message)
         if self.events is not None and track.phase in PLUGIN_PHASES:
-            if body is None:
-                body = await self.kube.get_taskaction(namespace, name)
-                if body is None:
-                    return None
+            assert track.body is not None
             await self.events.record(
                 action_event(
-                    body,
+                    track.body,
                     status,
                     PLUGIN_PHASES[track.phase],
                     cluster=self.events.cluster,
