@@ -72,6 +72,13 @@ async def gone(kube: KubeOps, ns: str) -> bool:
     return not await kube.list_taskactions(ns)
 
 
+async def finalized_by(executor: StandInExecutor, *keys: tuple[str, str]) -> None:
+    """Wait for the executor's own account of its finalizations: an object is gone from the API
+    server as soon as its last finalizer is removed, which may be before the executor has seen the
+    answer to that patch and noted it."""
+    await until(lambda: set(keys) <= set(executor.finalized), what=f"the executor finalizing {keys}")
+
+
 async def test_a_retried_run_reported_by_the_executor_has_its_rows_and_no_end_added_by_its_gc(
     kube: KubeOps, db: Db, namespace: str, executor: StandInExecutor
 ) -> None:
@@ -99,6 +106,7 @@ async def test_a_retried_run_reported_by_the_executor_has_its_rows_and_no_end_ad
 
     await kube.delete_taskaction(ns, f"{run}-a0")
     await until(lambda: gone(kube, ns), what="the run garbage-collected and finalized")
+    await finalized_by(executor, (ns, f"{run}-a0"), (ns, f"{run}-a1"))
     assert sorted(executor.finalized) == [(ns, f"{run}-a0"), (ns, f"{run}-a1")]
     assert [(a, p) for a, p, _ in reported_by(db, ns, run, "a1")] == expected
     assert [(a, p) for a, p, _ in reported_by(db, ns, run, "a0")] == [(1, Q), (1, INIT), (1, R), (1, OK)]
@@ -129,7 +137,7 @@ async def test_the_executors_abort_of_a_running_action_is_one_aborted_event(
     rows = reported_by(db, ns, run, "a1")
     assert [(a, p) for a, p, _ in rows] == [(1, Q), (1, INIT), (1, R), (1, ABORTED)]
     assert rows[-1][2] == "stand-in"  # the one ABORTED row is the executor's report
-    assert (ns, f"{run}-a1") in executor.finalized
+    await finalized_by(executor, (ns, f"{run}-a1"))
 
 
 def _condition(ns: str, run: str, action: str, parent: str) -> dict[str, Any]:
