@@ -49,8 +49,9 @@ class _ObjectState:
     last_update: tuple[int, int, int] | None = None
     promoted: bool = False
     parent_problem: str | None = None
-    #: When an ownerReference / terminal patch was last planned (the reconciler's clock).
+    #: When an ownerReference / the guard / a terminal patch was last planned (the reconciler's clock).
     owner_sent: float = -math.inf
+    guard_sent: float = -math.inf
     terminal_sent: float = -math.inf
     #: Where the object lives (namespace, name), for :meth:`ActionReconciler.unfinished`.
     where: tuple[str, str] = ("", "")
@@ -187,9 +188,10 @@ class ActionReconciler:
 
     def _without_repeats(self, plan: PatchPlan, state: _ObjectState) -> PatchPlan:
         """Drop what was sent moments ago: events already in flight when a patch went out still show
-        the object without it (they would plan it again: a second write). An ownerReference or a
-        terminal patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds;
-        a guarded patch that lost its race is re-applied by kopf itself with the next event."""
+        the object without it (they would plan it again: a second write, or a rejected one, its test
+        failing on the finalizers the first one changed). An ownerReference, the guard or a terminal
+        patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds; a patch
+        whose test failed is made again at once from a fresh read (``plan_writer``)."""
         now = self._clock()
         owner = plan.owner_reference
         if owner is not None:
@@ -197,15 +199,23 @@ class ActionReconciler:
                 owner = None
             else:
                 state.owner_sent = now
+        add_guard = plan.add_guard
+        if add_guard:
+            if now - state.guard_sent < _RESEND_AFTER:
+                add_guard = False
+            else:
+                state.guard_sent = now
         label, release = plan.label_recorded, plan.remove_guard
         if label:
             if now - state.terminal_sent < _RESEND_AFTER:
                 label = release = False
             else:
                 state.terminal_sent = now
-        if owner is plan.owner_reference and label == plan.label_recorded:
+        if owner is plan.owner_reference and label == plan.label_recorded and add_guard == plan.add_guard:
             return plan
-        return replace(plan, owner_reference=owner, label_recorded=label, remove_guard=release)
+        return replace(
+            plan, owner_reference=owner, add_guard=add_guard, label_recorded=label, remove_guard=release
+        )
 
     def _work(
         self, obs: Observation, state: _ObjectState
