@@ -18,7 +18,8 @@ whatever the webhook did not change (webhook down, parent unknown to this proces
 - **The configuration** is one MutatingWebhookConfiguration per operator (its namespaces select it),
   written by the operator when its server starts (``kopf``'s own managed mode writes one cluster-wide
   configuration without a namespace selector, which operators of different namespaces would share)
-  and deleted at exit if it still points at this replica.
+  and deleted at exit if it still points at this replica; every 30 s each replica writes it again if
+  it has gone, so that another replica takes over when the one it pointed at exits.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ HANDLER_ID = "admit-taskaction"
 WEBHOOK_NAME = "record-guard.taskactions.flyte.org"
 #: Seconds the API server waits for an answer before it creates the object unchanged.
 TIMEOUT_S = 5
+#: Seconds between checks that the configuration still exists (written again if not).
+KEEP_INTERVAL_S = 30.0
 log = logging.getLogger(__name__)
 
 
@@ -181,32 +184,57 @@ class WebhookServer(kopf.WebhookServer):
 
 class ConfiguringServer:
     """kopf's ``settings.admission.server``: the inner server's client configs, each written into this
-    operator's MutatingWebhookConfiguration as it comes; the configuration deleted at exit."""
+    operator's MutatingWebhookConfiguration as it comes; written again every ``keep_interval`` seconds
+    if it has gone (another replica that owned it exited); deleted at exit if it is still this one's."""
 
-    def __init__(self, inner: Any, config: Settings) -> None:
+    def __init__(self, inner: Any, config: Settings, *, keep_interval: float = KEEP_INTERVAL_S) -> None:
         self.inner = inner
         self.config = config
+        self.keep_interval = keep_interval
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         kube = await asyncio.to_thread(KubeOps.from_kubeconfig)
         name = configuration_name(self.config)
-        ca_bundle: str | None = None
+        ours: dict[str, Any] = {}
+        keeper: asyncio.Task[None] | None = None
         try:
             async for client_config in self.inner(fn):
                 body = webhook_configuration(name, client_config, self.config)
-                try:
-                    await kube.put_mutating_webhook(body)
-                except KubeError as exc:  # creations go on unchanged: the fallback patch path
-                    log.error("could not write the MutatingWebhookConfiguration %s: %s", name, exc)
-                else:
-                    ca_bundle = str(client_config.get("caBundle") or "")
+                if await _put(kube, body):
+                    ours.clear()
+                    ours.update(body)  # what the keeper writes again
                     log.info("admission webhook %s answers at %s", name, _where(body))
+                if keeper is None:
+                    keeper = asyncio.create_task(self._keep(kube, name, ours), name="webhook-config")
                 yield client_config
         finally:
-            if ca_bundle is not None:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            if ours:
+                ca_bundle = str(ours["webhooks"][0]["clientConfig"].get("caBundle") or "")
                 with contextlib.suppress(KubeError, asyncio.CancelledError):
                     await kube.delete_mutating_webhook(name, if_ca_bundle=ca_bundle)
             kube.close()
+
+    async def _keep(self, kube: KubeOps, name: str, ours: dict[str, Any]) -> None:
+        while True:
+            await asyncio.sleep(self.keep_interval)
+            try:
+                if ours and await kube.get_mutating_webhook(name) is None and await _put(kube, dict(ours)):
+                    log.info("admission webhook %s written again (it had gone)", name)
+            except KubeError as exc:
+                log.warning("could not check the MutatingWebhookConfiguration %s: %s", name, exc)
+
+
+async def _put(kube: KubeOps, body: dict[str, Any]) -> bool:
+    try:
+        await kube.put_mutating_webhook(body)
+    except KubeError as exc:  # creations go on unchanged: the fallback patch path
+        log.error("could not write the MutatingWebhookConfiguration %s: %s", body["metadata"]["name"], exc)
+        return False
+    return True
 
 
 def build_server(config: Settings) -> ConfiguringServer:

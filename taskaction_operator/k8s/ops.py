@@ -329,6 +329,10 @@ class KubeOps:
             return False
         return True
 
+    async def get_mutating_webhook(self, name: str) -> dict[str, Any] | None:
+        """The MutatingWebhookConfiguration ``name`` (JSON), or None when it does not exist."""
+        return await self._read_mutating_webhook(name)
+
     async def _read_mutating_webhook(self, name: str) -> dict[str, Any] | None:
         """The MutatingWebhookConfiguration as the API server sends it (JSON, not the client's
         models: caBundle stays the base64 text it is), or None."""

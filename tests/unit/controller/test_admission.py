@@ -124,3 +124,56 @@ def test_the_self_signed_certificate_serves_tls_for_its_names() -> None:
     )
     assert [str(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert sans.value.get_values_for_type(x509.DNSName) == ["taskaction-webhook.taskaction-system.svc"]
+
+
+class ConfigKube:
+    """``KubeOps``' MutatingWebhookConfiguration calls, on one stored object (None: absent)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, Any] | None = None
+        self.puts = 0
+        self.deleted: list[str] = []
+
+    async def put_mutating_webhook(self, body: dict[str, Any]) -> None:
+        self.puts += 1
+        self.stored = body
+
+    async def get_mutating_webhook(self, name: str) -> dict[str, Any] | None:
+        return self.stored
+
+    async def delete_mutating_webhook(self, name: str, *, if_ca_bundle: str) -> bool:
+        self.deleted.append(if_ca_bundle)
+        self.stored = None
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+async def test_the_configuration_is_written_kept_while_serving_and_deleted_at_exit(monkeypatch: Any) -> None:
+    import asyncio
+
+    from taskaction_operator.controller import admission
+
+    kube = ConfigKube()
+    monkeypatch.setattr(admission.KubeOps, "from_kubeconfig", staticmethod(lambda: kube))
+
+    async def inner(fn: Any) -> Any:
+        yield {"url": "https://127.0.0.1:9443", "caBundle": "Q0E="}
+        await asyncio.Event().wait()
+
+    server = admission.ConfiguringServer(inner, settings(namespaces=("flyte",)), keep_interval=0.01)
+    stream = server(lambda *a, **k: None)
+    assert (await anext(stream))["caBundle"] == "Q0E="
+    assert kube.puts == 1 and kube.stored is not None
+    waiting = asyncio.ensure_future(anext(stream))
+    kube.stored = None  # the replica it pointed at deleted it on exit
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if kube.stored is not None:
+            break
+    assert kube.puts == 2 and kube.stored["metadata"]["name"] == "taskaction-operator.flyte"
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await stream.aclose()
+    assert kube.deleted == ["Q0E="]
