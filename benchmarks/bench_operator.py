@@ -93,7 +93,8 @@ async def size_phases(ctx: Ctx, size: int, runs: list[list[Node]], entry: dict[s
     args = ctx.args
     if not args.no_ceiling:
         entry["ceiling"] = await ceiling_phase(ctx, size, runs, args.rate)
-    entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
+    if not args.no_rate:
+        entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
     if args.rate_only:
         return
     entry["full"] = await run_phase(
@@ -145,6 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip the offered-rate workload without an operator (the lag floor)",
     )
     ap.add_argument(
+        "--no-rate", action="store_true", help="skip the offered-rate phase (writes and CPU come from full)"
+    )
+    ap.add_argument(
         "--rate-only",
         action="store_true",
         help="only the offered-rate phases (and the ceiling): for iterating on lag and memory",
@@ -159,6 +163,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="webhook",
         action="store_false",
         help="operator without its admission webhook: the first-sight patch on every action",
+    )
+    ap.add_argument(
+        "--gen-timeout",
+        type=float,
+        default=0.0,
+        help="seconds the generator may take per phase (default: 3x the offered rate's time + 60, "
+        "or 120 at full speed); raise it on a loaded machine",
     )
     ap.add_argument("--budget-s", type=float, default=5400.0, help="skip sizes that start after this many s")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 actions, runs of 20, abort of 200")

@@ -69,7 +69,8 @@ async def record_taskaction(
         instruments.record_lag(body)
     if outcome.plan and not deleted:
         if outcome.plan.touches_finalizers:
-            await _write(runtime, body, outcome.plan)
+            if await _write(runtime, body, outcome.plan):
+                runtime.reconciler.written(observation.uid, outcome.plan)
         else:
             patch.update(outcome.plan.as_merge_patch())
             instruments.count_patch(outcome.plan)

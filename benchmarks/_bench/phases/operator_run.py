@@ -22,10 +22,9 @@ from _bench.harness import (
     wait_recorded,
     watcher_ready,
 )
-from _bench.operator_proc import BenchOperator, proc_sample
+from _bench.operator_proc import BenchOperator, metric_sum, proc_sample
 from _bench.phases.figures import Observed, phase_figures
 from _bench.workload import Node
-from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
 
 
 def _probe(name: str) -> dict[str, Any]:
@@ -93,7 +92,9 @@ class _Phase:
         self.watcher: Any = None
         self.poller: dbwatch.CountPoller | None = None
         self.listener: dbwatch.NotifyListener | None = None
-        self.gen_timeout = (expect / rate * 3 + 60) if rate else max(120.0, expect / 40)
+        self.gen_timeout = ctx.args.gen_timeout or (
+            (expect / rate * 3 + 60) if rate else max(120.0, expect / 40)
+        )
         self.rec_timeout = max(60.0, expect / 40)
 
     async def observe(self, runs: list[list[Node]], *, watch: bool, replay: bool, profile: bool) -> Observed:
@@ -161,19 +162,19 @@ class _Phase:
         )
 
     async def webhook_ready(self, timeout: float = 60) -> float:
-        """Seconds until the operator's MutatingWebhookConfiguration exists and a probe TaskAction
-        created by plain create comes back holding the guard (the API server calls the webhook);
-        the probes are deleted (their guard taken off first)."""
+        """Seconds until the operator's admission webhook answers: a probe TaskAction created by
+        plain create is counted in its ``taskaction_admissions_total`` (the guard alone would not tell
+        with the guard off). The probes are deleted (any guard taken off first)."""
         t0 = time.monotonic()
         n = 0
         while time.monotonic() - t0 < timeout:
             name = f"webhook-probe-{n}"
             n += 1
-            obj = await self.ctx.kube.create_taskaction(self.ns, _probe(name))
-            held = RECORD_GUARD_FINALIZER in (obj["metadata"].get("finalizers") or [])
+            await self.ctx.kube.create_taskaction(self.ns, _probe(name))
             await self.ctx.kube.merge_patch_taskaction(self.ns, name, {"metadata": {"finalizers": None}})
             await self.ctx.kube.delete_taskaction(self.ns, name)
-            if held:
+            answered = metric_sum(await asyncio.to_thread(self.op.scrape), "taskaction_admissions_total")
+            if answered:
                 return time.monotonic() - t0
             await asyncio.sleep(0.5)
         self.ctx.notes.append(f"{self.ns}: the webhook did not answer within {timeout:.0f} s")

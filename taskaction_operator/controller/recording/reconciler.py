@@ -52,6 +52,10 @@ class _ObjectState:
     #: When an ownerReference / the guard / a terminal patch was last planned (the reconciler's clock).
     owner_sent: float = -math.inf
     guard_sent: float = -math.inf
+    #: The ownerReference / the guard is on the object (our patch was accepted, or found it there):
+    #: never planned again for it, however late the events still in flight that do not show it.
+    owner_written: bool = False
+    guard_written: bool = False
     terminal_sent: float = -math.inf
     #: Where the object lives (namespace, name), for :meth:`ActionReconciler.unfinished`.
     where: tuple[str, str] = ("", "")
@@ -127,6 +131,15 @@ class ActionReconciler:
             plan = self._without_repeats(plan, state)
         return Outcome(plan, tuple(warnings), committed)
 
+    def written(self, uid: str, plan: PatchPlan) -> None:
+        """The object ``uid`` has what ``plan`` set (the handler's JSON patch was accepted, or the
+        object was found with it): its ownerReference and guard are not planned again."""
+        state = self._states.get(uid)
+        if state is None:
+            return
+        state.owner_written = state.owner_written or plan.owner_reference is not None
+        state.guard_written = state.guard_written or plan.add_guard
+
     def unfinished(self) -> dict[str, tuple[str, str]]:
         """uid → (namespace, name) of every object recorded and not finished (its end not recorded,
         no DELETED event seen): the candidates of :func:`.vanished.record_vanished`."""
@@ -190,18 +203,20 @@ class ActionReconciler:
         """Drop what was sent moments ago: events already in flight when a patch went out still show
         the object without it (they would plan it again: a second write, or a rejected one, its test
         failing on the finalizers the first one changed). An ownerReference, the guard or a terminal
-        patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds; a patch
+        patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds, and an
+        ownerReference or guard never again once the handler's patch of it was accepted (under a
+        long backlog, events older than that window still show the object without them); a patch
         whose test failed is made again at once from a fresh read (``plan_writer``)."""
         now = self._clock()
         owner = plan.owner_reference
         if owner is not None:
-            if now - state.owner_sent < _RESEND_AFTER:
+            if state.owner_written or now - state.owner_sent < _RESEND_AFTER:
                 owner = None
             else:
                 state.owner_sent = now
         add_guard = plan.add_guard
         if add_guard:
-            if now - state.guard_sent < _RESEND_AFTER:
+            if state.guard_written or now - state.guard_sent < _RESEND_AFTER:
                 add_guard = False
             else:
                 state.guard_sent = now

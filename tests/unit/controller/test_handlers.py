@@ -41,6 +41,10 @@ class FakeReconciler:
         self.guard = guard
         self.outcome = outcome
         self.calls: list[tuple[Observation, bool]] = []
+        self.writes: list[tuple[str, PatchPlan]] = []
+
+    def written(self, uid: str, plan: PatchPlan) -> None:
+        self.writes.append((uid, plan))
 
     async def handle(self, obs: Observation, *, deleted: bool) -> Outcome:
         self.calls.append((obs, deleted))
@@ -141,6 +145,7 @@ async def test_first_sight_with_the_guard_is_one_precise_json_patch(warnings: Wa
         ]
     ]
     assert counted("taskaction_api_writes_total", kind="owner+guard") == written + 1
+    assert [uid for uid, _ in reconciler.writes] == ["u-a1"], "told, so that it is not planned again"
     assert warnings.posted == []
 
 
