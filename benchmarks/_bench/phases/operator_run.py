@@ -14,6 +14,7 @@ from _bench.generator import LoadGenerator
 from _bench.harness import (
     Ctx,
     cleanup_namespace,
+    count_crs,
     finish_watcher,
     log,
     quiesce,
@@ -25,6 +26,17 @@ from _bench.harness import (
 from _bench.operator_proc import BenchOperator, metric_sum, proc_sample
 from _bench.phases.figures import Observed, phase_figures
 from _bench.workload import Node
+from taskaction_operator.crd.names import UNRECORDED_SELECTOR
+
+
+async def until_labelled(ctx: Ctx, ns: str, timeout: float) -> bool:
+    """Until no TaskAction of ``ns`` is left without the recorded label (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not await count_crs(ctx.kube, ns, UNRECORDED_SELECTOR):
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 def _probe(name: str) -> dict[str, Any]:
@@ -122,7 +134,11 @@ class _Phase:
             f"in {gstats.finished - gstats.started:.1f} s"
         )
         t_rec = await wait_recorded(poller, expect, self.rec_timeout)
+        # Every row committed is not every patch sent: the terminal ones (label, guard release) follow.
+        labelled = await until_labelled(ctx, ns, self.rec_timeout)
         quiet = await quiesce(op)
+        if not labelled:
+            ctx.notes.append(f"{ns}: TaskActions still unlabelled after {self.rec_timeout:.0f} s")
         log(
             f"  recorded: {poller.latest().events if poller.latest() else 0}/{expect}"  # type: ignore[union-attr]
             f"{'' if t_rec else ' (TIMED OUT)'}; operator quiet: {quiet}"

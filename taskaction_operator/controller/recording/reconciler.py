@@ -123,7 +123,10 @@ class ActionReconciler:
             if update_key is not None:
                 state.last_update = update_key
             state.promoted = state.promoted or promote
-        parent_uid = await self._parent_uid(obs, state, warnings) if committed else None
+        # An ownerReference already written, or sent moments ago, would be dropped from the plan
+        # anyway: no parent lookup (a GET) for it.
+        owner_pending = not state.owner_written and self._clock() - state.owner_sent >= _RESEND_AFTER
+        parent_uid = await self._parent_uid(obs, state, warnings) if committed and owner_pending else None
         if deleted:
             self._states.pop(obs.uid, None)
         plan = plan_patch(obs, guard=self._guard, committed=committed, parent_uid=parent_uid)
