@@ -69,19 +69,28 @@ async def record_taskaction(
         instruments.record_lag(body)
     if outcome.plan and not deleted:
         if outcome.plan.touches_finalizers:
-            if await _write(runtime, body, outcome.plan):
+            # A release planned on an event older than our own first-sight patch (a backlog: the
+            # executor finished the action before the operator first saw it) would test a list
+            # without the guard and be rejected: read the object first instead.
+            reread = (
+                outcome.plan.remove_guard
+                and RECORD_GUARD_FINALIZER not in observation.finalizers
+                and runtime.reconciler.wrote_guard(observation.uid)
+            )
+            if await _write(runtime, body, outcome.plan, reread=reread):
                 runtime.reconciler.written(observation.uid, outcome.plan)
         else:
             patch.update(outcome.plan.as_merge_patch())
             instruments.count_patch(outcome.plan)
 
 
-async def _write(runtime: Runtime, body: kopf.Body, plan: PatchPlan) -> bool:
+async def _write(runtime: Runtime, body: kopf.Body, plan: PatchPlan, *, reread: bool = False) -> bool:
     """A plan that changes finalizers, as one precise JSON patch (see the module docstring)."""
     return await write_plan(
         runtime.kube,
         body,
         plan,
+        reread=reread,
         on_written=instruments.count_patch,
         on_rejected=instruments.count_patch_rejected,
     )

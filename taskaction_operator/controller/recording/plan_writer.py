@@ -39,13 +39,23 @@ async def write_plan(
     on_written: Callable[[PatchPlan], None],
     on_rejected: Callable[[PatchPlan], None],
     attempts: int = ATTEMPTS,
+    reread: bool = False,
 ) -> bool:
     """Apply ``plan`` to the object ``body`` was read from; True once the object has the planned
     shape (written, or nothing left to write), False when it is gone, replaced (another uid), or the
-    API server could not be reached (logged; the object's next event plans again)."""
+    API server could not be reached (logged; the object's next event plans again). ``reread``: the
+    caller knows ``body`` is older than a write of its own; the ops are made on the object read now."""
     meta = body.get("metadata") or {}
     namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
     current: Mapping[str, Any] | None = body
+    if reread:
+        try:
+            current = await kube.get_taskaction(namespace, name)
+        except KubeError as exc:
+            log.warning("could not read %s/%s to patch it: %s", namespace, name, exc)
+            return False
+        if current is None or (current.get("metadata") or {}).get("uid") != uid:
+            return False
     for _ in range(attempts):
         assert current is not None
         ops = plan.json_ops(current)

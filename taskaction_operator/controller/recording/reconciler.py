@@ -143,6 +143,12 @@ class ActionReconciler:
         state.owner_written = state.owner_written or plan.owner_reference is not None
         state.guard_written = state.guard_written or plan.add_guard
 
+    def wrote_guard(self, uid: str) -> bool:
+        """Whether this process's own patch put the guard on the object ``uid`` (an event older than
+        that patch does not show it)."""
+        state = self._states.get(uid)
+        return state is not None and state.guard_written
+
     def unfinished(self) -> dict[str, tuple[str, str]]:
         """uid → (namespace, name) of every object recorded and not finished (its end not recorded,
         no DELETED event seen): the candidates of :func:`.vanished.record_vanished`."""

@@ -46,6 +46,9 @@ class FakeReconciler:
     def written(self, uid: str, plan: PatchPlan) -> None:
         self.writes.append((uid, plan))
 
+    def wrote_guard(self, uid: str) -> bool:
+        return any(u == uid and p.add_guard for u, p in self.writes)
+
     async def handle(self, obs: Observation, *, deleted: bool) -> Outcome:
         self.calls.append((obs, deleted))
         if self.outcome is not None:
@@ -360,3 +363,19 @@ async def test_a_deleted_event_with_a_deletion_timestamp_or_a_terminal_phase_nee
     await handle_with_kube(FakeReconciler(guard=True), kube, raw(QUEUED, deletionTimestamp=T0), "DELETED")
     await handle_with_kube(FakeReconciler(guard=True), kube, raw(SUCCEEDED), "DELETED")
     assert kube.reads == 0
+
+
+async def test_a_release_planned_on_an_event_older_than_our_guard_reads_the_object_first(
+    warnings: Warnings,
+) -> None:
+    """The executor finished before the operator first saw the action: the first-sight patch added
+    the guard, and the terminal event, older than that patch, does not show it. The object is read
+    first (a GET), not patched on that event's list (a rejected write)."""
+    reconciler = FakeReconciler(guard=True)
+    reconciler.writes.append(("u-a1", PatchPlan(add_guard=True)))
+    fresh = raw(SUCCEEDED, ownerReferences=[OWNER], finalizers=[RECORD_GUARD_FINALIZER])
+    kube = PatchKube(fresh)
+    await handle(reconciler, raw(SUCCEEDED, ownerReferences=[OWNER]), "MODIFIED", kube)
+    assert kube.reads == 1
+    ((ops),) = kube.sent
+    assert ops[:2] == release(0)
