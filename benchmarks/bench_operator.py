@@ -22,6 +22,11 @@ a project of its own (``bench-<stamp>-<phase>``):
 
 ``--rate-only`` runs the ceiling and rate phases alone (for iterating on lag and memory).
 
+The generator creates TaskActions as Flyte's executor creates children: a plain create, with neither
+the record guard nor an ownerReference. So each operator phase runs the operator with its admission
+webhook on (``TASKACTION_WEBHOOK_LISTEN`` on a free port of 127.0.0.1), the path a Flyte cluster's
+creations take; ``--no-webhook`` measures the fallback (the operator patches both on first sight).
+
 After the first size: ``noguard`` (full speed, ``TASKACTION_RECORD_GUARD=false``), ``abort`` (one
 run of ``--abort-size`` actions, ``ActionRepo.abort_run``, time until every row is ABORTED or terminal
 and every TaskAction is gone) and ``profile`` (full speed under py-spy; not used for the figures).
@@ -88,7 +93,8 @@ async def size_phases(ctx: Ctx, size: int, runs: list[list[Node]], entry: dict[s
     args = ctx.args
     if not args.no_ceiling:
         entry["ceiling"] = await ceiling_phase(ctx, size, runs, args.rate)
-    entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
+    if not args.no_rate:
+        entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
     if args.rate_only:
         return
     entry["full"] = await run_phase(
@@ -140,6 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip the offered-rate workload without an operator (the lag floor)",
     )
     ap.add_argument(
+        "--no-rate", action="store_true", help="skip the offered-rate phase (writes and CPU come from full)"
+    )
+    ap.add_argument(
         "--rate-only",
         action="store_true",
         help="only the offered-rate phases (and the ceiling): for iterating on lag and memory",
@@ -148,6 +157,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--plain-operator",
         action="store_true",
         help="run `python -m taskaction_operator run` (no in-process statement counters)",
+    )
+    ap.add_argument(
+        "--no-webhook",
+        dest="webhook",
+        action="store_false",
+        help="operator without its admission webhook: the first-sight patch on every action",
+    )
+    ap.add_argument(
+        "--gen-timeout",
+        type=float,
+        default=0.0,
+        help="seconds the generator may take per phase (default: 3x the offered rate's time + 60, "
+        "or 120 at full speed); raise it on a loaded machine",
     )
     ap.add_argument("--budget-s", type=float, default=5400.0, help="skip sizes that start after this many s")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 actions, runs of 20, abort of 200")

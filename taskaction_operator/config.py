@@ -77,8 +77,34 @@ class Settings:
     metrics_port: int = 9090
     #: ``text`` or ``json`` logs.
     log_format: str = "text"
+    #: ``HOST:PORT`` where the mutating admission webhook listens (HTTPS); empty: no webhook. With it,
+    #: TaskActions created without the guard or the ownerReference get them at creation, and the
+    #: operator keeps a MutatingWebhookConfiguration (failurePolicy Ignore) pointing at itself.
+    webhook_listen: str = ""
+    #: Host of the webhook's URL as the API server calls it; empty: the listen host (0.0.0.0 and
+    #: :: mean this host, 127.0.0.1 / ::1). Ignored with ``webhook_service``.
+    webhook_host: str = ""
+    #: ``NAMESPACE/NAME[:PORT]`` of a Service in front of the webhook (in a cluster): the API server
+    #: calls the Service (port 443 unless given) instead of a URL.
+    webhook_service: str = ""
+    #: A directory with ``tls.crt`` and ``tls.key`` (and ``ca.crt``, else ``tls.crt`` is the CA
+    #: bundle): the webhook's certificate; empty: a self-signed one made at start.
+    webhook_cert_dir: str = ""
+    #: Name of the MutatingWebhookConfiguration the operator keeps; empty: ``taskaction-operator``
+    #: for a cluster-wide operator, else derived from its namespaces.
+    webhook_configuration: str = ""
     #: Identity of this replica (sweep leadership); defaults to hostname and pid.
     identity: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+    @property
+    def webhook_address(self) -> tuple[str, int] | None:
+        """(host, port) the webhook listens on; None when it is off."""
+        return _host_port(self.webhook_listen) if self.webhook_listen else None
+
+    @property
+    def webhook_service_ref(self) -> tuple[str, str, int] | None:
+        """(namespace, name, port) of the webhook's Service; None: the API server calls a URL."""
+        return _service(self.webhook_service) if self.webhook_service else None
 
     @property
     def effective_lease_namespace(self) -> str:
@@ -121,10 +147,42 @@ class Settings:
             (self.lease_duration >= 3, "LEASE_DURATION", "must be >= 3"),
             (0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be a port number or 0"),
             (self.log_format in {"text", "json"}, "LOG_FORMAT", "must be text or json"),
+            (
+                not self.webhook_listen or _host_port(self.webhook_listen) is not None,
+                "WEBHOOK_LISTEN",
+                "must be HOST:PORT",
+            ),
+            (
+                not self.webhook_service or _service(self.webhook_service) is not None,
+                "WEBHOOK_SERVICE",
+                "must be NAMESPACE/NAME or NAMESPACE/NAME:PORT",
+            ),
         ]
         for ok, name, why in checks:
             if not ok:
                 raise ConfigurationError(f"{PREFIX}{name}: {why}")
+
+
+def _host_port(raw: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (an IPv6 host in brackets) as (host, port); None when it is not one."""
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _service(raw: str) -> tuple[str, str, int] | None:
+    """``NAMESPACE/NAME[:PORT]`` as (namespace, name, port); None when it is not one."""
+    ref, _, port = raw.partition(":")
+    namespace, _, name = ref.partition("/")
+    if not namespace or not name or "/" in name or (port and not port.isdigit()):
+        return None
+    return namespace, name, int(port) if port else 443
+
+
+def parse_bool(raw: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off) as the settings read them; ValueError otherwise."""
+    return _bool(raw)
 
 
 def _convert(name: str, raw: str) -> Any:

@@ -49,6 +49,18 @@ API_WRITES = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+API_WRITES_REJECTED = Counter(
+    "taskaction_api_writes_rejected_total",
+    "Patches of TaskActions the API server refused because a test failed (finalizers changed), by kind",
+    ["kind"],
+    registry=REGISTRY,
+)
+ADMISSIONS = Counter(
+    "taskaction_admissions_total",
+    "TaskAction creations the admission webhook answered, by what it added (guard, owner, nothing)",
+    ["added"],
+    registry=REGISTRY,
+)
 WATCH_RESTARTS = Counter("taskaction_watch_restarts_total", "Database listener reconnects", registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "taskaction_recorder_queue_depth", "Observations waiting for a transaction", registry=REGISTRY

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,13 @@ from taskaction_operator.k8s.errors import KubeError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOCAL = ROOT / ".local"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def log(msg: str) -> None:
@@ -50,8 +58,10 @@ class Ctx:
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
 
-    def operator(self, ns: str, *, guard: bool = True, tag: str = "") -> BenchOperator:
-        """The operator under test for namespace ``ns`` (not started), logging under the artifacts."""
+    def operator(self, ns: str, *, guard: bool = True, webhook: bool = False, tag: str = "") -> BenchOperator:
+        """The operator under test for namespace ``ns`` (not started), logging under the artifacts;
+        ``webhook``: serving the admission webhook on a free port of 127.0.0.1."""
+        env = {"TASKACTION_WEBHOOK_LISTEN": f"127.0.0.1:{free_port()}"} if webhook else {}
         return BenchOperator(
             namespace=ns,
             dsn=self.dsn,
@@ -59,6 +69,7 @@ class Ctx:
             log_path=self.out_dir / f"operator-{ns}{'-' + tag if tag else ''}.log",
             guard=guard,
             plain=self.args.plain_operator,
+            env=env,
         )
 
     def over_budget(self) -> bool:

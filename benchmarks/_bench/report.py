@@ -102,6 +102,19 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "apiserver_patches_per_action_no_guard": (noguard.get("apiserver") or {}).get(
             "taskaction_patches_per_action"
         ),
+        "api_writes_rejected_per_action": (full.get("operator_metrics") or {}).get(
+            "api_writes_rejected_per_action"
+        ),
+        "apiserver_patches_rejected_per_action": (full.get("apiserver") or {}).get(
+            "taskaction_patches_rejected_per_action"
+        ),
+        "apiserver_cpu_ms_per_transition": (
+            (full.get("control_plane") or {}).get("kube-apiserver") or {}
+        ).get("cpu_ms_per_transition"),
+        "etcd_cpu_ms_per_transition": ((full.get("control_plane") or {}).get("etcd") or {}).get(
+            "cpu_ms_per_transition"
+        ),
+        "webhook": full.get("webhook"),
         "statements_per_transition": (full.get("database") or {}).get("statements_per_transition"),
         "abort_1000_s": abort.get("abort_s") if abort.get("actions") == 1000 else None,
         "abort_s": abort.get("abort_s"),
@@ -218,6 +231,11 @@ def _cost_rows(h: dict[str, Any], size: Any, ten_k: bool) -> list[Row]:
             verdict(h["api_writes_per_action_no_guard"], 2.0001),
         ),
         ("  TaskAction PATCHes at the API server / action (on)", h["apiserver_patches_per_action"], "", ""),
+        ("  of them rejected (409/422) / action (on)", h["apiserver_patches_rejected_per_action"], "0", ""),
+        ("  operator's rejected patches / action (on)", h["api_writes_rejected_per_action"], "", ""),
+        ("kube-apiserver CPU per transition, full speed (ms)", h["apiserver_cpu_ms_per_transition"], "", ""),
+        ("etcd CPU per transition, full speed (ms)", h["etcd_cpu_ms_per_transition"], "", ""),
+        ("  operator phases with the admission webhook", h["webhook"], "", ""),
         (
             "  TaskAction PATCHes at the API server / action (off)",
             h["apiserver_patches_per_action_no_guard"],

@@ -16,13 +16,20 @@ Deliberate differences from upstream:
 * the namespace is ensured once per client, and again only if a create says it is missing (upstream
   GETs it before every create);
 * the watch is our own list+watch loop (:class:`~.informer.TaskActionInformer`), not
-  controller-runtime's shared informer; slow subscribers coalesce instead of dropping.
+  controller-runtime's shared informer; slow subscribers coalesce instead of dropping;
+* with the record guard on (``record_guard``, by default ``TASKACTION_RECORD_GUARD``, the operator's
+  own setting, true unless set false), a TaskAction is created holding the guard finalizer, as the
+  operator would otherwise patch it on first sight; the ownerReference is set at creation as
+  upstream sets it. The client cannot ask the operator how it runs: a client whose setting says on
+  beside an operator whose guard is off costs nothing (that operator releases any guard it finds with
+  the recorded label); one that says off beside a guarding operator leaves the guard to its patch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,12 +47,22 @@ from taskaction_operator.client.updates import (
     update_from_taskaction,
 )
 from taskaction_operator.client.validate import action_id_of, action_kind, parent_name, validate_action
+from taskaction_operator.config import PREFIX, parse_bool
 from taskaction_operator.crd.names import run_selector
 from taskaction_operator.k8s.errors import Conflict, KubeError, NotFound
 from taskaction_operator.k8s.ops import KubeOps
 from taskaction_operator.model import ActionId, RunId, cr_name
 
 log = logging.getLogger(__name__)
+
+
+def record_guard_setting(env: dict[str, str] | None = None) -> bool:
+    """``TASKACTION_RECORD_GUARD`` as the operator reads it (true when unset or unreadable)."""
+    raw = (os.environ if env is None else env).get(f"{PREFIX}RECORD_GUARD", "")
+    try:
+        return parse_bool(raw) if raw.strip() else True
+    except ValueError:
+        return True
 
 
 class ActionsClientError(Exception):
@@ -89,10 +106,13 @@ class ActionsClient:
         buffer_size: int = DEFAULT_BUFFER,
         watch_timeout: int = 300,
         status_retries: int = 10,
+        record_guard: bool | None = None,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.status_retries = status_retries
+        #: Create TaskActions holding the record guard (None: ``TASKACTION_RECORD_GUARD``, else true).
+        self.record_guard = record_guard_setting() if record_guard is None else record_guard
         self._namespace_ready = False
         #: The watch behind :meth:`subscribe` (started by :meth:`start_watching`).
         self.informer = TaskActionInformer(
@@ -124,7 +144,9 @@ class ActionsClient:
                 raise ActionsClientError(
                     f"parent TaskAction {parent_cr} is being deleted: {name} would be collected at once"
                 )
-        body = build_taskaction(action, run_spec, namespace=self.namespace, parent=parent)
+        body = build_taskaction(
+            action, run_spec, namespace=self.namespace, parent=parent, record_guard=self.record_guard
+        )
         try:
             return await self._create(body)
         except Conflict:

@@ -39,6 +39,7 @@ from taskaction_operator.crd.names import (
     LABEL_IS_ROOT,
     LABEL_PROJECT,
     LABEL_RUN,
+    RECORD_GUARD_FINALIZER,
     RUN_SOURCE_ANNOTATION,
     TERMINAL_LABELS,
     owner_reference,
@@ -99,11 +100,16 @@ def build_taskaction(
     *,
     namespace: str,
     parent: Mapping[str, Any] | None = None,
+    record_guard: bool = False,
 ) -> dict[str, Any]:
     """The TaskAction body for ``action`` (validated first).
 
     ``parent`` is the parent TaskAction as read from the API server; it is required for a child
-    (its uid goes into the owner reference, its run context is inherited) and ignored for a root.
+    (its uid goes into the owner reference, as upstream's ``Enqueue`` sets it before ``Create``:
+    ``actions/k8s/client.go`` ``setParentOwnership``; its run context is inherited) and ignored for a
+    root. ``record_guard`` creates it holding the operator's ``flyte.org/record-guard`` finalizer
+    (deliberately unlike upstream, which has no such guard), so that the operator, finding both
+    already there, has nothing to patch on first sight.
     """
     validate_action(action, run_spec)
     aid = action_id_of(action)
@@ -137,6 +143,8 @@ def build_taskaction(
         spec["actionType"] = "condition"
         spec["conditionSpec"] = b64(action.condition)
     body["spec"] = spec
+    if record_guard:
+        body["metadata"]["finalizers"] = [RECORD_GUARD_FINALIZER]
     if pname is not None:
         if parent is None:
             raise ValueError(f"building child {aid} needs its parent TaskAction")

@@ -2,10 +2,11 @@
 
 A raw ``on.event`` handler, deliberately: kopf stores no progress or diff-base annotations for it
 and posts no per-handler Events, so the operator's own API writes are only the ones it plans (the
-ownerReference and the record-guard finalizer on first sight, the recorded label when terminal, the
-finalizer's release on deletion), folded into one patch that kopf applies after the handler: a
-resourceVersion-guarded JSON patch when finalizers change (a list other writers share), otherwise a
-merge patch, which cannot conflict with the executor's status writes.
+ownerReference and the record-guard finalizer on first sight, none for an object created with both;
+the recorded label when terminal; the finalizer's release on deletion), folded into one patch: a
+merge patch that kopf applies after the handler when finalizers stay as they are, otherwise a JSON
+patch the handler sends itself (``recording/plan_writer.py``) whose tests name only the finalizer
+entries it depends on, so neither can be rejected because the executor wrote status meanwhile.
 
 Only TaskActions not yet labelled terminal-status-recorded are watched (see ``lifecycle.startup``):
 setting the label ends an object's stream with a DELETED event of its last unlabelled state, which is
@@ -24,6 +25,7 @@ import kopf
 
 from taskaction_operator.controller import instruments
 from taskaction_operator.controller.recording.patch_plan import PatchPlan
+from taskaction_operator.controller.recording.plan_writer import write_plan
 from taskaction_operator.controller.runtime import Runtime
 from taskaction_operator.crd.names import GROUP, PLURAL, RECORD_GUARD_FINALIZER, VERSION
 from taskaction_operator.crd.observe import InvalidTaskAction, observe, phase_from_conditions
@@ -48,11 +50,11 @@ async def record_taskaction(
         outcome = await runtime.reconciler.handle(observation, deleted=deleted)
     except InvalidTaskAction as exc:
         kopf.warn(body, reason="InvalidTaskAction", message=f"not recorded: {exc}")
-        _release_unrecorded(body, patch, deleted, "invalid", str(exc))
+        await _release_unrecorded(runtime, body, deleted, "invalid", str(exc))
         return
     except Exception as exc:  # a bug or the unforeseen: logged, and never a guard held forever
         log.exception("recording %s failed", body.get("metadata", {}).get("name"))
-        _release_unrecorded(body, patch, deleted, "error", f"{type(exc).__name__}: {exc}")
+        await _release_unrecorded(runtime, body, deleted, "error", f"{type(exc).__name__}: {exc}")
         return
     for reason, message in outcome.warnings:
         kopf.warn(body, reason=reason, message=message)
@@ -60,19 +62,38 @@ async def record_taskaction(
         # The recorder retries temporary database errors until the database answers: what comes
         # back uncommitted was refused for good (bad data), and waiting would hold the guard forever.
         detail = outcome.warnings[0][1] if outcome.warnings else "refused by the database"
-        if _release_unrecorded(body, patch, deleted, "record-failed", detail):
+        if await _release_unrecorded(runtime, body, deleted, "record-failed", detail):
             return
     if outcome.committed:
         instruments.count_event_recorded(kind)
         instruments.record_lag(body)
     if outcome.plan and not deleted:
         if outcome.plan.touches_finalizers:
-            # One JSON patch, guarded by the resourceVersion (kopf re-applies it on the next event
-            # if another writer got there first).
-            patch.fns.append(outcome.plan.apply)  # type: ignore[arg-type]  # RawBody is a dict
+            # A release planned on an event older than our own first-sight patch (a backlog: the
+            # executor finished the action before the operator first saw it) would test a list
+            # without the guard and be rejected: read the object first instead.
+            reread = (
+                outcome.plan.remove_guard
+                and RECORD_GUARD_FINALIZER not in observation.finalizers
+                and runtime.reconciler.wrote_guard(observation.uid)
+            )
+            if await _write(runtime, body, outcome.plan, reread=reread):
+                runtime.reconciler.written(observation.uid, outcome.plan)
         else:
             patch.update(outcome.plan.as_merge_patch())
-        instruments.count_patch(outcome.plan)
+            instruments.count_patch(outcome.plan)
+
+
+async def _write(runtime: Runtime, body: kopf.Body, plan: PatchPlan, *, reread: bool = False) -> bool:
+    """A plan that changes finalizers, as one precise JSON patch (see the module docstring)."""
+    return await write_plan(
+        runtime.kube,
+        body,
+        plan,
+        reread=reread,
+        on_written=instruments.count_patch,
+        on_rejected=instruments.count_patch_rejected,
+    )
 
 
 async def _left_the_watch(runtime: Runtime, body: kopf.Body) -> bool:
@@ -92,7 +113,9 @@ async def _left_the_watch(runtime: Runtime, body: kopf.Body) -> bool:
     return current is not None and current["metadata"].get("uid") == meta.get("uid")
 
 
-def _release_unrecorded(body: kopf.Body, patch: kopf.Patch, deleted: bool, reason: str, detail: str) -> bool:
+async def _release_unrecorded(
+    runtime: Runtime, body: kopf.Body, deleted: bool, reason: str, detail: str
+) -> bool:
     """Release our guard from an object being deleted whose end could not be recorded, with a Warning
     and a count (``reason``). The guard exists to hold a deletion until its end is recorded; when that
     cannot happen, holding on would keep the object, and its namespace, forever. False when there is
@@ -104,7 +127,7 @@ def _release_unrecorded(body: kopf.Body, patch: kopf.Patch, deleted: bool, reaso
         or RECORD_GUARD_FINALIZER not in (meta.get("finalizers") or ())
     ):
         return False
-    patch.fns.append(PatchPlan(remove_guard=True).apply)  # type: ignore[arg-type]  # RawBody is a dict
+    await _write(runtime, body, PatchPlan(remove_guard=True))
     kopf.warn(
         body,
         reason="GuardReleased",

@@ -34,7 +34,18 @@ def record_lag(body: Mapping[str, Any]) -> None:
 
 def count_patch(plan: PatchPlan) -> None:
     """One patch of a TaskAction, by what it changes (e.g. ``owner+guard``, ``label+release``)."""
-    kind = "+".join(
+    metrics.API_WRITES.labels(patch_kind(plan)).inc()
+
+
+def count_patch_rejected(plan: PatchPlan) -> None:
+    """One patch of a TaskAction the API server refused (422: a test failed, the finalizers changed
+    since the object was read), by what it was to change; it is made again from a fresh read."""
+    metrics.API_WRITES_REJECTED.labels(patch_kind(plan)).inc()
+
+
+def patch_kind(plan: PatchPlan) -> str:
+    """What a patch changes, as a label value: its parts joined by ``+`` (``owner+guard``, …)."""
+    return "+".join(
         k
         for k, on in (
             ("owner", plan.owner_reference is not None),
@@ -44,7 +55,6 @@ def count_patch(plan: PatchPlan) -> None:
         )
         if on
     )
-    metrics.API_WRITES.labels(kind).inc()
 
 
 def record_batch(items: int, rows: int, seconds: float) -> None:

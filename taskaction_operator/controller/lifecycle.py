@@ -106,6 +106,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int =
     settings.networking.request_timeout = 30
     # Wait for in-flight handlers (their database writes) before exiting on SIGTERM.
     settings.queueing.exit_timeout = 20.0
+    if config.webhook_address is not None:
+        from taskaction_operator.controller.admission import build_server
+
+        # kopf runs the HTTPS server; ours writes the MutatingWebhookConfiguration as it starts.
+        settings.admission.server = build_server(config)
     metrics.serve(config.metrics_port)
     try:
         memo["runtime"] = await Runtime.start(config)

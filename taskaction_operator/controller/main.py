@@ -17,6 +17,11 @@ def run_operator(settings: Settings, *, verbose: int = 0) -> None:
     import taskaction_operator.controller.handlers
     import taskaction_operator.controller.lifecycle  # noqa: F401
 
+    if settings.webhook_address is not None:
+        from taskaction_operator.controller import admission
+
+        admission.register()
+
     # The operator owns the process's logging: one handler, kopf's, in the chosen format.
     root = logging.getLogger()
     for handler in list(root.handlers):

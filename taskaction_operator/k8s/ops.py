@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -60,6 +61,7 @@ class KubeOps:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.admission = client.AdmissionregistrationV1Api(api_client)
         self.writes = 0
         self.reads = 0
 
@@ -280,6 +282,68 @@ class KubeOps:
         self.writes += 1
         with contextlib.suppress(KubeError):
             await self._call(self.core.create_namespaced_event, meta.get("namespace"), event)
+
+    # --- The admission webhook's configuration (controller/admission.py) -----------------------
+    async def put_mutating_webhook(self, body: dict[str, Any], *, attempts: int = 5) -> None:
+        """Create the MutatingWebhookConfiguration ``body`` or replace the one of that name (its
+        resourceVersion read first; a write in between answers 409 and is tried again)."""
+        name = body["metadata"]["name"]
+        for _ in range(attempts):
+            self.writes += 1
+            try:
+                await self._call(self.admission.create_mutating_webhook_configuration, body)
+                return
+            except Conflict:
+                pass
+            current = await self._read_mutating_webhook(name)
+            if current is None:
+                continue
+            replacement = {**body, "metadata": {**body["metadata"]}}
+            replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            self.writes += 1
+            try:
+                await self._call(self.admission.replace_mutating_webhook_configuration, name, replacement)
+                return
+            except (Conflict, NotFound):
+                continue
+        raise KubeError(409, "Conflict", f"the MutatingWebhookConfiguration {name} kept changing")
+
+    async def delete_mutating_webhook(self, name: str, *, if_ca_bundle: str) -> bool:
+        """Delete the MutatingWebhookConfiguration ``name`` if its first webhook still carries
+        ``if_ca_bundle`` (ours: another replica may have pointed it at itself since); uid and
+        resourceVersion preconditions make it exactly the object read. False when left or gone."""
+        current = await self._read_mutating_webhook(name)
+        if current is None:
+            return False
+        hooks = current.get("webhooks") or []
+        if not hooks or (hooks[0].get("clientConfig") or {}).get("caBundle", "") != if_ca_bundle:
+            return False
+        self.writes += 1
+        meta = current["metadata"]
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=meta["uid"], resource_version=meta["resourceVersion"])
+        )
+        try:
+            await self._call(self.admission.delete_mutating_webhook_configuration, name, body=options)
+        except (NotFound, Conflict):
+            return False
+        return True
+
+    async def get_mutating_webhook(self, name: str) -> dict[str, Any] | None:
+        """The MutatingWebhookConfiguration ``name`` (JSON), or None when it does not exist."""
+        return await self._read_mutating_webhook(name)
+
+    async def _read_mutating_webhook(self, name: str) -> dict[str, Any] | None:
+        """The MutatingWebhookConfiguration as the API server sends it (JSON, not the client's
+        models: caBundle stays the base64 text it is), or None."""
+        self.reads += 1
+        try:
+            resp = await self._call(
+                self.admission.read_mutating_webhook_configuration, name, _preload_content=False
+            )
+        except NotFound:
+            return None
+        return cast(dict[str, Any], json.loads(resp.data))
 
     # --- Additions for the actions client (client/actions_client.py) -------------------------
     async def ensure_namespace(self, name: str) -> bool:

@@ -39,6 +39,9 @@ class Observed:
     live: dict[str, Any] | None
     replayed: dict[str, Any] | None
     prof_path: Path | None
+    #: the control plane's processes (kube-apiserver, etcd) before and after
+    cp0: dict[str, ProcSample | None] | None = None
+    cp1: dict[str, ProcSample | None] | None = None
 
 
 def watch_lag(acks: Acks, live: dict[str, Any], runs: list[list[Node]]) -> Any:
@@ -116,6 +119,7 @@ def phase_figures(o: Observed, runs: list[list[Node]], *, watch: bool, concurren
     res["operator_metrics"] = metrics_figures(o.m0, o.m1, n)
     res["database"] = database_figures(o)
     res["apiserver"] = apiserver_figures(o, n, watch=watch)
+    res["control_plane"] = control_plane_figures(o)
     if live is not None:
         times = live.get("times") or []
         res["bare_watch"] = {
@@ -201,6 +205,11 @@ def metrics_figures(m0: Metrics, m1: Metrics, n: int) -> dict[str, Any]:
         "api_writes_by_kind": {k: d("taskaction_api_writes_total", kind=k) for k in kinds},
         "api_writes": writes,
         "api_writes_per_action": r(writes / n, 3),
+        "api_writes_rejected": d("taskaction_api_writes_rejected_total"),
+        "api_writes_rejected_per_action": r(d("taskaction_api_writes_rejected_total") / n, 3),
+        "admissions_by_added": {
+            a: d("taskaction_admissions_total", added=a) for a in ("guard", "owner", "guard+owner", "nothing")
+        },
         "batches": d("taskaction_batch_rows_count"),
         "rows_per_batch": r(d("taskaction_batch_rows_sum") / max(1, d("taskaction_batch_rows_count")), 1),
         "db_errors": d("taskaction_db_errors_total"),
@@ -228,8 +237,19 @@ def database_figures(o: Observed) -> dict[str, Any]:
 
 
 def apiserver_figures(o: Observed, n: int, *, watch: bool) -> dict[str, Any]:
-    """The API server's view: its request counters' deltas minus the generator's own calls."""
+    """The API server's view: its request counters' deltas minus the generator's own calls, the
+    TaskAction PATCHes split into accepted (2xx) and rejected (any other code: 409, 422)."""
     api = apiserver.delta(o.api0, o.api1)
+    by_request: dict[tuple[str, str, str, str], int] = {}
+    patches_ok = patches_rejected = 0
+    for (v, g, res_, sub, code), c in api.items():
+        key = (v, g, res_, sub)
+        by_request[key] = by_request.get(key, 0) + c
+        if v == "PATCH" and res_ == PLURAL and sub == "":
+            if code.startswith("2"):
+                patches_ok += c
+            else:
+                patches_rejected += c
     own = {
         ("POST", GROUP, PLURAL, ""): o.gstats.creates,
         ("PATCH", GROUP, PLURAL, "status"): o.gstats.patches,
@@ -238,20 +258,36 @@ def apiserver_figures(o: Observed, n: int, *, watch: bool) -> dict[str, Any]:
         own[("LIST", GROUP, PLURAL, "")] = 1
     op_req = {
         f"{v} {res_}{'/' + sub if sub else ''}": c - own.get((v, g, res_, sub), 0)
-        for (v, g, res_, sub), c in api.items()
+        for (v, g, res_, sub), c in by_request.items()
     }
-    relevant = (PLURAL, "events", "leases")
+    relevant = (PLURAL, "events", "leases", "mutatingwebhookconfigurations")
     op_req = {k: c for k, c in op_req.items() if c > 0 and k.split()[1].split("/")[0] in relevant}
     op_writes = sum(c for k, c in op_req.items() if k.split()[0] in {"POST", "PUT", "PATCH", "DELETE"})
     op_reads = sum(c for k, c in op_req.items() if k.split()[0] in {"GET", "LIST"})
     return {
         "requests_not_by_generator": op_req,
         "taskaction_patches_per_action": r(op_req.get(f"PATCH {PLURAL}", 0) / n, 3),
+        "taskaction_patches_accepted_per_action": r(patches_ok / n, 3),
+        "taskaction_patches_rejected_per_action": r(patches_rejected / n, 3),
+        "taskaction_patches_rejected": patches_rejected,
         "writes_per_action": r(op_writes / n, 3),
         "reads_per_action": r(op_reads / n, 3),
         "note": "deltas of apiserver_request_total minus the generator's own calls; WATCH requests are "
         "counted when they end; other clients of the shared API server would show up here too",
     }
+
+
+def control_plane_figures(o: Observed) -> dict[str, Any]:
+    """CPU seconds of kube-apiserver and etcd over the phase, and per recorded transition."""
+    out: dict[str, Any] = {}
+    rows = max(1, len(o.rows))
+    for name in sorted(set(o.cp0 or {}) & set(o.cp1 or {})):
+        a, b = (o.cp0 or {}).get(name), (o.cp1 or {}).get(name)
+        if a is None or b is None:
+            continue
+        cpu = b.cpu_s - a.cpu_s
+        out[name] = {"cpu_s": r(cpu, 2), "cpu_ms_per_transition": r(1000 * cpu / rows, 3)}
+    return out
 
 
 def replay_figures(replayed: dict[str, Any]) -> dict[str, Any]:

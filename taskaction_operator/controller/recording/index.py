@@ -63,6 +63,12 @@ class ActionIndex:
         """(namespace, CR name) of an action this process has seen since it started, even if deleted."""
         return self._places.get(action_id)
 
+    def cached(self, namespace: str, name: str) -> tuple[str, RunId] | None:
+        """(uid, run) of ``namespace/name`` as the watch last reported it, without an API call (the
+        admission webhook's lookup: it must answer at once); None when not seen or deleted."""
+        known = self._known.get((namespace, name))
+        return None if known is None else (known.uid, known.run)
+
     async def find(self, namespace: str, name: str) -> Known | None:
         """The TaskAction ``namespace/name`` from the index, else from the API (None: it does not exist)."""
         known = self._known.get((namespace, name))

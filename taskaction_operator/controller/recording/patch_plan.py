@@ -1,5 +1,6 @@
 """The operator's own changes to one TaskAction after an observation was committed: the ownerReference
-and record-guard finalizer on first sight, the recorded label and the guard's release at the end."""
+and record-guard finalizer on first sight (nothing, for an object created with both: by our actions
+client, or through the admission webhook), the recorded label and the guard's release at the end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from taskaction_operator.model import cr_name
 
 @dataclass(frozen=True, slots=True)
 class PatchPlan:
-    """The operator's own changes to one TaskAction, applied as one JSON patch."""
+    """The operator's own changes to one TaskAction: one merge patch, or one precise JSON patch."""
 
     owner_reference: Mapping[str, Any] | None = None
     add_guard: bool = False
@@ -26,15 +27,15 @@ class PatchPlan:
 
     @property
     def touches_finalizers(self) -> bool:
-        """Finalizers are a list others write too: only a resourceVersion-guarded patch is safe."""
+        """Finalizers are a list others write too: the patch must test the entries it depends on."""
         return self.add_guard or self.remove_guard
 
     def as_merge_patch(self) -> dict[str, Any]:
         """The plan as a JSON merge patch, for plans that leave finalizers alone: labels merge, and the
         ownerReference is set once on an object that has none (upstream replaces the list too), so no
-        resourceVersion guard is needed and the patch cannot conflict with the executor's writes."""
+        test is needed and the patch cannot conflict with the executor's writes."""
         if self.touches_finalizers:
-            raise ValueError("a plan that changes finalizers needs a guarded JSON patch")
+            raise ValueError("a plan that changes finalizers needs a precise JSON patch (json_ops)")
         meta: dict[str, Any] = {}
         if self.owner_reference is not None:
             meta["ownerReferences"] = [dict(self.owner_reference)]
@@ -42,32 +43,79 @@ class PatchPlan:
             meta["labels"] = {RECORDED_LABEL: "true"}
         return {"metadata": meta} if meta else {}
 
-    def apply(self, body: dict[str, Any]) -> None:
-        """Mutate a body into the planned shape (idempotent: kopf diffs the result into a JSON patch).
+    def json_ops(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The plan as RFC 6902 operations on ``body`` (the object as last read), testing exactly what
+        they depend on and nothing else: never the resourceVersion, so the executor's status writes,
+        which change neither finalizers nor labels, can never make it fail. Empty when ``body``
+        already has the planned shape.
 
-        kopf calls this on the freshest body it knows, which may be newer than the observation the
-        plan came from: when the guarded patch loses a race, kopf keeps it and applies it again with
-        the object's next event. So the guard is only added to a body that is still unfinished
-        (not terminal, not labelled, not deleting); a later terminal plan releases it in any case.
+        - releasing the guard tests the guard's entry at its index, then removes that index (as
+          ``KubeOps.remove_finalizer``): another writer's finalizer is never removed;
+        - a plan that should release the guard of a body that does not show it (a guard added after
+          this reading: the first-sight patch may have landed after it) tests the whole finalizer
+          list as read, so the label is never set while a guard it did not see stays on;
+        - adding the guard tests the list it extends (``null``: still absent), so an entry written
+          meanwhile is never lost and the guard is never added twice; it is added only to a body
+          still unfinished (not terminal, not labelled, not deleting);
+        - the label is one key added to the labels map (others' labels untouched).
+        A failed test answers 422: the caller reads the object again and asks for the ops anew.
         """
-        meta = body.setdefault("metadata", {})
+        meta = body.get("metadata") or {}
+        ops: list[dict[str, Any]] = []
         if self.owner_reference is not None and not meta.get("ownerReferences"):
-            meta["ownerReferences"] = [dict(self.owner_reference)]
-        finalizers = list(meta.get("finalizers") or [])
-        if self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished_by_now(body):
-            meta["finalizers"] = [*finalizers, RECORD_GUARD_FINALIZER]
-        if self.remove_guard and RECORD_GUARD_FINALIZER in finalizers:
-            meta["finalizers"] = [f for f in finalizers if f != RECORD_GUARD_FINALIZER]
-        if self.label_recorded:
-            meta.setdefault("labels", {})[RECORDED_LABEL] = "true"
+            ops.append(
+                {"op": "add", "path": "/metadata/ownerReferences", "value": [dict(self.owner_reference)]}
+            )
+        raw_finalizers = meta.get("finalizers")
+        finalizers = list(raw_finalizers or [])
+        if self.remove_guard:
+            if RECORD_GUARD_FINALIZER in finalizers:
+                path = f"/metadata/finalizers/{finalizers.index(RECORD_GUARD_FINALIZER)}"
+                ops += [
+                    {"op": "test", "path": path, "value": RECORD_GUARD_FINALIZER},
+                    {"op": "remove", "path": path},
+                ]
+            elif self.label_recorded:
+                ops.append(_test_list(raw_finalizers))
+        elif self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished_by_now(body):
+            ops.append(_test_list(raw_finalizers))
+            if raw_finalizers is not None:
+                ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": RECORD_GUARD_FINALIZER})
+            else:
+                ops.append({"op": "add", "path": "/metadata/finalizers", "value": [RECORD_GUARD_FINALIZER]})
+        labels = meta.get("labels")
+        if self.label_recorded and (labels or {}).get(RECORDED_LABEL) != "true":
+            if labels:
+                ops.append({"op": "add", "path": f"/metadata/labels/{_LABEL_POINTER}", "value": "true"})
+            else:
+                ops += [
+                    {"op": "test", "path": "/metadata/labels", "value": None},
+                    {"op": "add", "path": "/metadata/labels", "value": {RECORDED_LABEL: "true"}},
+                ]
+        if all(op["op"] == "test" for op in ops):
+            return []
+        return ops
+
+
+#: The recorded label as a JSON pointer segment (RFC 6901: "~" → "~0", "/" → "~1").
+_LABEL_POINTER = RECORDED_LABEL.replace("~", "~0").replace("/", "~1")
+
+
+def _test_list(finalizers: Any) -> dict[str, Any]:
+    """A test that the finalizers are exactly as read (``null`` tests that the list is absent)."""
+    return {
+        "op": "test",
+        "path": "/metadata/finalizers",
+        "value": None if finalizers is None else list(finalizers),
+    }
 
 
 def _finished_by_now(body: Mapping[str, Any]) -> bool:
-    """Whether the body kopf applies the plan to is deleting, labelled recorded or terminal.
+    """Whether the body the guard would be added to is deleting, labelled recorded or terminal.
 
-    The one reading of a body outside ``crd.observe``, and only for a plan that adds the guard: kopf
-    applies the plan to the body it holds at patch time, which after a lost race is a later event's
-    (the observation the plan came from was unfinished, or no guard would have been planned).
+    The one reading of a body outside ``crd.observe``, and only for a plan that adds the guard: after a
+    failed test the plan is asked for its ops again on the object as read again, which may be newer
+    than the observation the plan came from (that one was unfinished, or no guard would be planned).
     """
     if (body.get("metadata") or {}).get("deletionTimestamp") or is_recorded(body):
         return True
@@ -80,8 +128,9 @@ def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: st
     - a child without ownerReferences gets one to its parent (when the parent's uid is known);
     - with the record guard on, a live non-terminal object carries the guard finalizer;
     - once the terminal phase is committed, the recorded label is set and the guard released in
-      the same patch (nothing is left to guard); with the guard on, that patch always checks the
-      freshest body for the guard, since a guard may have been added after this observation;
+      the same patch (nothing is left to guard); with the guard on, that patch is planned as a
+      release even when this observation shows no guard (one may have been added after it: the
+      ops then test that the finalizers are still as read);
     - a deleting object's guard is released once its end is committed.
     Nothing that depends on the database is planned unless ``committed``.
     """

@@ -49,8 +49,13 @@ class _ObjectState:
     last_update: tuple[int, int, int] | None = None
     promoted: bool = False
     parent_problem: str | None = None
-    #: When an ownerReference / terminal patch was last planned (the reconciler's clock).
+    #: When an ownerReference / the guard / a terminal patch was last planned (the reconciler's clock).
     owner_sent: float = -math.inf
+    guard_sent: float = -math.inf
+    #: The ownerReference / the guard is on the object (our patch was accepted, or found it there):
+    #: never planned again for it, however late the events still in flight that do not show it.
+    owner_written: bool = False
+    guard_written: bool = False
     terminal_sent: float = -math.inf
     #: Where the object lives (namespace, name), for :meth:`ActionReconciler.unfinished`.
     where: tuple[str, str] = ("", "")
@@ -118,13 +123,31 @@ class ActionReconciler:
             if update_key is not None:
                 state.last_update = update_key
             state.promoted = state.promoted or promote
-        parent_uid = await self._parent_uid(obs, state, warnings) if committed else None
+        # An ownerReference already written, or sent moments ago, would be dropped from the plan
+        # anyway: no parent lookup (a GET) for it.
+        owner_pending = not state.owner_written and self._clock() - state.owner_sent >= _RESEND_AFTER
+        parent_uid = await self._parent_uid(obs, state, warnings) if committed and owner_pending else None
         if deleted:
             self._states.pop(obs.uid, None)
         plan = plan_patch(obs, guard=self._guard, committed=committed, parent_uid=parent_uid)
         if not deleted:
             plan = self._without_repeats(plan, state)
         return Outcome(plan, tuple(warnings), committed)
+
+    def written(self, uid: str, plan: PatchPlan) -> None:
+        """The object ``uid`` has what ``plan`` set (the handler's JSON patch was accepted, or the
+        object was found with it): its ownerReference and guard are not planned again."""
+        state = self._states.get(uid)
+        if state is None:
+            return
+        state.owner_written = state.owner_written or plan.owner_reference is not None
+        state.guard_written = state.guard_written or plan.add_guard
+
+    def wrote_guard(self, uid: str) -> bool:
+        """Whether this process's own patch put the guard on the object ``uid`` (an event older than
+        that patch does not show it)."""
+        state = self._states.get(uid)
+        return state is not None and state.guard_written
 
     def unfinished(self) -> dict[str, tuple[str, str]]:
         """uid → (namespace, name) of every object recorded and not finished (its end not recorded,
@@ -187,25 +210,36 @@ class ActionReconciler:
 
     def _without_repeats(self, plan: PatchPlan, state: _ObjectState) -> PatchPlan:
         """Drop what was sent moments ago: events already in flight when a patch went out still show
-        the object without it (they would plan it again: a second write). An ownerReference or a
-        terminal patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds;
-        a guarded patch that lost its race is re-applied by kopf itself with the next event."""
+        the object without it (they would plan it again: a second write, or a rejected one, its test
+        failing on the finalizers the first one changed). An ownerReference, the guard or a terminal
+        patch (label, guard release) is planned again only after ``_RESEND_AFTER`` seconds, and an
+        ownerReference or guard never again once the handler's patch of it was accepted (under a
+        long backlog, events older than that window still show the object without them); a patch
+        whose test failed is made again at once from a fresh read (``plan_writer``)."""
         now = self._clock()
         owner = plan.owner_reference
         if owner is not None:
-            if now - state.owner_sent < _RESEND_AFTER:
+            if state.owner_written or now - state.owner_sent < _RESEND_AFTER:
                 owner = None
             else:
                 state.owner_sent = now
+        add_guard = plan.add_guard
+        if add_guard:
+            if state.guard_written or now - state.guard_sent < _RESEND_AFTER:
+                add_guard = False
+            else:
+                state.guard_sent = now
         label, release = plan.label_recorded, plan.remove_guard
         if label:
             if now - state.terminal_sent < _RESEND_AFTER:
                 label = release = False
             else:
                 state.terminal_sent = now
-        if owner is plan.owner_reference and label == plan.label_recorded:
+        if owner is plan.owner_reference and label == plan.label_recorded and add_guard == plan.add_guard:
             return plan
-        return replace(plan, owner_reference=owner, label_recorded=label, remove_guard=release)
+        return replace(
+            plan, owner_reference=owner, add_guard=add_guard, label_recorded=label, remove_guard=release
+        )
 
     def _work(
         self, obs: Observation, state: _ObjectState

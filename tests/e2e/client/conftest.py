@@ -33,7 +33,9 @@ def migrated(database_url: str) -> str:
 
 @pytest.fixture
 async def client(kube: KubeOps, namespace: str) -> AsyncIterator[ActionsClient]:
-    c = ActionsClient(kube, namespace, watch_timeout=30)
+    # No operator runs beside these tests to release a record guard: their TaskActions are created
+    # without it, as for an operator with the guard off (test_operator_admission has the guarded case).
+    c = ActionsClient(kube, namespace, watch_timeout=30, record_guard=False)
     yield c
     await c.stop_watching()
 

@@ -21,7 +21,7 @@ from taskaction_operator.client.taskaction_cr import (
     shard_prefix,
 )
 from taskaction_operator.client.validate import InvalidActionError
-from taskaction_operator.crd.names import IDENTITY_LABELS, TERMINAL_LABELS
+from taskaction_operator.crd.names import IDENTITY_LABELS, RECORD_GUARD_FINALIZER, TERMINAL_LABELS
 from tests.unit.client.actions import condition, parent_body, run_spec, task
 
 
@@ -52,6 +52,35 @@ def test_child_is_named_run_action_and_owned_by_its_parent_without_controller_fl
         {"apiVersion": "flyte.org/v1", "kind": "TaskAction", "name": "rdemo1-a0", "uid": "1111-2222",
          "blockOwnerDeletion": True}
     ]  # fmt: skip
+
+
+def test_with_the_record_guard_it_is_created_holding_the_guard_and_nothing_is_left_to_patch() -> None:
+    """What the operator would patch on first sight (the guard, the ownerReference) is there at
+    creation: its plan for the object is empty."""
+    from taskaction_operator.controller.recording.patch_plan import plan_patch
+    from taskaction_operator.crd.observe import observe
+
+    child = build_taskaction(
+        task("a1", "a0"), None, namespace="flyte", parent=parent_body(), record_guard=True
+    )
+    assert child["metadata"]["finalizers"] == [RECORD_GUARD_FINALIZER]
+    root = build_taskaction(task(), run_spec(), namespace="flyte", record_guard=True)
+    assert root["metadata"]["finalizers"] == [RECORD_GUARD_FINALIZER]
+    assert "finalizers" not in build_taskaction(task(), run_spec(), namespace="flyte")["metadata"]
+    stored = {
+        **child,
+        "metadata": {**child["metadata"], "uid": "u-1", "creationTimestamp": "2026-11-23T10:00:00Z"},
+    }
+    assert not plan_patch(observe(stored), guard=True, committed=True, parent_uid="1111-2222")
+
+
+def test_the_clients_guard_setting_is_the_operators_variable() -> None:
+    from taskaction_operator.client.actions_client import record_guard_setting
+
+    assert record_guard_setting({}) is True
+    assert record_guard_setting({"TASKACTION_RECORD_GUARD": "false"}) is False
+    assert record_guard_setting({"TASKACTION_RECORD_GUARD": "on"}) is True
+    assert record_guard_setting({"TASKACTION_RECORD_GUARD": "maybe"}) is True
 
 
 def test_child_without_its_parent_object_is_a_programming_error() -> None:

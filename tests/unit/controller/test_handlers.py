@@ -1,9 +1,10 @@
 """The kopf handler on kopf's own objects: what it hands the reconciler, and how the plan it gets back
-reaches kopf's patch, as a merge patch or as the resourceVersion-guarded function (``patch.fns``).
+reaches the API server: as kopf's merge patch, or as the precise JSON patch the handler sends itself
+when finalizers change (never kopf's resourceVersion-guarded ``patch.fns``).
 
 The body and the patch are ``kopf.Body`` and ``kopf.Patch`` as kopf builds them for an event; the
 reconciler is a fake that plans with the real ``plan_patch``, as for a committed first write whose
-parent is known.
+parent is known; the API calls go to a fake of ``KubeOps`` that records the JSON patches sent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from taskaction_operator.controller.recording.reconciler import Outcome, Warning
 from taskaction_operator.controller.runtime import Runtime
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL, owner_reference
 from taskaction_operator.crd.observe import Observation
+from taskaction_operator.k8s.errors import Invalid
 from taskaction_operator.model import ActionPhase
 from tests.factories import taskaction_body
 
@@ -39,6 +41,13 @@ class FakeReconciler:
         self.guard = guard
         self.outcome = outcome
         self.calls: list[tuple[Observation, bool]] = []
+        self.writes: list[tuple[str, PatchPlan]] = []
+
+    def written(self, uid: str, plan: PatchPlan) -> None:
+        self.writes.append((uid, plan))
+
+    def wrote_guard(self, uid: str) -> bool:
+        return any(u == uid and p.add_guard for u, p in self.writes)
 
     async def handle(self, obs: Observation, *, deleted: bool) -> Outcome:
         self.calls.append((obs, deleted))
@@ -62,10 +71,34 @@ def warnings(monkeypatch: pytest.MonkeyPatch) -> Warnings:
     return posted
 
 
-def runtime_with(reconciler: FakeReconciler) -> Runtime:
-    """A Runtime whose reconciler is the fake; the handler needs nothing else of it."""
+class PatchKube:
+    """``KubeOps``' GET and JSON patch: the patches sent recorded; the object as ``current`` has it."""
+
+    def __init__(self, current: dict[str, Any] | None = None, *, refuse: int = 0) -> None:
+        self.current = current
+        self.refuse = refuse
+        self.reads = 0
+        self.sent: list[list[dict[str, Any]]] = []
+
+    async def get_taskaction(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return self.current
+
+    async def json_patch_taskaction(
+        self, namespace: str, name: str, ops: list[dict[str, Any]], *, status: bool = False
+    ) -> dict[str, Any] | None:
+        self.sent.append(ops)
+        if self.refuse:
+            self.refuse -= 1
+            raise Invalid(422, "Invalid", "the test failed")
+        return {"metadata": {"name": name}}
+
+
+def runtime_with(reconciler: FakeReconciler, kube: Any = None) -> Runtime:
+    """A Runtime whose reconciler (and kube) are the fakes; the handler needs nothing else of it."""
     unused: dict[str, Any] = {f.name: None for f in fields(Runtime) if f.init and f.name != "tasks"}
     unused["reconciler"] = reconciler
+    unused["kube"] = kube if kube is not None else PatchKube()
     return Runtime(**unused)
 
 
@@ -78,12 +111,18 @@ def raw(conditions: Sequence[dict[str, str]] = QUEUED, action: str = "a1", **met
     )
 
 
-async def handle(reconciler: FakeReconciler, body_raw: dict[str, Any], event_type: str | None) -> kopf.Patch:
-    """One event through the handler, with the body and patch kopf would pass; returns the patch."""
+async def handle(
+    reconciler: FakeReconciler,
+    body_raw: dict[str, Any],
+    event_type: str | None,
+    kube: PatchKube | None = None,
+) -> kopf.Patch:
+    """One event through the handler, with the body and patch kopf would pass; returns kopf's patch
+    (the JSON patches the handler sent itself are in ``kube.sent``)."""
     body = kopf.Body(body_raw)
     patch = kopf.Patch(body=body)
     event: dict[str, Any] = {"type": event_type, "object": body_raw}
-    memo = kopf.Memo(runtime=runtime_with(reconciler))
+    memo = kopf.Memo(runtime=runtime_with(reconciler, kube))
     await record_taskaction(event=event, body=body, patch=patch, memo=memo)  # type: ignore[arg-type]
     return patch
 
@@ -92,19 +131,53 @@ def counted(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_first_sight_with_the_guard_goes_through_the_guarded_function(warnings: Warnings) -> None:
+async def test_first_sight_with_the_guard_is_one_precise_json_patch(warnings: Warnings) -> None:
     reconciler = FakeReconciler(guard=True)
-    patch = await handle(reconciler, raw(), "ADDED")
+    kube = PatchKube()
+    written = counted("taskaction_api_writes_total", kind="owner+guard")
+    patch = await handle(reconciler, raw(), "ADDED", kube)
 
     ((obs, deleted),) = reconciler.calls
     assert not deleted and obs.phase is ActionPhase.QUEUED and obs.name == "r1-a1"
-    assert dict(patch) == {}, "finalizers are never merge-patched"
-    assert len(patch.fns) == 1
-    assert sorted(patch.as_json_patch(), key=lambda op: op["path"]) == [
-        {"op": "add", "path": "/metadata/finalizers", "value": [RECORD_GUARD_FINALIZER]},
-        {"op": "add", "path": "/metadata/ownerReferences", "value": [OWNER]},
+    assert not patch and patch.fns == [], "finalizers never go through kopf's patch"
+    assert kube.sent == [
+        [
+            {"op": "add", "path": "/metadata/ownerReferences", "value": [OWNER]},
+            {"op": "test", "path": "/metadata/finalizers", "value": None},
+            {"op": "add", "path": "/metadata/finalizers", "value": [RECORD_GUARD_FINALIZER]},
+        ]
     ]
+    assert counted("taskaction_api_writes_total", kind="owner+guard") == written + 1
+    assert [uid for uid, _ in reconciler.writes] == ["u-a1"], "told, so that it is not planned again"
     assert warnings.posted == []
+
+
+async def test_first_sight_of_an_object_created_with_guard_and_owner_sends_nothing(
+    warnings: Warnings,
+) -> None:
+    kube = PatchKube()
+    patch = await handle(
+        FakeReconciler(guard=True),
+        raw(ownerReferences=[OWNER], finalizers=[RECORD_GUARD_FINALIZER]),
+        "ADDED",
+        kube,
+    )
+    assert not patch and kube.sent == []
+
+
+async def test_a_rejected_patch_is_counted_and_made_anew_from_a_fresh_read(warnings: Warnings) -> None:
+    """The executor's finalizer went first between the event and the patch: the guard's index moved."""
+    done = raw(SUCCEEDED, ownerReferences=[OWNER], finalizers=["other", RECORD_GUARD_FINALIZER])
+    fresh = raw(SUCCEEDED, ownerReferences=[OWNER], finalizers=[RECORD_GUARD_FINALIZER])
+    kube = PatchKube(fresh, refuse=1)
+    rejected = counted("taskaction_api_writes_rejected_total", kind="release+label")
+    await handle(FakeReconciler(guard=True), done, "MODIFIED", kube)
+    assert kube.reads == 1 and len(kube.sent) == 2
+    assert kube.sent[1][:2] == [
+        {"op": "test", "path": "/metadata/finalizers/0", "value": RECORD_GUARD_FINALIZER},
+        {"op": "remove", "path": "/metadata/finalizers/0"},
+    ]
+    assert counted("taskaction_api_writes_rejected_total", kind="release+label") == rejected + 1
 
 
 async def test_first_sight_without_the_guard_is_a_merge_patch(warnings: Warnings) -> None:
@@ -124,16 +197,19 @@ async def test_terminal_without_the_guard_is_a_merge_patch_of_the_label(warnings
     assert patch.fns == []
 
 
-async def test_terminal_with_the_guard_labels_and_releases_in_one_guarded_patch(warnings: Warnings) -> None:
+async def test_terminal_with_the_guard_labels_and_releases_in_one_precise_patch(warnings: Warnings) -> None:
     done = raw(SUCCEEDED, ownerReferences=[OWNER], finalizers=["other", RECORD_GUARD_FINALIZER])
-    patch = await handle(FakeReconciler(guard=True), done, "MODIFIED")
+    kube = PatchKube()
+    patch = await handle(FakeReconciler(guard=True), done, "MODIFIED", kube)
 
-    assert dict(patch) == {}
-    assert len(patch.fns) == 1
-    assert sorted(patch.as_json_patch(), key=lambda op: op["path"]) == [
+    assert not patch and patch.fns == []
+    ((ops),) = kube.sent
+    assert ops[:2] == [
+        {"op": "test", "path": "/metadata/finalizers/1", "value": RECORD_GUARD_FINALIZER},
         {"op": "remove", "path": "/metadata/finalizers/1"},
-        {"op": "add", "path": "/metadata/labels", "value": {RECORDED_LABEL: "true"}},
     ]
+    assert ops[-1]["op"] == "add" and ops[-1]["value"] in ("true", {RECORDED_LABEL: "true"})
+    assert all(op["path"] != "/metadata/resourceVersion" for op in ops)
 
 
 async def test_deleted_event_is_observed_as_deleted_and_patches_nothing(warnings: Warnings) -> None:
@@ -179,11 +255,11 @@ class Exploding(FakeReconciler):
 
 
 DELETING = {"deletionTimestamp": T0, "finalizers": ["other", RECORD_GUARD_FINALIZER]}
-RELEASE = [{"op": "remove", "path": "/metadata/finalizers/1"}]
 
 
-def _released(patch: kopf.Patch) -> bool:
-    return patch.as_json_patch() == RELEASE
+def release(index: int) -> list[dict[str, Any]]:
+    path = f"/metadata/finalizers/{index}"
+    return [{"op": "test", "path": path, "value": RECORD_GUARD_FINALIZER}, {"op": "remove", "path": path}]
 
 
 @pytest.mark.parametrize(
@@ -206,9 +282,10 @@ async def test_a_deleting_object_whose_end_cannot_be_recorded_gets_its_guard_bac
         reconciler = Exploding(guard=True)
     given_up = counted("taskaction_guards_released_unrecorded_total", reason=reason)
 
-    patch = await handle(reconciler, body, "MODIFIED")
+    kube = PatchKube()
+    await handle(reconciler, body, "MODIFIED", kube)
 
-    assert _released(patch), patch.as_json_patch()
+    assert kube.sent == [release(1)]
     assert "GuardReleased" in [r for r, _ in warnings.posted]
     assert counted("taskaction_guards_released_unrecorded_total", reason=reason) == given_up + 1
 
@@ -217,12 +294,13 @@ async def test_a_deleting_object_keeps_its_guard_while_another_finalizer_runs(wa
     """Committed, not refused: no GuardReleased. And while another finalizer (Flyte's executor's)
     still runs, the action's end is not known: the guard stays until it is."""
     body = raw(QUEUED, ownerReferences=[OWNER], **DELETING)
-    patch = await handle(FakeReconciler(guard=True), body, "MODIFIED")
+    kube = PatchKube()
+    patch = await handle(FakeReconciler(guard=True), body, "MODIFIED", kube)
     assert "GuardReleased" not in [r for r, _ in warnings.posted]
-    assert not patch.fns and not patch
+    assert not patch.fns and not patch and kube.sent == []
     body["metadata"]["finalizers"] = [RECORD_GUARD_FINALIZER]  # the other one is done
-    patch = await handle(FakeReconciler(guard=True), body, "MODIFIED")
-    assert patch.as_json_patch() == [{"op": "remove", "path": "/metadata/finalizers/0"}]  # its ABORTED end
+    await handle(FakeReconciler(guard=True), body, "MODIFIED", kube)
+    assert kube.sent == [release(0)]  # its ABORTED end
 
 
 class GetKube:
@@ -285,3 +363,19 @@ async def test_a_deleted_event_with_a_deletion_timestamp_or_a_terminal_phase_nee
     await handle_with_kube(FakeReconciler(guard=True), kube, raw(QUEUED, deletionTimestamp=T0), "DELETED")
     await handle_with_kube(FakeReconciler(guard=True), kube, raw(SUCCEEDED), "DELETED")
     assert kube.reads == 0
+
+
+async def test_a_release_planned_on_an_event_older_than_our_guard_reads_the_object_first(
+    warnings: Warnings,
+) -> None:
+    """The executor finished before the operator first saw the action: the first-sight patch added
+    the guard, and the terminal event, older than that patch, does not show it. The object is read
+    first (a GET), not patched on that event's list (a rejected write)."""
+    reconciler = FakeReconciler(guard=True)
+    reconciler.writes.append(("u-a1", PatchPlan(add_guard=True)))
+    fresh = raw(SUCCEEDED, ownerReferences=[OWNER], finalizers=[RECORD_GUARD_FINALIZER])
+    kube = PatchKube(fresh)
+    await handle(reconciler, raw(SUCCEEDED, ownerReferences=[OWNER]), "MODIFIED", kube)
+    assert kube.reads == 1
+    ((ops),) = kube.sent
+    assert ops[:2] == release(0)

@@ -220,3 +220,21 @@ async def test_a_failed_parent_lookup_after_commit_still_plans_the_rest_and_retr
     assert out.plan.owner_reference is None
     assert adopter.pending == 1
     await adopter.close()
+
+
+async def test_an_accepted_first_sight_patch_is_never_planned_again_however_late_the_events(
+    recorder: Any,
+) -> None:
+    """Under a long backlog, events older than the resend window still show the object without its
+    ownerReference and guard; once the handler's patch of them was accepted, they are not planned
+    again (each would be a write, or one rejected on its test of the finalizers)."""
+    clock = Clock()
+    rec = Handler(reconciler(recorder, guard=True, clock=clock))
+    await rec.handle(body("a0", None, "Executing"), deleted=False)
+    first = await rec.handle(body("a1", "a0"), deleted=False)
+    assert first.plan.owner_reference is not None and first.plan.add_guard
+    rec.rec.written("u-a1", first.plan)
+    clock.now += 60
+    late = await rec.handle(body("a1", "a0", "Initializing"), deleted=False)
+    assert late.plan.owner_reference is None and not late.plan.add_guard
+    assert not late.plan
