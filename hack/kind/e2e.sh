@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The shipped-artifact path: a kind cluster, the image built from the Dockerfile, the kustomize
 # manifests (operator + throwaway PostgreSQL), the checks of the operator running as Pods
-# (tests/kind), then the same e2e suite as `make e2e`, pointed at kind and at the in-cluster
-# PostgreSQL through a port-forward. See hack/kind/README.md.
+# (tests/kind), then the same e2e suite as `make e2e` against kind, each test's operator a Pod of
+# that image (tests/e2e/pod_operator.py), the suite reading the in-cluster PostgreSQL through a
+# port-forward. See hack/kind/README.md.
 #
 # Two ways to a cluster, chosen by --offline/--registry (default: --registry when Docker Hub answers,
 # --offline otherwise):
@@ -142,9 +143,14 @@ cd "$root"
 .venv/bin/pytest tests/kind -q -p no:cacheprovider
 log "deployed-operator checks passed"
 
-# The e2e tests start their own operator per test namespace (some kill or restart it): the deployed
-# replicas would compete with them, so they step aside for the suite.
+# Each e2e test starts its own operator for its namespace (some kill or restart it), here as a Pod of
+# the same image in $ns (TASKACTION_KIND=1: tests/e2e/pod_operator.py). The deployed replicas watch
+# every namespace and would compete with them, so they step aside for the suite.
 k -n "$ns" scale deployment/taskaction-operator --replicas=0
 k -n "$ns" rollout status deployment/taskaction-operator --timeout=120s
-.venv/bin/pytest tests/e2e -q -p no:cacheprovider "${pytest_args[@]}"
+e2e_rc=0
+.venv/bin/pytest tests/e2e -q -p no:cacheprovider "${pytest_args[@]}" || e2e_rc=$?
+# A test interrupted before its teardown may leave its operator Pod behind.
+k -n "$ns" delete pods -l app.kubernetes.io/component=e2e-operator --ignore-not-found --wait=false >/dev/null
+(( e2e_rc == 0 )) || exit "$e2e_rc"
 log "e2e suite passed on kind"

@@ -129,16 +129,36 @@ class OperatorProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the process (SIGSTOP, SIGCONT, SIGKILL ...) without waiting for it."""
+        if self.proc is None:
+            raise RuntimeError("the operator process is not started")
+        self.proc.send_signal(sig)
+
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for the process to exit; its exit code."""
+        if self.proc is None:
+            raise RuntimeError("the operator process is not started")
+        return self.proc.wait(timeout)
+
     def metrics(self, timeout: float = 5) -> str:
         """The Prometheus text of the metrics endpoint."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return str(resp.read().decode())
 
+    def log_text(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log_tail(self, lines: int = 80) -> str:
         if not self.log_path.exists():
             return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def _see_log(self) -> str:
         return f"; log {self.log_path}:\n{self.log_tail()}"

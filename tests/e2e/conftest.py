@@ -15,7 +15,7 @@ import pytest
 
 from taskaction_operator.repo import ActionRepo
 from tests.conftest import LOCAL, ROOT
-from tests.e2e.operator import OperatorProcess
+from tests.e2e.operator import new_operator
 
 
 class Kubectl:
@@ -135,10 +135,12 @@ async def repo(database_url: str) -> AsyncIterator[ActionRepo]:
 def start_operator(
     request: pytest.FixtureRequest, kubeconfig: str, database_url: str, namespace: str
 ) -> Iterator[Any]:
-    started: list[OperatorProcess] = []
+    """``start_operator(**env)`` starts one more operator for the test's namespace and returns it: a
+    process, or on kind a Pod (tests.e2e.operator.new_operator); all are stopped at the end."""
+    started: list[Any] = []
 
-    def start(**env: str) -> OperatorProcess:
-        op = OperatorProcess(
+    def start(**env: str) -> Any:
+        op = new_operator(
             kubeconfig=kubeconfig, dsn=database_url, namespace=namespace, log_dir=LOCAL / "e2e-logs", **env
         )
         request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(op.log_path)]

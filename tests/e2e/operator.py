@@ -7,12 +7,15 @@ the repository cannot hide itself.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg
+import yaml
 from psycopg.rows import dict_row
 
 from taskaction_operator.devtools import operator_process as devtools_operator
@@ -57,7 +60,8 @@ async def until(
 
 class OperatorProcess(devtools_operator.OperatorProcess):
     """The operator process of :mod:`taskaction_operator.devtools.operator_process` with the e2e
-    settings: run from the checkout, its log under ``log_dir``, a 3 s lease and a 2 s sweep."""
+    settings: run from the checkout, its log under ``log_dir``, a 3 s lease and a 2 s sweep.
+    ``api_port`` is the API server's port as the process reaches it (its kubeconfig's server)."""
 
     def __init__(self, *, kubeconfig: str, dsn: str, namespace: str, log_dir: Path, **env: str) -> None:
         super().__init__(
@@ -68,6 +72,25 @@ class OperatorProcess(devtools_operator.OperatorProcess):
             env={"TASKACTION_LEASE_DURATION": "3", "TASKACTION_SWEEP_INTERVAL": "2", **env},
             cwd=ROOT,
         )
+        with open(self.env["KUBECONFIG"], encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        context = next(c for c in cfg["contexts"] if c["name"] == cfg["current-context"])["context"]
+        server = next(c for c in cfg["clusters"] if c["name"] == context["cluster"])["cluster"]["server"]
+        self.api_port = urlsplit(server).port or 443
+
+
+#: On kind (hack/kind/e2e.sh) each test's operator is a Pod of the locally built image, not a process.
+ON_KIND = os.environ.get("TASKACTION_KIND") == "1"
+
+
+def new_operator(*, kubeconfig: str, dsn: str, namespace: str, log_dir: Path, **env: str) -> Any:
+    """The operator of one test, not started: a :class:`tests.e2e.pod_operator.PodOperator` on kind,
+    an :class:`OperatorProcess` otherwise (the same interface)."""
+    if ON_KIND:
+        from tests.e2e.pod_operator import PodOperator
+
+        return PodOperator(kubeconfig=kubeconfig, dsn=dsn, namespace=namespace, log_dir=log_dir, **env)
+    return OperatorProcess(kubeconfig=kubeconfig, dsn=dsn, namespace=namespace, log_dir=log_dir, **env)
 
 
 class Db:

@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +20,7 @@ from taskaction_operator.model import RunId
 from taskaction_operator.repo import ActionRepo
 from tests.conftest import LOCAL
 from tests.e2e.conftest import Kubectl
-from tests.e2e.operator import Db, OperatorProcess, until
+from tests.e2e.operator import Db, new_operator, until
 from tests.e2e.test_manifests import _rbac_for, render
 from tests.e2e.test_operator_recording import children_owned, create
 
@@ -57,12 +57,8 @@ def service_account_kubeconfig(kubectl: Kubectl, kubeconfig: str, namespace: str
                 )
 
 
-def operator(
-    request: pytest.FixtureRequest, kubeconfig: str, dsn: str, namespace: str, **env: str
-) -> OperatorProcess:
-    op = OperatorProcess(
-        kubeconfig=kubeconfig, dsn=dsn, namespace=namespace, log_dir=LOCAL / "e2e-logs", **env
-    )
+def operator(request: pytest.FixtureRequest, kubeconfig: str, dsn: str, namespace: str, **env: str) -> Any:
+    op = new_operator(kubeconfig=kubeconfig, dsn=dsn, namespace=namespace, log_dir=LOCAL / "e2e-logs", **env)
     request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(op.log_path)]
     return op
 
@@ -146,7 +142,7 @@ async def test_metrics_report_events_lag_patches_and_leadership_and_logs_are_jso
         assert "taskaction_db_errors_total" in text
     finally:
         op.stop()
-    lines = [line for line in op.log_path.read_text().splitlines() if line.strip()]
+    lines = [line for line in op.log_text().splitlines() if line.strip()]
     assert lines
     assert all("message" in json.loads(line) for line in lines), "a log line is not JSON"
 
@@ -179,7 +175,7 @@ async def test_rolling_restart_of_two_replicas_under_load_loses_nothing_and_keep
 ) -> None:
     a = operator(request, kubeconfig, database_url, namespace).start()
     b = operator(request, kubeconfig, database_url, namespace).start()
-    c: OperatorProcess | None = None
+    c: Any = None
     project, run = namespace, "rrolling"
     ex = StandInExecutor(kube)
     names = [f"a{i}" for i in range(1, 41)]
@@ -220,7 +216,8 @@ async def test_rolling_restart_of_two_replicas_under_load_loses_nothing_and_keep
 
 
 def _connections_to(pid: int, port: int) -> int:
-    """Established TCP connections of process ``pid`` to ``port`` (from /proc: no tools needed)."""
+    """Established TCP connections of process ``pid`` to ``port`` (from /proc: no tools needed; the
+    process's own network namespace, a Pod's on kind)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
@@ -228,7 +225,7 @@ def _connections_to(pid: int, port: int) -> int:
             if target.startswith("socket:["):
                 inodes.add(target[len("socket:[") : -1])
     count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table, encoding="ascii") as f:
             next(f)
             for line in f:
@@ -258,8 +255,7 @@ async def test_connections_to_the_api_server_stay_within_the_limit_under_load(
     however many objects change at once, and nothing waits for ever on a free one: 60 children
     patched concurrently are all recorded and owned with two."""
     op = operator(request, kubeconfig, database_url, namespace, TASKACTION_API_CONNECTIONS=str(limit)).start()
-    assert op.proc is not None
-    port = urlsplit(kube.api_client.configuration.host).port or 443
+    port = op.api_port
     project, run = namespace, "rconns"
     names = [f"a{i}" for i in range(1, 61)]
     ex = StandInExecutor(kube)
@@ -269,8 +265,8 @@ async def test_connections_to_the_api_server_stay_within_the_limit_under_load(
 
     async def sample() -> None:
         while sampling:
-            seen.append(_connections_to(op.proc.pid, port))  # type: ignore[union-attr]
-            workers.append(_threads(op.proc.pid) - 1)  # all but the event loop's  # type: ignore[union-attr]
+            seen.append(_connections_to(op.pid, port))
+            workers.append(_threads(op.pid) - 1)  # all but the event loop's
             await asyncio.sleep(0.02)
 
     sampler = asyncio.create_task(sample())

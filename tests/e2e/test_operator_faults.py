@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
 import subprocess
 import urllib.request
@@ -327,7 +326,7 @@ async def test_actions_that_vanish_in_a_watch_gap_are_recorded_aborted(
     await until(  # leaves INITIALIZING, parents promoted RUNNING
         lambda: all(p >= 3 for p in db.phases(run.project, run.name).values()), what="INITIALIZING recorded"
     )
-    os.kill(op.pid, signal.SIGSTOP)
+    op.signal(signal.SIGSTOP)
     try:
         # The restart first: the operator's watch stream ends before the deletions, so no DELETED
         # event can wait in its socket's buffer.
@@ -341,9 +340,9 @@ async def test_actions_that_vanish_in_a_watch_gap_are_recorded_aborted(
         await until(subtree_gone, timeout=60, what="the subtree gone from the cluster")
         await asyncio.to_thread(compact_etcd)
     finally:
-        os.kill(op.pid, signal.SIGCONT)
+        op.signal(signal.SIGCONT)
     await run.drive({a: ["Executing", ENDINGS[a]] for a in ("a3", "a4")})
     await run.drive({"a1": ["Executing", ENDINGS["a1"]]})
     await run.drive({"a0": ["Executing", ENDINGS["a0"]]})
     await assert_record_matches(run, db, aborted=frozenset({"a2", "a5", "a6"}))
-    assert "recorded ABORTED" in op.log_path.read_text()
+    assert "recorded ABORTED" in op.log_text()

@@ -18,7 +18,7 @@ from taskaction_operator.k8s import KubeOps
 from tests.cli_result import CLI
 from tests.conftest import LOCAL, ROOT
 from tests.e2e.client.conftest import Cli, condition, task
-from tests.e2e.operator import Db, OperatorProcess, until
+from tests.e2e.operator import ON_KIND, Db, OperatorProcess, until
 
 pytestmark = pytest.mark.cluster
 QUEUED, RUNNING, SUCCEEDED, ABORTED = 1, 4, 5, 7
@@ -27,8 +27,24 @@ QUEUED, RUNNING, SUCCEEDED, ABORTED = 1, 4, 5, 7
 @pytest.fixture
 def cli_operator(
     request: pytest.FixtureRequest, kubeconfig: str, migrated: str, namespace: str
-) -> Iterator[OperatorProcess]:
-    """``taskaction-operator run -n NAMESPACE`` as a process (the console script, not a Python -c)."""
+) -> Iterator[Any]:
+    """``taskaction-operator run -n NAMESPACE`` as a process (the console script, not a Python -c); on
+    kind a Pod of the image, whose entrypoint is that console script, with ``-n NAMESPACE``."""
+    if ON_KIND:
+        from tests.e2e.pod_operator import PodOperator
+
+        pod = PodOperator(
+            kubeconfig=kubeconfig,
+            dsn=migrated,
+            namespace=namespace,
+            log_dir=LOCAL / "e2e-logs",
+            args=("-n", namespace),
+        )
+        del pod.env["TASKACTION_NAMESPACES"]
+        request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(pod.log_path)]
+        yield pod.start()
+        pod.stop()
+        return
     op = OperatorProcess(kubeconfig=kubeconfig, dsn=migrated, namespace=namespace, log_dir=LOCAL / "e2e-logs")
     request.node.operator_logs = [*getattr(request.node, "operator_logs", []), str(op.log_path)]
     env = {k: v for k, v in op.env.items() if k != "TASKACTION_NAMESPACES"}
