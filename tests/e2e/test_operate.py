@@ -253,8 +253,17 @@ async def test_connections_to_the_api_server_stay_within_the_limit_under_load(
 ) -> None:
     """kopf's requests share TASKACTION_API_CONNECTIONS connections (plus one for the watch stream)
     however many objects change at once, and nothing waits for ever on a free one: 60 children
-    patched concurrently are all recorded and owned with two."""
-    op = operator(request, kubeconfig, database_url, namespace, TASKACTION_API_CONNECTIONS=str(limit)).start()
+    patched concurrently are all recorded and owned with two. With the record guard off, so that the
+    operator's patches (ownerReferences, labels) are merge patches kopf sends on its session: with
+    the guard on, finalizer patches go through the official client's worker threads instead."""
+    op = operator(
+        request,
+        kubeconfig,
+        database_url,
+        namespace,
+        TASKACTION_API_CONNECTIONS=str(limit),
+        TASKACTION_RECORD_GUARD="false",
+    ).start()
     port = op.api_port
     project, run = namespace, "rconns"
     names = [f"a{i}" for i in range(1, 61)]

@@ -5,6 +5,7 @@ PostgreSQL, the operator as a process; its writes counted by its own metrics."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from typing import Any
@@ -103,6 +104,15 @@ async def _create_until_admitted(kube: KubeOps, namespace: str, project: str) ->
     return found
 
 
+ON_KIND = os.environ.get("TASKACTION_KIND") == "1"
+
+
+@pytest.mark.skipif(
+    ON_KIND,
+    reason="on kind the test's operator is a Pod whose webhook listens on the Pod's loopback, which the "
+    "API server cannot reach; the in-cluster form (the Pod IP, manifests/components/admission) is not "
+    "wired into the test's Pod yet",
+)
 async def test_a_plain_create_arrives_with_the_guard_and_the_ownerreference_through_the_webhook(
     start_operator: Any, kube: KubeOps, kubectl: Kubectl, namespace: str, database_url: str
 ) -> None:
