@@ -49,12 +49,8 @@ async def write_plan(
     namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
     current: Mapping[str, Any] | None = body
     if reread:
-        try:
-            current = await kube.get_taskaction(namespace, name)
-        except KubeError as exc:
-            log.warning("could not read %s/%s to patch it: %s", namespace, name, exc)
-            return False
-        if current is None or (current.get("metadata") or {}).get("uid") != uid:
+        current = await _read_same(kube, namespace, name, uid)
+        if current is None:
             return False
     for _ in range(attempts):
         assert current is not None
@@ -66,12 +62,8 @@ async def write_plan(
         except Invalid:
             # A test failed: the finalizers changed since ``current`` was read.
             on_rejected(plan)
-            try:
-                current = await kube.get_taskaction(namespace, name)
-            except KubeError as exc:
-                log.warning("could not read %s/%s again to patch it: %s", namespace, name, exc)
-                return False
-            if current is None or (current.get("metadata") or {}).get("uid") != uid:
+            current = await _read_same(kube, namespace, name, uid)
+            if current is None:
                 return False
             continue
         except KubeError as exc:
@@ -85,3 +77,15 @@ async def write_plan(
         "the finalizers of %s/%s kept changing; its next event plans the patch again", namespace, name
     )
     return False
+
+
+async def _read_same(kube: PatchingKube, namespace: str, name: str, uid: Any) -> Mapping[str, Any] | None:
+    """The object as the API server has it now; None when gone, replaced (another uid) or unreadable."""
+    try:
+        current = await kube.get_taskaction(namespace, name)
+    except KubeError as exc:
+        log.warning("could not read %s/%s to patch it: %s", namespace, name, exc)
+        return None
+    if current is None or (current.get("metadata") or {}).get("uid") != uid:
+        return None
+    return current
