@@ -267,8 +267,10 @@ class Sampler:
             text = op.metrics(timeout=2)
         except Exception:  # not started, stopped, or slow: this round does not know
             return None
-        (line,) = [ln for ln in text.splitlines() if ln.startswith("taskaction_sweep_leader ")]
-        return float(line.split()[1])
+        lines = [ln for ln in text.splitlines() if ln.startswith("taskaction_sweep_leader ")]
+        # A process starting or stopping can answer without the gauge: this round does not know
+        # (raising here ended the sampler, and every later wait read its last sample for ever).
+        return float(lines[0].split()[1]) if len(lines) == 1 else None
 
     def holder(self) -> str | None:
         from kubernetes.client.exceptions import ApiException
