@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from taskaction_operator.crd.names import API_VERSION, GROUP, PLURAL, VERSION
 from taskaction_operator.k8s.errors import Conflict, Invalid, KubeError, NotFound, translate
+from taskaction_operator.k8s.json_patch import finalizer_addition_ops, finalizer_removal_ops
 
 COMPONENT = "taskaction-operator"
 
@@ -146,8 +147,7 @@ class KubeOps:
             finalizers = list((obj or {}).get("metadata", {}).get("finalizers") or [])
             if obj is None or finalizer not in finalizers:
                 return False
-            path = f"/metadata/finalizers/{finalizers.index(finalizer)}"
-            ops = [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
+            ops = finalizer_removal_ops(finalizers, finalizer)
             try:
                 return await self.json_patch_taskaction(namespace, name, ops) is not None
             except Invalid:
@@ -166,20 +166,7 @@ class KubeOps:
             finalizers = obj["metadata"].get("finalizers")
             if finalizers and finalizer in finalizers:
                 return False
-            if finalizers:
-                ops = [
-                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-                    {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
-                ]
-            else:
-                ops = [
-                    {
-                        "op": "test",
-                        "path": "/metadata/resourceVersion",
-                        "value": obj["metadata"]["resourceVersion"],
-                    },
-                    {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
-                ]
+            ops = finalizer_addition_ops(finalizers, finalizer)
             try:
                 return await self.json_patch_taskaction(namespace, name, ops) is not None
             except Invalid:
@@ -295,7 +282,7 @@ class KubeOps:
                 return
             except Conflict:
                 pass
-            current = await self._read_mutating_webhook(name)
+            current = await self.get_mutating_webhook(name)
             if current is None:
                 continue
             replacement = {**body, "metadata": {**body["metadata"]}}
@@ -312,7 +299,7 @@ class KubeOps:
         """Delete the MutatingWebhookConfiguration ``name`` if its first webhook still carries
         ``if_ca_bundle`` (ours: another replica may have pointed it at itself since); uid and
         resourceVersion preconditions make it exactly the object read. False when left or gone."""
-        current = await self._read_mutating_webhook(name)
+        current = await self.get_mutating_webhook(name)
         if current is None:
             return False
         hooks = current.get("webhooks") or []
@@ -330,10 +317,6 @@ class KubeOps:
         return True
 
     async def get_mutating_webhook(self, name: str) -> dict[str, Any] | None:
-        """The MutatingWebhookConfiguration ``name`` (JSON), or None when it does not exist."""
-        return await self._read_mutating_webhook(name)
-
-    async def _read_mutating_webhook(self, name: str) -> dict[str, Any] | None:
         """The MutatingWebhookConfiguration as the API server sends it (JSON, not the client's
         models: caBundle stays the base64 text it is), or None."""
         self.reads += 1

@@ -10,6 +10,11 @@ from typing import Any
 
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL, is_recorded, owner_reference
 from taskaction_operator.crd.observe import Observation, phase_from_conditions
+from taskaction_operator.k8s.json_patch import (
+    finalizer_addition_ops,
+    finalizer_removal_ops,
+    finalizers_as_read,
+)
 from taskaction_operator.model import cr_name
 
 
@@ -70,19 +75,11 @@ class PatchPlan:
         finalizers = list(raw_finalizers or [])
         if self.remove_guard:
             if RECORD_GUARD_FINALIZER in finalizers:
-                path = f"/metadata/finalizers/{finalizers.index(RECORD_GUARD_FINALIZER)}"
-                ops += [
-                    {"op": "test", "path": path, "value": RECORD_GUARD_FINALIZER},
-                    {"op": "remove", "path": path},
-                ]
+                ops += finalizer_removal_ops(finalizers, RECORD_GUARD_FINALIZER)
             elif self.label_recorded:
-                ops.append(_test_list(raw_finalizers))
+                ops.append(finalizers_as_read(raw_finalizers))
         elif self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished_by_now(body):
-            ops.append(_test_list(raw_finalizers))
-            if raw_finalizers is not None:
-                ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": RECORD_GUARD_FINALIZER})
-            else:
-                ops.append({"op": "add", "path": "/metadata/finalizers", "value": [RECORD_GUARD_FINALIZER]})
+            ops += finalizer_addition_ops(raw_finalizers, RECORD_GUARD_FINALIZER)
         labels = meta.get("labels")
         if self.label_recorded and (labels or {}).get(RECORDED_LABEL) != "true":
             if labels:
@@ -99,15 +96,6 @@ class PatchPlan:
 
 #: The recorded label as a JSON pointer segment (RFC 6901: "~" → "~0", "/" → "~1").
 _LABEL_POINTER = RECORDED_LABEL.replace("~", "~0").replace("/", "~1")
-
-
-def _test_list(finalizers: Any) -> dict[str, Any]:
-    """A test that the finalizers are exactly as read (``null`` tests that the list is absent)."""
-    return {
-        "op": "test",
-        "path": "/metadata/finalizers",
-        "value": None if finalizers is None else list(finalizers),
-    }
 
 
 def _finished_by_now(body: Mapping[str, Any]) -> bool:
