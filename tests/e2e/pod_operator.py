@@ -51,6 +51,10 @@ SYSTEM_NAMESPACE = "taskaction-system"
 DB_SECRET = "taskaction-db"
 ACCOUNT = "taskaction-operator"
 LIVENESS_PORT, METRICS_PORT = 8080, 9090
+#: The webhook's port in the Pod (manifests/components/admission).
+WEBHOOK_PORT = 9443
+#: The webhook's ClusterRole and binding for the deployed ServiceAccount.
+ADMISSION_RBAC = Path(__file__).resolve().parents[2] / "manifests/components/admission/rbac.yaml"
 #: The API server as a Pod reaches it: the ``kubernetes`` Service (KUBERNETES_SERVICE_PORT).
 API_SERVICE_PORT = 443
 #: The label of the tests' operator Pods (hack/kind/e2e.sh deletes any left behind).
@@ -127,6 +131,12 @@ class PodOperator:
             "TASKACTION_SWEEP_INTERVAL": "2",
             **env,
         }
+        #: A webhook asked for (its listener on the host's loopback for a process) is served the way
+        #: manifests/components/admission serves it: on the Pod's IP, which the API server reaches.
+        self.webhook = "TASKACTION_WEBHOOK_LISTEN" in self.env
+        if self.webhook:
+            self.env["TASKACTION_WEBHOOK_LISTEN"] = f"0.0.0.0:{WEBHOOK_PORT}"
+            self.env["TASKACTION_WEBHOOK_HOST"] = "$(POD_IP)"
         self.env["TASKACTION_DATABASE_URL"] = in_cluster_dsn(
             self.env.get("TASKACTION_DATABASE_URL", dsn), dsn, self._cluster_dsn()
         )
@@ -144,22 +154,31 @@ class PodOperator:
 
     def objects(self) -> list[dict[str, Any]]:
         """The base's leader-election Role and RoleBinding moved into the watched namespace (the
-        binding's subject stays the deployed ServiceAccount), and the Pod."""
+        binding's subject stays the deployed ServiceAccount), with a webhook the admission
+        component's ClusterRole and binding, and the Pod."""
         from tests.e2e.test_manifests import _one
 
         deployment, docs = _base(self.kubeconfig)
-        lease_rbac = []
+        rbac = []
         for kind in ("Role", "RoleBinding"):
             doc = json.loads(json.dumps(_one(docs, kind, f"{ACCOUNT}-leader-election")))
             doc["metadata"]["namespace"] = self.watched
-            lease_rbac.append(doc)
+            rbac.append(doc)
         template = deployment["spec"]["template"]["spec"]
         (container,) = template["containers"]
+        ports = list(container.get("ports") or [])
+        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in self.env.items()]
+        if self.webhook:
+            rbac.extend(d for d in yaml.safe_load_all(ADMISSION_RBAC.read_text()) if d)
+            pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+            env.insert(0, pod_ip)  # before the $(POD_IP) that names it
+            ports.append({"name": "webhook", "containerPort": WEBHOOK_PORT, "protocol": "TCP"})
         container = {
             **container,
             "image": IMAGE,
             "imagePullPolicy": "Never",
-            "env": [{"name": k, "value": v} for k, v in self.env.items()],
+            "env": env,
+            "ports": ports,
             **({"args": self.args} if self.args else {}),
         }
         pod = {
@@ -177,7 +196,7 @@ class PodOperator:
                 "containers": [container],
             },
         }
-        return [*lease_rbac, pod]
+        return [*rbac, pod]
 
     # --- the Pod's state
 

@@ -1,11 +1,11 @@
 """The operator's own writes at an action's start: none for a TaskAction created with the record guard
 and its ownerReference, by our actions client or through the operator's admission webhook; the
 first-sight patch as the fallback when the webhook cannot answer. The real control plane, the real
-PostgreSQL, the operator as a process; its writes counted by its own metrics."""
+PostgreSQL, the operator as a process (on kind a Pod, its webhook served on the Pod's IP as
+manifests/components/admission serves it); its writes counted by its own metrics."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 from typing import Any
@@ -104,15 +104,6 @@ async def _create_until_admitted(kube: KubeOps, namespace: str, project: str) ->
     return found
 
 
-ON_KIND = os.environ.get("TASKACTION_KIND") == "1"
-
-
-@pytest.mark.skipif(
-    ON_KIND,
-    reason="on kind the test's operator is a Pod whose webhook listens on the Pod's loopback, which the "
-    "API server cannot reach; the in-cluster form (the Pod IP, manifests/components/admission) is not "
-    "wired into the test's Pod yet",
-)
 async def test_a_plain_create_arrives_with_the_guard_and_the_ownerreference_through_the_webhook(
     start_operator: Any, kube: KubeOps, kubectl: Kubectl, namespace: str, database_url: str
 ) -> None:
