@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -24,6 +25,27 @@ LIST_CHUNK = 500
 WORKER_IDLE_S = 2.0
 #: Seconds between start-up attempts while the database is unreachable: doubling from 1 up to this.
 STARTUP_RETRY_MAX_S = 30.0
+
+
+#: The cyclic collector's thresholds once started: a young generation of 10,000 net allocations
+#: instead of Python's 700 (see ``settle_heap``).
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def settle_heap() -> None:
+    """Once started: collect what start-up left, move every surviving object (modules, kopf's and
+    the clients' machinery: ~240,000 objects) into the permanent generation, and collect the young
+    generation less often.
+
+    Under load the cyclic collector took ~15 % of the operator's CPU (1,000 actions at full speed:
+    2.1 s of 14 s), most of it in full collections that walked every object of every imported module
+    (~190 ms each). Frozen, those objects are never walked again; with the larger first threshold the
+    per-event garbage of kopf (almost all freed by reference counting) triggers far fewer collections:
+    0.6 s in the same run (benchmarks/RESULTS.md, "Garbage collection"). Nothing frozen is ever freed,
+    which is what start-up objects are anyway; cyclic garbage made later is collected as before."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def startup_retry_delay(retry: int) -> float:
@@ -122,6 +144,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int =
         raise kopf.TemporaryError(
             f"database unavailable, will retry in {delay:.0f} s: {one_line(exc)}", delay=delay
         ) from None
+    settle_heap()
 
 
 @kopf.on.cleanup()
