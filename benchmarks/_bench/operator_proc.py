@@ -113,7 +113,9 @@ class BenchOperator(operator_process.OperatorProcess):
         return proc_sample(self.pid)
 
     def start_profile(self, out: Path, rate: int = 100) -> bool:
-        """Attach py-spy (raw collapsed stacks); False when py-spy is not installed."""
+        """Attach py-spy (raw collapsed stacks); False when py-spy is not installed. Only the thread
+        holding the GIL is sampled (``--gil``): the profile is where the process runs Python, not
+        where its threads wait (a thread blocked in a socket read counts as busy to py-spy)."""
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(exe).exists():
             return False
@@ -128,6 +130,7 @@ class BenchOperator(operator_process.OperatorProcess):
                 "--rate",
                 str(rate),
                 "--nonblocking",
+                "--gil",
                 "--format",
                 "raw",
                 "--output",
