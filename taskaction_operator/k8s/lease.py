@@ -19,6 +19,9 @@ from taskaction_operator.k8s.ops import KubeOps
 
 log = logging.getLogger(__name__)
 
+#: Reads and replaces a release tries when the Lease changed between them (409).
+RELEASE_ATTEMPTS = 3
+
 
 class LeaseElector:
     """Acquires and renews one Lease; ``is_leader`` says whether this replica holds it.
@@ -134,10 +137,22 @@ class LeaseElector:
         if not self.is_leader:
             return
         self._leader = False
-        try:
-            lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
-            if lease.spec is not None and lease.spec.holder_identity == self.identity:
+        # A renewal sent just before shutdown still lands (cancelling the elector's task does not
+        # stop its thread's call), changing the Lease between this read and this replace: the
+        # replace is then refused as stale (409), and read again.
+        for attempt in range(RELEASE_ATTEMPTS):
+            try:
+                lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
+                if lease.spec is None or lease.spec.holder_identity != self.identity:
+                    return
                 lease.spec.holder_identity = None
                 await self._call(self._api.replace_namespaced_lease, self.name, self.namespace, lease)
-        except (ApiException, TimeoutError) as exc:
-            log.warning("could not release the sweep Lease: %s", exc)
+                return
+            except ApiException as exc:
+                if exc.status == 409 and attempt + 1 < RELEASE_ATTEMPTS:
+                    continue
+                log.warning("could not release the sweep Lease: %s %s", exc.status, exc.reason)
+                return
+            except TimeoutError:
+                log.warning("could not release the sweep Lease: no answer within %.0f s", self.duration / 3)
+                return

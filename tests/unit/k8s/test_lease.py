@@ -92,3 +92,62 @@ async def test_a_leader_giving_the_lease_up_stops_leading_before_the_lease_is_fr
     await elector.release()
     assert leading_at_release == [False]
     assert api.lease is not None and api.lease.spec is not None and api.lease.spec.holder_identity is None
+
+
+class VersionedCoordination(Coordination):
+    """The Lease with a resourceVersion, checked on replace as the API server does (409 on a stale one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = 0
+        self.conflicts = 0
+
+    def read_namespaced_lease(self, name: str, namespace: str, **kw: Any) -> client.V1Lease:
+        return _copy(super().read_namespaced_lease(name, namespace, **kw))
+
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease, **kw: Any) -> client.V1Lease:
+        self.version += 1
+        body.metadata.resource_version = str(self.version)
+        return super().create_namespaced_lease(namespace, _copy(body), **kw)
+
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: client.V1Lease, **kw: Any
+    ) -> client.V1Lease:
+        assert self.lease is not None
+        if body.metadata.resource_version != self.lease.metadata.resource_version:
+            self.conflicts += 1
+            raise client.exceptions.ApiException(status=409, reason="Conflict")
+        self.version += 1
+        stored = _copy(body)
+        stored.metadata.resource_version = str(self.version)
+        return super().replace_namespaced_lease(name, namespace, stored, **kw)
+
+
+def _copy(lease: client.V1Lease) -> client.V1Lease:
+    import copy
+
+    return copy.deepcopy(lease)
+
+
+async def test_a_release_racing_the_last_renewal_still_frees_the_lease() -> None:
+    """On shutdown the elector's task is cancelled, but a renewal already sent from its thread still
+    lands: it can change the Lease between the release's read and its replace. The release is then
+    refused (409) and must read again, or the next replica waits a whole lease duration."""
+    api = VersionedCoordination()
+    elector = LeaseElector(Kube(api), namespace="ns", name="sweep", identity="me", duration=3)  # type: ignore[arg-type]
+    assert await elector.try_acquire_or_renew() and elector.is_leader
+    read = api.read_namespaced_lease
+    raced: list[bool] = []
+
+    def read_then_renewal_lands(name: str, namespace: str, **kw: Any) -> client.V1Lease:
+        lease = read(name, namespace, **kw)
+        if not raced:  # the in-flight renewal, written just after the release's read
+            raced.append(True)
+            renewal = read(name, namespace)
+            api.replace_namespaced_lease(name, namespace, renewal)
+        return lease
+
+    api.read_namespaced_lease = read_then_renewal_lands  # type: ignore[method-assign]
+    await elector.release()
+    assert api.conflicts == 1, "the race happened"
+    assert api.lease is not None and api.lease.spec is not None and api.lease.spec.holder_identity is None
