@@ -7,6 +7,10 @@ With ``BENCH_MEMDIAG=DIR`` (the memory phase's ``--memory-diag``), SIGUSR1 write
 under DIR: live objects by type (``gc``), ``sys._debugmallocstats()`` and glibc's ``malloc_stats()``
 (both print to fd 2, captured), ``smaps_rollup``, and a tracemalloc snapshot when tracing is on
 (``PYTHONTRACEMALLOC``); then an empty ``done`` file.
+
+``BENCH_KOPF_SETTINGS="queueing.worker_limit=500;…"`` (for trying kopf settings in the memory phase's
+variants) sets those kopf settings at start-up, before the operator's own start-up handler (which
+does not set them).
 """
 
 from __future__ import annotations
@@ -103,12 +107,31 @@ def _install_memdiag(out: Path) -> None:
     signal.signal(signal.SIGUSR1, handler)
 
 
+def _install_kopf_settings(spec: str) -> None:
+    import ast
+
+    import kopf
+
+    pairs = [item.split("=", 1) for item in spec.split(";") if item.strip()]
+
+    @kopf.on.startup(id="bench-kopf-settings")
+    async def _apply(settings: kopf.OperatorSettings, **_: Any) -> None:
+        for path, value in pairs:
+            *parents, leaf = path.strip().split(".")
+            target: Any = settings
+            for part in parents:
+                target = getattr(target, part)
+            setattr(target, leaf, ast.literal_eval(value.strip()))
+
+
 if __name__ == "__main__":
     try:
         settings = Settings.from_env()
     except ConfigurationError as exc:
         print(f"launch_operator: {exc}", file=sys.stderr)
         sys.exit(2)
+    if os.environ.get("BENCH_KOPF_SETTINGS"):
+        _install_kopf_settings(os.environ["BENCH_KOPF_SETTINGS"])
     if os.environ.get("BENCH_MEMDIAG"):
         _install_memdiag(Path(os.environ["BENCH_MEMDIAG"]))
     run_operator(settings)
