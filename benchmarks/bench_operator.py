@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if report:
             write_json(report, Path(args.out))
-    print_table(report)
+    if not args.memory_only:
+        print_table(report)
     print_memory(report)
     print(f"\nJSON: {args.out}")
     return 0
