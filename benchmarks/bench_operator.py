@@ -136,8 +136,8 @@ async def first_size_phases(ctx: Ctx, size: int, runs: list[list[Node]], report:
 
 def _variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, assigns = text.partition(":")
-    env = dict(a.split("=", 1) for a in assigns.split(",") if a)
-    if not name or not env:
+    env = {k: v for k, v in (a.split("=", 1) for a in assigns.split(",") if a) if k != "X"}
+    if not name or not assigns:
         raise argparse.ArgumentTypeError(f"{text!r}: NAME:K=V[,K=V]")
     return name, env
 
@@ -207,6 +207,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="NAME:K=V[,K=V]",
         help="a fresh operator with these environment variables over the same live actions (repeatable)",
+    )
+    ap.add_argument(
+        "--memory-first-variant",
+        dest="memory_first_variants",
+        action="append",
+        type=_variant,
+        default=[],
+        metavar="NAME:K=V[,K=V]",
+        help="after the rest: N created again in a namespace of its own, a first sight with these "
+        "environment variables (repeatable; 'base:X=' for none)",
     )
     ap.add_argument(
         "--memory-diag",

@@ -198,6 +198,8 @@ def _child_main() -> None:
             send("log", record)
 
     dsn, revision, level = pickle.loads(sys.stdin.buffer.read())
+    import alembic.command  # noqa: F401 - its import-time records (plugin set-up) were never logged
+
     root = logging.getLogger()
     root.handlers[:] = [_Forward()]
     root.setLevel(level)

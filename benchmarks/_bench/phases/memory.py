@@ -278,7 +278,32 @@ async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         log(f"  cleaning up {ns}")
         await strip_finalizers(ctx.api, ns, runs, ctx.args.concurrency)
         res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns, timeout=max(300.0, size / 20)), 1)
+    firsts: list[tuple[str, dict[str, str]]] = ctx.args.memory_first_variants
+    if firsts:
+        res["first_variants"] = []
+        idle_rss = (res.get("idle") or {}).get("live_rss_mb")
+        for i, (name, env) in enumerate(firsts):
+            m = await first_sight(ctx, size, f"{label}-f{i}", name, env)
+            m["live_kb_per_object"] = per_object_kb(m.get("live_rss_mb"), idle_rss, size)
+            m["peak_kb_per_object"] = per_object_kb(m.get("peak_rss_mb"), idle_rss, size)
+            res["first_variants"].append(m)
     return res
+
+
+async def first_sight(ctx: Ctx, size: int, label: str, name: str, env: dict[str, str]) -> dict[str, Any]:
+    """One more first sight, in a namespace of its own (N created again): a ``--memory-first-variant``
+    (``base``: the operator as it is, for the comparison in the same conditions)."""
+    ns = f"bench-{ctx.stamp}-{label}"
+    runs = workload(size, ctx.args.run_size)
+    await ctx.kube.ensure_namespace(ns)
+    try:
+        pop = await populate(ctx.api, ns, ns, runs, ctx.args.concurrency)
+        m = await measure(ctx, ns, ns, f"first-{name}", size, expect_rows=3 * size, env=env)
+        m["variant"], m["populate"] = name, pop
+        return m
+    finally:
+        await strip_finalizers(ctx.api, ns, runs, ctx.args.concurrency)
+        await cleanup_namespace(ctx.kube, ns, timeout=max(300.0, size / 20))
 
 
 def print_memory(report: dict[str, Any]) -> None:
@@ -289,7 +314,7 @@ def print_memory(report: dict[str, Any]) -> None:
     for size_s, p in mem.items():
         idle = p.get("idle") or {}
         print(f"  {size_s:>6} idle  rss {idle.get('live_rss_mb')}  peak {idle.get('peak_rss_mb')}")
-        for m in p.get("runs") or []:
+        for m in [*(p.get("runs") or []), *(p.get("first_variants") or [])]:
             print(
                 f"  {size_s:>6} {m['tag']:<24} rss {m.get('live_rss_mb')}  peak {m.get('peak_rss_mb')}  "
                 f"anon {(m.get('smaps_rollup_mb') or {}).get('Anonymous')}  "
