@@ -22,6 +22,14 @@ a project of its own (``bench-<stamp>-<phase>``):
 
 ``--rate-only`` runs the ceiling and rate phases alone (for iterating on lag and memory).
 
+``memory`` (after the sizes, at each of ``--memory-sizes``, default 10,000; ``--memory-only`` runs it
+alone): N TaskActions created at RUNNING with no operator running, then fresh operators over them, one
+at a time: idle (before they exist), first sight (lists, records and patches all N: the peak case),
+restart (the same N, recorded), and one per ``--memory-variant NAME:K=V[,K=V]`` (settings as
+environment variables; the restart baseline again after each): VmRSS when quiet, VmHWM, smaps_rollup,
+and KB per live object over the idle process. ``--memory-diag stats|tracemalloc`` has the launcher
+write gc/allocator diagnostics (``benchmarks/_bench/launch_operator.py``).
+
 The generator creates TaskActions as Flyte's executor creates children: a plain create, with neither
 the record guard nor an ownerReference. So each operator phase runs the operator with its admission
 webhook on (``TASKACTION_WEBHOOK_LISTEN`` on a free port of 127.0.0.1), the path a Flyte cluster's
@@ -50,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench import bare_db
 from _bench.harness import LOCAL, Ctx, log
-from _bench.phases import abort_phase, ceiling_phase, restart_phase, run_phase
+from _bench.phases import abort_phase, ceiling_phase, memory_phase, restart_phase, run_phase
+from _bench.phases.memory import print_memory
 from _bench.rawapi import RawApi
 from _bench.report import print_table, report_finish, report_start, write_json
 from _bench.workload import Node, workload
@@ -69,7 +78,7 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
     api = RawApi(kube.api_client.configuration, args.concurrency)
     ctx = Ctx(kubeconfig, dsn, stamp, args, kube, out_dir, api)
     report.update(report_start(args, out_dir))
-    sizes = [int(x) for x in args.actions.split(",") if x.strip()]
+    sizes = [] if args.memory_only else [int(x) for x in args.actions.split(",") if x.strip()]
     await api.__aenter__()
     try:
         for i, size in enumerate(sizes):
@@ -82,6 +91,11 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
             await size_phases(ctx, size, runs, entry)
             if i == 0 and not args.rate_only:
                 await first_size_phases(ctx, size, runs, report)
+        for size in [] if args.rate_only else [int(x) for x in args.memory_sizes.split(",") if x.strip()]:
+            if ctx.over_budget() and not args.memory_only:
+                ctx.notes.append(f"memory {size} skipped: time budget of {args.budget_s:.0f} s used up")
+                continue
+            report.setdefault("memory", {})[str(size)] = await memory_phase(ctx, size)
     finally:
         await api.__aexit__(None, None, None)
         kube.close()
@@ -118,6 +132,14 @@ async def first_size_phases(ctx: Ctx, size: int, runs: list[list[Node]], report:
     if not args.no_profile:
         prof_runs = workload(args.profile_size or size, args.run_size)
         report["profile"] = await run_phase(ctx, "profile", prof_runs, rate=None, profile=True)
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, assigns = text.partition(":")
+    env = {k: v for k, v in (a.split("=", 1) for a in assigns.split(",") if a) if k != "X"}
+    if not name or not assigns:
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME:K=V[,K=V]")
+    return name, env
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -171,12 +193,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds the generator may take per phase (default: 3x the offered rate's time + 60, "
         "or 120 at full speed); raise it on a loaded machine",
     )
+    ap.add_argument(
+        "--memory-sizes",
+        default="10000",
+        help="sizes of the memory phase over live actions, comma-separated ('' to skip; default 10000)",
+    )
+    ap.add_argument("--memory-only", action="store_true", help="only the memory phase")
+    ap.add_argument(
+        "--memory-variant",
+        dest="memory_variants",
+        action="append",
+        type=_variant,
+        default=[],
+        metavar="NAME:K=V[,K=V]",
+        help="a fresh operator with these environment variables over the same live actions (repeatable)",
+    )
+    ap.add_argument(
+        "--memory-first-variant",
+        dest="memory_first_variants",
+        action="append",
+        type=_variant,
+        default=[],
+        metavar="NAME:K=V[,K=V]",
+        help="after the rest: N created again in a namespace of its own, a first sight with these "
+        "environment variables (repeatable; 'base:X=' for none)",
+    )
+    ap.add_argument(
+        "--memory-diag",
+        choices=("", "stats", "tracemalloc"),
+        default="",
+        help="memory diagnostics from the idle, first and restart operators (tracemalloc: two more runs)",
+    )
     ap.add_argument("--budget-s", type=float, default=5400.0, help="skip sizes that start after this many s")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 actions, runs of 20, abort of 200")
     ap.add_argument("--out", default=str(LOCAL / "bench" / "latest.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.actions, args.run_size, args.abort_size = "200", 20, 200
+        args.memory_sizes = "200" if args.memory_sizes == "10000" else args.memory_sizes
     return args
 
 
@@ -188,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if report:
             write_json(report, Path(args.out))
-    print_table(report)
+    if not args.memory_only:
+        print_table(report)
+    print_memory(report)
     print(f"\nJSON: {args.out}")
     return 0
 

@@ -58,10 +58,22 @@ class Ctx:
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
 
-    def operator(self, ns: str, *, guard: bool = True, webhook: bool = False, tag: str = "") -> BenchOperator:
+    def operator(
+        self,
+        ns: str,
+        *,
+        guard: bool = True,
+        webhook: bool = False,
+        tag: str = "",
+        env: dict[str, str] | None = None,
+    ) -> BenchOperator:
         """The operator under test for namespace ``ns`` (not started), logging under the artifacts;
-        ``webhook``: serving the admission webhook on a free port of 127.0.0.1."""
-        env = {"TASKACTION_WEBHOOK_LISTEN": f"127.0.0.1:{free_port()}"} if webhook else {}
+        ``webhook``: serving the admission webhook on a free port of 127.0.0.1; ``env``: more of its
+        environment."""
+        env = {
+            **({"TASKACTION_WEBHOOK_LISTEN": f"127.0.0.1:{free_port()}"} if webhook else {}),
+            **(env or {}),
+        }
         return BenchOperator(
             namespace=ns,
             dsn=self.dsn,

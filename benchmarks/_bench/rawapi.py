@@ -38,7 +38,8 @@ def _ssl_context(cfg: client.Configuration) -> ssl.SSLContext | bool:
 
 
 class RawApi:
-    """``create`` and ``patch_status`` of TaskActions; use as ``async with RawApi(cfg, n) as api``."""
+    """``create``, ``patch`` and ``patch_status`` of TaskActions;
+    use as ``async with RawApi(cfg, n) as api``."""
 
     def __init__(self, cfg: client.Configuration, connections: int) -> None:
         self.base = cfg.host.rstrip("/")
@@ -84,6 +85,9 @@ class RawApi:
 
     async def create(self, namespace: str, body: dict[str, Any]) -> None:
         await self._send("POST", self._path(namespace), body, "application/json")
+
+    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._send("PATCH", self._path(namespace, name), patch, "application/merge-patch+json")
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self._send(

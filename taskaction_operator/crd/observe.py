@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RUN_SOURCE_ANNOTATION, is_recorded
 from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, ActionPhase, ActionType, RunSource
@@ -96,8 +97,24 @@ class PhaseEvent:
 
     @property
     def key(self) -> tuple[int, int, int]:
-        """The event's identity within its action: (attempt, phase, version); version is always 0."""
-        return (self.attempt, int(self.phase), 0)
+        """The event's identity within its action: (attempt, phase, version); version is always 0.
+        One tuple per distinct key (:func:`shared`): the reconciler keeps every object's keys."""
+        return shared((self.attempt, int(self.phase), 0))
+
+
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 4096
+_K = TypeVar("_K", bound=tuple[int, ...])
+
+
+def shared(key: _K) -> _K:
+    """One tuple object for equal small keys (a handful of distinct ones: attempts and phases), so that
+    what is kept per live object refers to them instead of holding copies; bounded."""
+    if len(_SHARED) >= _SHARED_MAX:
+        found: _K = _SHARED.get(key, key)
+        return found
+    kept: _K = _SHARED.setdefault(key, key)
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +175,14 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
     missing = [k for k in ("project", "domain", "runName", "actionName") if not spec.get(k)]
     if missing:
         raise InvalidTaskAction(f"spec lacks {', '.join(missing)}")
-    action_id = ActionId.of(spec["project"], spec["domain"], spec["runName"], spec["actionName"])
+    # The strings many objects share (one namespace, project and domain for all of them, a run for
+    # each of its actions) as one object each: the reconciler and the index keep them per live object.
+    action_id = ActionId.of(
+        sys.intern(str(spec["project"])),
+        sys.intern(str(spec["domain"])),
+        sys.intern(str(spec["runName"])),
+        spec["actionName"],
+    )
     parent = spec.get("parentActionName") or None
     if action_id.name == ROOT_ACTION_NAME:
         parent = None
@@ -179,7 +203,7 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
     attempts = _int(status.get("attempts"))
     return Observation(
         action_id=action_id,
-        namespace=str(meta.get("namespace") or ""),
+        namespace=sys.intern(str(meta.get("namespace") or "")),
         name=str(meta.get("name") or ""),
         uid=str(meta.get("uid") or ""),
         parent=parent,

@@ -11,29 +11,38 @@ finds the tables in place.
 DELIBERATE DIFFERENCE from upstream: upstream records applied files in ``schema_migrations``; we use
 Alembic with its own version table, ``taskaction_schema_version``, so we never collide with upstream's
 bookkeeping or another Alembic user of the same database.
+
+Alembic is imported only where it is used: the operator migrates in a child process
+(:func:`upgrade_async`), so its modules never stay resident in the long-lived one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import pickle
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
-from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from taskaction_operator.repo.dsn import TEXT_AS_STR, to_sqlalchemy_url
-from taskaction_operator.repo.errors import TemporaryRepoError, classify_db_error
+from taskaction_operator.repo.errors import (
+    PermanentRepoError,
+    RepoError,
+    TemporaryRepoError,
+    classify_db_error,
+)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +80,15 @@ class Upgraded:
 
 def head_revision() -> str:
     """The schema revision this code expects (the newest packaged migration)."""
+    from alembic.script import ScriptDirectory
+
     return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
 
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the packaged migrations; no ini file involved."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_SCRIPTS))
     cfg.set_main_option("version_table", VERSION_TABLE)
@@ -91,6 +104,8 @@ def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIME
     as it is, with a warning, so the operator starts against it instead of failing on every start.
     Failures are raised as classified repository errors.
     """
+    from alembic import command
+    from alembic.script import ScriptDirectory
 
     def apply(cfg: Config) -> Upgraded:
         current = _current_revision(cfg)
@@ -115,20 +130,101 @@ def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = LOCK_TIME
 
 def downgrade(dsn: str, revision: str) -> None:
     """Take the schema at ``dsn`` back to ``revision`` (``"base"`` drops our tables). For tests and ops."""
+    from alembic import command
+
     _run(dsn, lambda cfg: command.downgrade(cfg, revision))
 
 
 async def upgrade_async(dsn: str, revision: str = "head") -> Upgraded:
-    """:func:`upgrade` in a worker thread, so the event loop keeps running meanwhile."""
-    return await asyncio.to_thread(upgrade, dsn, revision)
+    """:func:`upgrade` in a child process (a fresh interpreter), so the event loop keeps running
+    meanwhile and neither Alembic nor the migration scripts are ever imported into this process (their
+    modules, ~11 MB, would stay resident for the operator's life). Its result and its errors (the
+    classified repository errors) come back as :func:`upgrade`'s own, and its log records go to this
+    process's loggers of the same names. The DSN is handed over on the child's stdin, never in argv."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from taskaction_operator.repo.migrate import _child_main; _child_main()",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    level = logging.getLogger().getEffectiveLevel()
+    proc.stdin.write(pickle.dumps((dsn, revision, level)))
+    proc.stdin.close()
+    outcome: tuple[str, Any] | None = None
+    try:
+        while True:
+            try:
+                size = int.from_bytes(await proc.stdout.readexactly(4), "big")
+            except asyncio.IncompleteReadError:
+                break
+            kind, payload = pickle.loads(await proc.stdout.readexactly(size))
+            if kind == "log":
+                logging.getLogger(payload.name).handle(payload)
+            else:
+                outcome = (kind, payload)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # cancelled (the operator stops): the child's connection goes with it
+        await proc.wait()
+    if outcome is None:
+        raise PermanentRepoError(f"the migration process exited with {proc.returncode} and no result")
+    if outcome[0] == "error":
+        raise outcome[1]
+    result: Upgraded = outcome[1]
+    return result
+
+
+def _child_main() -> None:
+    """The child of :func:`upgrade_async`: (dsn, revision, log level) on stdin; log records, then the
+    result or the error, as length-prefixed pickles on stdout."""
+    out = sys.stdout.buffer
+    lock = threading.Lock()
+
+    def send(kind: str, payload: Any) -> None:
+        data = pickle.dumps((kind, payload))
+        with lock:
+            out.write(len(data).to_bytes(4, "big") + data)
+            out.flush()
+
+    class _Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            record.msg, record.args = record.getMessage(), None
+            if record.exc_info:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+                record.exc_info = None
+            send("log", record)
+
+    dsn, revision, level = pickle.loads(sys.stdin.buffer.read())
+    import alembic.command  # noqa: F401 - its import-time records (plugin set-up) were never logged
+
+    root = logging.getLogger()
+    root.handlers[:] = [_Forward()]
+    root.setLevel(level)
+    try:
+        result = upgrade(dsn, revision)
+    except RepoError as exc:
+        send("error", exc)
+    except Exception as exc:  # any failure is the parent's to raise
+        send("error", PermanentRepoError(f"{type(exc).__name__}: {exc}"))
+    else:
+        send("result", result)
 
 
 def _current_revision(cfg: Config) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     conn = cfg.attributes["connection"]
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def _known(cfg: Config, revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import ResolutionError
+    from alembic.util.exc import CommandError
+
     try:
         return ScriptDirectory.from_config(cfg).get_revision(revision) is not None
     except (ResolutionError, CommandError):

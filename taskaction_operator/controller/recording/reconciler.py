@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from taskaction_operator.controller.recording.adopter import OrphanAdopter
 from taskaction_operator.controller.recording.index import ActionIndex
@@ -24,7 +24,7 @@ from taskaction_operator.controller.recording.patch_plan import PatchPlan, plan_
 from taskaction_operator.controller.recording.recorder import Recorder, Work
 from taskaction_operator.controller.recording.rows import action_row, event_row, signalled_run_info
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
-from taskaction_operator.crd.observe import Observation, observe
+from taskaction_operator.crd.observe import Observation, observe, shared
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, ActionPhase, cr_name
 from taskaction_operator.repo import Action, ActionEvent, PhaseUpdate
@@ -45,7 +45,8 @@ class _ObjectState:
     identity: tuple[ActionId, str | None] | None = None
     identity_warned: bool = False
     created: bool = False
-    events: set[tuple[int, int, int]] = field(default_factory=set)
+    #: The event keys committed (a tuple: a few keys each, kept for every live object).
+    events: tuple[tuple[int, int, int], ...] = ()
     last_update: tuple[int, int, int] | None = None
     promoted: bool = False
     parent_problem: str | None = None
@@ -119,7 +120,7 @@ class ActionReconciler:
         if committed:
             state.identity = (obs.action_id, obs.parent)
             state.created = True
-            state.events |= event_keys
+            state.events += tuple(k for k in event_keys if k not in state.events)
             if update_key is not None:
                 state.last_update = update_key
             state.promoted = state.promoted or promote
@@ -243,7 +244,7 @@ class ActionReconciler:
 
     def _work(
         self, obs: Observation, state: _ObjectState
-    ) -> tuple[RowWork, bool, set[EventKey], EventKey | None]:
+    ) -> tuple[RowWork, bool, tuple[EventKey, ...], EventKey | None]:
         work: RowWork = Work()
         if not state.created:
             work.actions.append(action_row(obs))
@@ -265,7 +266,7 @@ class ActionReconciler:
         update_key = None
         if obs.phase is not ActionPhase.UNSPECIFIED:
             attempts = max(obs.attempts, 1)
-            update_key = (int(obs.phase), attempts, obs.cache_status)
+            update_key = shared((int(obs.phase), attempts, obs.cache_status))
             if update_key != state.last_update:
                 work.updates.append(
                     PhaseUpdate(
@@ -278,7 +279,7 @@ class ActionReconciler:
                         detailed_info=signalled_run_info(obs),
                     )
                 )
-        return work, promote, {ev.key for ev in new_events}, update_key
+        return work, promote, tuple(dict.fromkeys(ev.key for ev in new_events)), update_key
 
     async def _parent_uid(
         self, obs: Observation, state: _ObjectState, warnings: list[Warning_]

@@ -235,3 +235,46 @@ def test_waiting_for_the_migration_lock_has_a_deadline(scratch_dsn: str) -> None
         with pytest.raises(TemporaryRepoError, match="migration lock"):
             upgrade(scratch_dsn, lock_timeout=1.0)
         assert time.monotonic() - started < 10
+
+
+_CHILD_CHECK = """
+import asyncio, json, logging, sys
+from taskaction_operator.controller import handlers, lifecycle, runtime  # the operator's imports
+from taskaction_operator.repo import TemporaryRepoError, upgrade_async
+
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.name, record.levelname, record.getMessage()))
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+done = asyncio.run(upgrade_async(sys.argv[1]))
+try:
+    asyncio.run(upgrade_async("postgresql://nobody@127.0.0.1:1/none"))
+    error = None
+except TemporaryRepoError as exc:
+    error = str(exc)
+print(json.dumps({"after": done.after, "applied": list(done.applied), "error": error,
+                  "alembic": sorted(m for m in sys.modules if m.split(".")[0] == "alembic"),
+                  "records": records}))
+"""
+
+
+def test_the_operator_migrates_in_a_child_process(scratch_dsn: str) -> None:
+    """upgrade_async runs the migration in a child process: the schema is migrated, the calling process
+    never imports Alembic (it would stay resident), the child's log records reach the caller's loggers,
+    and an unreachable database is the same TemporaryRepoError as in-process."""
+    import subprocess
+    import sys
+
+    downgrade(scratch_dsn, "base")
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD_CHECK, scratch_dsn], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["alembic"] == []
+    assert got["applied"] and got["after"] == got["applied"][-1]
+    assert _columns(scratch_dsn, "actions") == ACTIONS
+    assert any(name.startswith("alembic") and "Running upgrade" in msg for name, _, msg in got["records"])
+    assert got["error"] and "Connection refused" in got["error"]
