@@ -150,6 +150,16 @@ async def wait_recorded(poller: dbwatch.CountPoller, expect: int, timeout: float
     return None
 
 
+async def recorded_rows(dsn: str, project: str, expect: int, timeout: float) -> float | None:
+    """:func:`wait_recorded` with a poller of its own over ``project``'s rows."""
+    poller = dbwatch.CountPoller(dsn, project)
+    poller.start()
+    try:
+        return await wait_recorded(poller, expect, timeout)
+    finally:
+        poller.stop()
+
+
 async def quiesce(op: BenchOperator, timeout: float = 30) -> bool:
     """Until the operator's events, writes and queue stop moving for ~1.5 s (bounded)."""
     deadline = time.monotonic() + timeout
@@ -228,3 +238,12 @@ def finish_watcher(proc: Any, out: Path, wait: float) -> dict[str, Any]:
         return {"error": f"no output (exit {proc.returncode})"}
     result: dict[str, Any] = json.loads(out.read_text())
     return result
+
+
+async def open_phase(ctx: Ctx, label: str, size: int, what: str) -> tuple[str, dict[str, Any]]:
+    """Phase ``label`` begun: its line logged, its namespace ``bench-<stamp>-<label>`` created (its
+    rows go under a project of that name) and its result started."""
+    ns = f"bench-{ctx.stamp}-{label}"
+    log(f"phase {label}: {what}")
+    await ctx.kube.ensure_namespace(ns)
+    return ns, {"phase": label, "namespace": ns, "project": ns, "actions": size}

@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _bench import dbwatch
-from _bench.harness import Ctx, cleanup_namespace, log, quiesce, r, wait_recorded
+from _bench.harness import Ctx, cleanup_namespace, log, open_phase, quiesce, r, recorded_rows
 from _bench.operator_proc import BenchOperator, metric_sum
 from _bench.rawapi import RawApi
 from _bench.workload import Node, body, workload
@@ -164,12 +163,7 @@ async def measure(
                 break
             await asyncio.sleep(0.25)
         if expect_rows:
-            poller = dbwatch.CountPoller(ctx.dsn, project)
-            poller.start()
-            try:
-                rec = await wait_recorded(poller, expect_rows, max(120.0, size / 20))
-            finally:
-                poller.stop()
+            rec = await recorded_rows(ctx.dsn, project, expect_rows, max(120.0, size / 20))
             res["recorded"] = rec is not None
         if expect_writes:
             # First sight: every object patched (guard, ownerReference) long after its rows exist,
@@ -236,13 +230,10 @@ def per_object_kb(value: float | None, idle: float | None, size: int) -> float |
 
 
 async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
-    label = f"n{size}-memory"
-    ns = f"bench-{ctx.stamp}-{label}"
+    what = f"{size} actions created at RUNNING without an operator, then fresh operators"
+    ns, res = await open_phase(ctx, f"n{size}-memory", size, what)
     project = ns
     runs = workload(size, ctx.args.run_size)
-    log(f"phase {label}: {size} actions created at RUNNING without an operator, then fresh operators")
-    res: dict[str, Any] = {"phase": label, "namespace": ns, "project": project, "actions": size}
-    await ctx.kube.ensure_namespace(ns)
     variants: list[tuple[str, dict[str, str]]] = ctx.args.memory_variants
     diag: str = ctx.args.memory_diag
     stats = "stats" if diag else ""
@@ -295,7 +286,7 @@ async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         res["first_variants"] = []
         idle_rss = (res.get("idle") or {}).get("live_rss_mb")
         for i, (name, env) in enumerate(firsts):
-            m = await first_sight(ctx, size, f"{label}-f{i}", name, env)
+            m = await first_sight(ctx, size, f"{res['phase']}-f{i}", name, env)
             m["live_kb_per_object"] = per_object_kb(m.get("live_rss_mb"), idle_rss, size)
             m["peak_kb_per_object"] = per_object_kb(m.get("peak_rss_mb"), idle_rss, size)
             res["first_variants"].append(m)

@@ -9,7 +9,7 @@ from typing import Any
 
 from _bench import dbwatch
 from _bench.generator import LoadGenerator
-from _bench.harness import Ctx, cleanup_namespace, log, quiesce, r, wait_recorded
+from _bench.harness import Ctx, cleanup_namespace, open_phase, quiesce, r, recorded_rows
 from _bench.operator_proc import metric_sum
 from _bench.workload import workload
 
@@ -18,13 +18,10 @@ async def restart_phase(ctx: Ctx, size: int) -> dict[str, Any]:
     """N actions driven to RUNNING (nothing finished, so nothing is filtered out of the watch), the
     operator that recorded them stopped, a fresh one started: how long it takes to list and re-check
     all N, at what peak RSS and CPU, and that the records did not change."""
-    label = f"n{size}-restart"
-    ns = f"bench-{ctx.stamp}-{label}"
+    what = f"{size} actions driven to RUNNING, then a fresh operator over them"
+    ns, res = await open_phase(ctx, f"n{size}-restart", size, what)
     project = ns
     runs = workload(size, ctx.args.run_size)
-    log(f"phase {label}: {size} actions driven to RUNNING, then a fresh operator over them")
-    res: dict[str, Any] = {"phase": label, "namespace": ns, "project": project, "actions": size}
-    await ctx.kube.ensure_namespace(ns)
 
     first, second = ctx.operator(ns, tag="first"), ctx.operator(ns, tag="second")
     try:
@@ -34,12 +31,7 @@ async def restart_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         )
         planned = gen.transitions_planned
         gstats = await gen.run(max(300.0, planned / 20))
-        poller = dbwatch.CountPoller(ctx.dsn, project)
-        poller.start()
-        try:
-            recorded = await wait_recorded(poller, planned, max(120.0, planned / 40))
-        finally:
-            poller.stop()
+        recorded = await recorded_rows(ctx.dsn, project, planned, max(120.0, planned / 40))
         await quiesce(first)
         await asyncio.to_thread(first.stop)
         before = await asyncio.to_thread(dbwatch.event_rows, ctx.dsn, project)
