@@ -91,7 +91,8 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
             await size_phases(ctx, size, runs, entry)
             if i == 0 and not args.rate_only:
                 await first_size_phases(ctx, size, runs, report)
-        for size in [] if args.rate_only else [int(x) for x in args.memory_sizes.split(",") if x.strip()]:
+        memory_sizes = [n for n in (int(x) for x in args.memory_sizes.split(",") if x.strip()) if n > 0]
+        for size in [] if args.rate_only else memory_sizes:
             if ctx.over_budget() and not args.memory_only:
                 ctx.notes.append(f"memory {size} skipped: time budget of {args.budget_s:.0f} s used up")
                 continue
@@ -196,7 +197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--memory-sizes",
         default="10000",
-        help="sizes of the memory phase over live actions, comma-separated ('' to skip; default 10000)",
+        help="sizes of the memory phase over live actions, comma-separated ('' or 0 to skip; default 10000)",
     )
     ap.add_argument("--memory-only", action="store_true", help="only the memory phase")
     ap.add_argument(
