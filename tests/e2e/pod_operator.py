@@ -51,10 +51,9 @@ SYSTEM_NAMESPACE = "taskaction-system"
 DB_SECRET = "taskaction-db"
 ACCOUNT = "taskaction-operator"
 LIVENESS_PORT, METRICS_PORT = 8080, 9090
-#: The webhook's port in the Pod (manifests/components/admission).
-WEBHOOK_PORT = 9443
-#: The webhook's ClusterRole and binding for the deployed ServiceAccount.
-ADMISSION_RBAC = Path(__file__).resolve().parents[2] / "manifests/components/admission/rbac.yaml"
+#: The admission component: its container patch (the webhook's listener, URL host and port) and its
+#: ClusterRole and binding for the deployed ServiceAccount.
+ADMISSION = Path(__file__).resolve().parents[2] / "manifests/components/admission"
 #: The API server as a Pod reaches it: the ``kubernetes`` Service (KUBERNETES_SERVICE_PORT).
 API_SERVICE_PORT = 443
 #: The label of the tests' operator Pods (hack/kind/e2e.sh deletes any left behind).
@@ -69,6 +68,13 @@ def _base(kubeconfig: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
     docs = render(Kubectl(kubeconfig), "manifests/base")
     return _one(docs, "Deployment", ACCOUNT), docs
+
+
+@functools.cache
+def _admission_patch() -> dict[str, Any]:
+    """The admission component's patch of the operator's Deployment."""
+    patch: dict[str, Any] = yaml.safe_load((ADMISSION / "deployment-patch.yaml").read_text())
+    return patch
 
 
 @functools.cache
@@ -133,10 +139,7 @@ class PodOperator:
         }
         #: A webhook asked for (its listener on the host's loopback for a process) is served the way
         #: manifests/components/admission serves it: on the Pod's IP, which the API server reaches.
-        self.webhook = "TASKACTION_WEBHOOK_LISTEN" in self.env
-        if self.webhook:
-            self.env["TASKACTION_WEBHOOK_LISTEN"] = f"0.0.0.0:{WEBHOOK_PORT}"
-            self.env["TASKACTION_WEBHOOK_HOST"] = "$(POD_IP)"
+        self.webhook = self.env.pop("TASKACTION_WEBHOOK_LISTEN", None) is not None
         self.env["TASKACTION_DATABASE_URL"] = in_cluster_dsn(
             self.env.get("TASKACTION_DATABASE_URL", dsn), dsn, self._cluster_dsn()
         )
@@ -169,10 +172,10 @@ class PodOperator:
         ports = list(container.get("ports") or [])
         env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in self.env.items()]
         if self.webhook:
-            rbac.extend(d for d in yaml.safe_load_all(ADMISSION_RBAC.read_text()) if d)
-            pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-            env.insert(0, pod_ip)  # before the $(POD_IP) that names it
-            ports.append({"name": "webhook", "containerPort": WEBHOOK_PORT, "protocol": "TCP"})
+            rbac.extend(d for d in yaml.safe_load_all((ADMISSION / "rbac.yaml").read_text()) if d)
+            (webhook,) = _admission_patch()["spec"]["template"]["spec"]["containers"]
+            env += webhook["env"]  # POD_IP first, then the settings naming $(POD_IP)
+            ports += webhook["ports"]
         container = {
             **container,
             "image": IMAGE,
