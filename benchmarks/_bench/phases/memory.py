@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from _bench.rawapi import RawApi
 from _bench.workload import Node, body, workload
 from taskaction_operator.devtools.executor import _Track, build_status
 
+#: Actions created or patched per gathered batch.
+_BATCH = 2000
 #: Seconds a quiet operator is left before its "live" RSS is read (kopf's idle workers end after 2 s).
 SETTLE_S = 5.0
 
@@ -63,30 +66,28 @@ async def populate(
     api: RawApi, ns: str, project: str, runs: list[list[Node]], concurrency: int
 ) -> dict[str, Any]:
     """Every action of ``runs`` created and patched to RUNNING (two calls each), parents first."""
-    sem = asyncio.Semaphore(concurrency)
     status = {"status": running_status()}
     errors = 0
     samples: list[str] = []
 
     async def one(node: Node) -> None:
         nonlocal errors
-        async with sem:
-            try:
-                await api.create(ns, body(project, node))
-                await api.patch_status(ns, node.cr, status)
-            except Exception as exc:
-                errors += 1
-                if len(samples) < 5:
-                    samples.append(f"{node.cr}: {exc!r}")
+        try:
+            await api.create(ns, body(project, node))
+            await api.patch_status(ns, node.cr, status)
+        except Exception as exc:
+            errors += 1
+            if len(samples) < 5:
+                samples.append(f"{node.cr}: {exc!r}")
 
     t0 = time.monotonic()
     nodes = [n for run in runs for n in run]
-    batch = 2000  # parents first: a batch's parents were created by the batches before it or in it
-    for i in range(0, len(nodes), batch):
-        await asyncio.gather(*(one(n) for n in nodes[i : i + batch]))
-        done = i + len(nodes[i : i + batch])
+
+    def progress(done: int) -> None:
         if done % 10000 == 0:
             log(f"  {done} created ({done / (time.monotonic() - t0):.0f}/s)")
+
+    await _for_each(nodes, one, concurrency, progress)
     took = time.monotonic() - t0
     return {
         "created": len(nodes) - errors,
@@ -99,16 +100,33 @@ async def populate(
 
 async def strip_finalizers(api: RawApi, ns: str, runs: list[list[Node]], concurrency: int) -> None:
     """The guard finalizers taken off every action, many at once (the clean-up's own loop is serial)."""
-    sem = asyncio.Semaphore(concurrency)
 
     async def one(node: Node) -> None:
-        async with sem:
-            with contextlib.suppress(Exception):
-                await api.patch(ns, node.cr, {"metadata": {"finalizers": None}})
+        with contextlib.suppress(Exception):
+            await api.patch(ns, node.cr, {"metadata": {"finalizers": None}})
 
-    nodes = [n for run in runs for n in run]
-    for i in range(0, len(nodes), 2000):
-        await asyncio.gather(*(one(n) for n in nodes[i : i + 2000]))
+    await _for_each([n for run in runs for n in run], one, concurrency)
+
+
+async def _for_each(
+    nodes: list[Node],
+    fn: Callable[[Node], Awaitable[None]],
+    concurrency: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """``fn`` over ``nodes``, ``concurrency`` at a time, in batches of 2,000 in order (parents
+    first: a batch's parents were handled by the batches before it or in it); ``progress`` after each
+    batch with the count done."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def bounded(node: Node) -> None:
+        async with sem:
+            await fn(node)
+
+    for i in range(0, len(nodes), _BATCH):
+        await asyncio.gather(*(bounded(n) for n in nodes[i : i + _BATCH]))
+        if progress is not None:
+            progress(min(i + _BATCH, len(nodes)))
 
 
 async def _watch_rss(op: BenchOperator, halt: asyncio.Event, peaks: dict[str, float]) -> None:
@@ -229,6 +247,13 @@ def per_object_kb(value: float | None, idle: float | None, size: int) -> float |
     return r((value - idle) * 1024 / size, 2)
 
 
+def add_per_object(m: dict[str, Any], idle: dict[str, Any], size: int) -> None:
+    """``m``'s live and peak RSS as KB per live object over the idle process's live RSS."""
+    idle_rss = idle.get("live_rss_mb")
+    m["live_kb_per_object"] = per_object_kb(m.get("live_rss_mb"), idle_rss, size)
+    m["peak_kb_per_object"] = per_object_kb(m.get("peak_rss_mb"), idle_rss, size)
+
+
 async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
     what = f"{size} actions created at RUNNING without an operator, then fresh operators"
     ns, res = await open_phase(ctx, f"n{size}-memory", size, what)
@@ -269,10 +294,8 @@ async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
             res["restart_traced"] = await measure(
                 ctx, ns, project, "restart-traced", size, expect_rows=3 * size, diag=diag
             )
-        idle_rss = idle.get("live_rss_mb")
         for m in runs_out:
-            m["live_kb_per_object"] = per_object_kb(m.get("live_rss_mb"), idle_rss, size)
-            m["peak_kb_per_object"] = per_object_kb(m.get("peak_rss_mb"), idle_rss, size)
+            add_per_object(m, idle, size)
         res["runs"] = runs_out
         res["first"] = first
         restarts = [m for m in runs_out if m.get("variant") == "restart"]
@@ -284,11 +307,9 @@ async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
     firsts: list[tuple[str, dict[str, str]]] = ctx.args.memory_first_variants
     if firsts:
         res["first_variants"] = []
-        idle_rss = (res.get("idle") or {}).get("live_rss_mb")
         for i, (name, env) in enumerate(firsts):
             m = await first_sight(ctx, size, f"{res['phase']}-f{i}", name, env)
-            m["live_kb_per_object"] = per_object_kb(m.get("live_rss_mb"), idle_rss, size)
-            m["peak_kb_per_object"] = per_object_kb(m.get("peak_rss_mb"), idle_rss, size)
+            add_per_object(m, res.get("idle") or {}, size)
             res["first_variants"].append(m)
     return res
 
