@@ -41,8 +41,9 @@ def settle_heap() -> None:
     2.1 s of 14 s), most of it in full collections that walked every object of every imported module
     (~190 ms each). Frozen, those objects are never walked again; with the larger first threshold the
     per-event garbage of kopf (almost all freed by reference counting) triggers far fewer collections:
-    0.6 s in the same run (benchmarks/RESULTS.md, "Garbage collection"). Nothing frozen is ever freed,
-    which is what start-up objects are anyway; cyclic garbage made later is collected as before."""
+    0.6 s in the same run (benchmarks/RESULTS.md, "Operator CPU: the cyclic collector"). Nothing
+    frozen is ever freed, which is what start-up objects are anyway; cyclic garbage made later is
+    collected as before."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

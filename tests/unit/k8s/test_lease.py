@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 import time
 from typing import Any
@@ -124,8 +125,6 @@ class VersionedCoordination(Coordination):
 
 
 def _copy(lease: client.V1Lease) -> client.V1Lease:
-    import copy
-
     return copy.deepcopy(lease)
 
 
