@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from taskaction_operator.crd.shards import BUCKETS
+
 PREFIX = "TASKACTION_"
 
 
@@ -69,8 +71,12 @@ class Settings:
     parent_wait: float = 600.0
     #: Namespace of the sweep leader's Lease; empty: the first watched namespace, else ``default``.
     lease_namespace: str = ""
-    #: Seconds a sweep leadership Lease lasts without renewal.
+    #: Seconds a sweep leadership Lease (and a recording shard's Lease) lasts without renewal.
     lease_duration: float = 15.0
+    #: Shards the runs are split into between replicas (``crd/shards.py``): each replica records
+    #: the shards it holds a Lease of, and its watch sees only their TaskActions. 1: every replica
+    #: records everything (idempotent HA). Set it to the number of replicas; at most 64.
+    shards: int = 1
     #: kopf's liveness endpoint; an empty value disables it.
     liveness: str = "http://0.0.0.0:8080/healthz"
     #: Port of the Prometheus ``/metrics`` endpoint; 0 disables it.
@@ -145,6 +151,7 @@ class Settings:
             (self.api_connections >= 1, "API_CONNECTIONS", "must be >= 1"),
             (self.parent_wait >= 0, "PARENT_WAIT", "must be >= 0"),
             (self.lease_duration >= 3, "LEASE_DURATION", "must be >= 3"),
+            (1 <= self.shards <= BUCKETS, "SHARDS", f"must be between 1 and {BUCKETS}"),
             (0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be a port number or 0"),
             (self.log_format in {"text", "json"}, "LOG_FORMAT", "must be text or json"),
             (
@@ -190,7 +197,7 @@ def _convert(name: str, raw: str) -> Any:
         return _namespaces(raw)
     if name in {"migrate", "record_guard"}:
         return _bool(raw)
-    if name in {"abort_max_attempts", "batch_max", "metrics_port", "api_connections"}:
+    if name in {"abort_max_attempts", "batch_max", "metrics_port", "api_connections", "shards"}:
         return int(raw)
     if name in {
         "sweep_interval",

@@ -67,6 +67,11 @@ QUEUE_DEPTH = Gauge(
 )
 TRACKED = Gauge("taskaction_tracked_objects", "TaskActions with in-memory recording state", registry=REGISTRY)
 SWEEP_LEADER = Gauge("taskaction_sweep_leader", "1 when this replica runs the abort sweep", registry=REGISTRY)
+SHARDS_OWNED = Gauge(
+    "taskaction_shards_owned",
+    "Recording shards this replica holds (TASKACTION_SHARDS > 1; unsharded: 0)",
+    registry=REGISTRY,
+)
 
 
 _serving: set[int] = set()

@@ -48,6 +48,7 @@ from taskaction_operator.crd.names import (
     owner_reference,
 )
 from taskaction_operator.crd.observe import phase_from_conditions
+from taskaction_operator.crd.shards import SHARD_LABEL, bucket_label
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.k8s.errors import KubeError
 from taskaction_operator.model import ActionId, RunId, cr_name
@@ -67,11 +68,13 @@ ParentLookup = Callable[[str, str], tuple[str, RunId] | None]
 
 
 def admission_changes(
-    body: Mapping[str, Any], namespace: str, *, guard: bool, parent: ParentLookup
+    body: Mapping[str, Any], namespace: str, *, guard: bool, parent: ParentLookup, shard_label: bool = False
 ) -> dict[str, Any]:
     """The metadata to set on a TaskAction being created (a merge into ``metadata``; empty: none).
 
     ``parent(namespace, name)`` answers the uid and run of a TaskAction the operator knows, or None.
+    ``shard_label``: the operator records sharded, and the object gets its run's
+    ``flyte.org/record-shard`` label (``crd/shards.py``) unless it has one.
     """
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -91,6 +94,8 @@ def admission_changes(
         known = parent(namespace, parent_name)
         if known is not None and known[1] == run:
             changes["ownerReferences"] = [owner_reference(parent_name, known[0])]
+    if shard_label and all(identity[:3]) and SHARD_LABEL not in (meta.get("labels") or {}):
+        changes["labels"] = {SHARD_LABEL: bucket_label(str(identity[0]), str(identity[1]), str(identity[2]))}
     return changes
 
 
@@ -109,10 +114,35 @@ async def admit_taskaction(
     if runtime is None or (config.namespaces and ns not in config.namespaces):
         metrics.ADMISSIONS.labels("nothing").inc()
         return
-    changes = admission_changes(body, ns, guard=config.record_guard, parent=runtime.index.cached)
+    sharded = config.shards > 1
+    if sharded:
+        await _read_parent(runtime, body, ns)
+    changes = admission_changes(
+        body, ns, guard=config.record_guard, parent=runtime.index.cached, shard_label=sharded
+    )
     for key, value in changes.items():
         patch.metadata[key] = value
     metrics.ADMISSIONS.labels(_added(changes)).inc()
+
+
+#: Seconds the webhook waits for a parent's GET (sharded: see :func:`_read_parent`).
+PARENT_READ_TIMEOUT_S = 2.0
+
+
+async def _read_parent(runtime: Runtime, body: Mapping[str, Any], namespace: str) -> None:
+    """Sharded, the replica the API server asks may not watch the parent's shard, so a parent missing
+    from its index is read once (into the index), bounded: the ownerReference is set at creation
+    anyway, and the owner's first-sight patch stays unneeded. A failed read just leaves it out."""
+    spec = body.get("spec") or {}
+    identity = [spec.get(k) for k in ("project", "domain", "runName", "parentActionName")]
+    if not all(identity) or spec.get("parentActionName") == spec.get("actionName"):
+        return
+    run = RunId(str(identity[0]), str(identity[1]), str(identity[2]))
+    parent_name = cr_name(ActionId(run, str(identity[3])))
+    if runtime.index.cached(namespace, parent_name) is not None:
+        return
+    with contextlib.suppress(KubeError, TimeoutError):
+        await asyncio.wait_for(runtime.index.read(namespace, parent_name), PARENT_READ_TIMEOUT_S)
 
 
 def register(registry: kopf.OperatorRegistry | None = None) -> None:

@@ -40,6 +40,10 @@ async def record_taskaction(
     event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    if not runtime.owns(body):
+        # Another replica's shard: only seen while this replica's watch is being narrowed, or for an
+        # object without the shard label (created while the webhook was unavailable).
+        return
     kind = event.get("type") or "LISTED"
     deleted = kind == "DELETED"
     instruments.count_event_received(kind)

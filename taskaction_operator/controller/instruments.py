@@ -88,6 +88,11 @@ def publish_gauges(*, queue_depth: int, tracked: int) -> None:
     metrics.TRACKED.set(tracked)
 
 
+def follow_shards(owned: Callable[[], frozenset[int]]) -> None:
+    """The shards gauge asks at every scrape: ownership lapses on its own, as leadership does."""
+    metrics.SHARDS_OWNED.set_function(lambda: float(len(owned())))
+
+
 def follow_sweep_leadership(is_leader: Callable[[], bool]) -> None:
     """The sweep-leadership gauge asks ``is_leader`` at every scrape. Leadership lapses on its own
     (two thirds of the lease after the last renewal sent): a value set at the sweep's ticks would go

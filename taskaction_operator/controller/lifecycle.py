@@ -145,7 +145,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, retry: int =
         raise kopf.TemporaryError(
             f"database unavailable, will retry in {delay:.0f} s: {one_line(exc)}", delay=delay
         ) from None
+    runtime: Runtime = memo["runtime"]
+    if runtime.ownership is not None:
+        await _start_sharding(runtime, settings, memo)
     settle_heap()
+
+
+async def _start_sharding(runtime: Runtime, settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
+    """Claim this replica's first shards before kopf's watch starts, so that it starts filtered to
+    them; then keep the Leases, restarting the watch whenever the shards owned change."""
+    from taskaction_operator.controller.shards.watch import ShardWatch
+
+    ownership = runtime.ownership
+    assert ownership is not None
+    watch = ShardWatch(settings, memo["insights"], ownership.shards)
+    try:
+        owned = await ownership.tick()
+    except Exception as exc:  # the API server is slow or down: no shard yet, the next pass claims
+        logger.warning("could not claim recording shards at start: %s", exc or type(exc).__name__)
+        owned = frozenset()
+    watch.start(owned)
+
+    async def changed(now_owned: frozenset[int]) -> None:
+        await watch.want(now_owned)
+        runtime.forget_unowned()
+
+    ownership.on_change = changed
+    runtime.tasks.append(asyncio.create_task(ownership.run(), name="shard-leases"))
+    runtime.stoppers.append(watch.stop)
 
 
 @kopf.on.cleanup()
@@ -164,4 +191,5 @@ async def recorder_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
         "queue": runtime.recorder.depth,
         "tracked": runtime.reconciler.tracked,
         "sweep_leader": runtime.elector.is_leader,
+        **({} if runtime.ownership is None else {"shards": sorted(runtime.ownership.owned)}),
     }

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import kopf
+from kopf._cogs.structs.references import Insights
 from kopf._core.engines.peering import Identity
 
 from taskaction_operator.config import Settings
@@ -35,13 +36,17 @@ def run_operator(settings: Settings, *, verbose: int = 0) -> None:
     # aiohttp's access log of kopf's servers (the liveness probe, the webhook): a line for every
     # probe and every TaskAction created, and ~2 % of the operator's CPU under load; with -v only.
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
+    insights = Insights()
     asyncio.run(
         kopf.operator(
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             liveness_endpoint=settings.liveness or None,
-            memo=kopf.Memo(config=settings),
+            # Our own insights (kopf's view of what it watches), so that the shard watch can
+            # restart kopf's TaskAction watch when the shards owned change (controller/shards/watch.py).
+            insights=insights,
+            memo=kopf.Memo(config=settings, insights=insights),
             # Ours, not kopf's guess: that calls getpass.getuser(), which raises for a uid with no
             # passwd entry (the image's 65532) — kopf/_core/engines/peering.py detect_own_id.
             identity=Identity(settings.identity),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +20,11 @@ from taskaction_operator.controller.recording.index import ActionIndex
 from taskaction_operator.controller.recording.reconciler import ActionReconciler
 from taskaction_operator.controller.recording.recorder import Recorder
 from taskaction_operator.controller.recording.vanished import sweep_vanished
+from taskaction_operator.controller.shards.ownership import ShardOwnership
+from taskaction_operator.crd.shards import body_bucket, bucket, shard_of
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.k8s.lease import LeaseElector
+from taskaction_operator.k8s.lease_table import LeaseTable
 from taskaction_operator.repo import (
     Action,
     ActionEvent,
@@ -53,7 +57,29 @@ class Runtime:
     reconciler: ActionReconciler
     sweeper: AbortSweeper
     elector: LeaseElector
+    #: With ``TASKACTION_SHARDS`` > 1: the shards this replica records (None: it records everything).
+    ownership: ShardOwnership | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    #: Called first on stop (e.g. the shard watch's restarter).
+    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def owns(self, body: Mapping[str, Any]) -> bool:
+        """Whether this replica records the TaskAction ``body``: always, unsharded; else when its
+        run's shard is owned (an object naming no run goes to shard 0, whose owner reports it)."""
+        if self.ownership is None:
+            return True
+        bucket = body_bucket(body)
+        return self.ownership.owns(0 if bucket is None else shard_of(bucket, self.ownership.shards))
+
+    def forget_unowned(self) -> int:
+        """Drop the per-object memory of runs whose shard this replica no longer owns."""
+        ownership = self.ownership
+        if ownership is None:
+            return 0
+        owned = ownership.owned
+        return self.reconciler.forget(
+            lambda run: shard_of(bucket(run.project, run.domain, run.name), ownership.shards) in owned
+        )
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -73,7 +99,9 @@ class Runtime:
         recorder.start()
         index = ActionIndex(kube)
         adopter = OrphanAdopter(index, kube, parent_wait=settings.parent_wait)
-        reconciler = ActionReconciler(recorder, index, adopter, guard=settings.record_guard)
+        reconciler = ActionReconciler(
+            recorder, index, adopter, guard=settings.record_guard, shard_label=settings.shards > 1
+        )
         sweeper = AbortSweeper(
             repo,
             KubeDeleter(kube, index, settings.namespaces),
@@ -91,8 +119,20 @@ class Runtime:
             identity=settings.identity,
             duration=settings.lease_duration,
         )
-        rt = cls(settings, repo, kube, recorder, index, adopter, reconciler, sweeper, elector)
+        ownership = None
+        if settings.shards > 1:
+            ownership = ShardOwnership(
+                LeaseTable(
+                    kube, settings.effective_lease_namespace, timeout=max(1.0, settings.lease_duration / 3)
+                ),
+                identity=settings.identity,
+                shards=settings.shards,
+                duration=settings.lease_duration,
+            )
+        rt = cls(settings, repo, kube, recorder, index, adopter, reconciler, sweeper, elector, ownership)
         instruments.follow_sweep_leadership(lambda: elector.is_leader)
+        if ownership is not None:
+            instruments.follow_shards(lambda: ownership.owned)
         rt.tasks.append(asyncio.create_task(elector.run(), name="sweep-lease"))
         rt.tasks.append(
             asyncio.create_task(
@@ -117,7 +157,13 @@ class Runtime:
         )
         rt.tasks.append(
             asyncio.create_task(
-                sweep_vanished(kube, reconciler, settings.vanished_sweep_interval, lambda: elector.is_leader),
+                # Sharded, each replica tracks only its own shards' objects: each sweeps for its own.
+                sweep_vanished(
+                    kube,
+                    reconciler,
+                    settings.vanished_sweep_interval,
+                    (lambda: True) if ownership is not None else (lambda: elector.is_leader),
+                ),
                 name="vanished",
             )
         )
@@ -143,6 +189,9 @@ class Runtime:
 
     async def stop(self) -> None:
         """Finish in-flight writes, give up the sweep Lease, close connections."""
+        for stopper in self.stoppers:
+            with contextlib.suppress(Exception):
+                await stopper()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -150,6 +199,8 @@ class Runtime:
                 await task
         await self.recorder.stop()
         await self.adopter.close()
+        if self.ownership is not None:
+            await self.ownership.release_all()
         with contextlib.suppress(Exception):
             await self.elector.release()
         await self.repo.close()

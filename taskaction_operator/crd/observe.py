@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RUN_SOURCE_ANNOTATION, is_recorded
+from taskaction_operator.crd.shards import SHARD_LABEL
 from taskaction_operator.model import ROOT_ACTION_NAME, ActionId, ActionPhase, ActionType, RunSource
 from taskaction_operator.model.times import parse_rfc3339
 
@@ -145,6 +146,8 @@ class Observation:
     #: ``status.signalledBy``; None unless it has one.
     signal_value: bytes | None = None
     signalled_by: str = ""
+    #: Carries the ``flyte.org/record-shard`` label (``crd/shards.py``).
+    shard_labelled: bool = False
 
     @property
     def is_root(self) -> bool:
@@ -215,6 +218,7 @@ def observe(body: Mapping[str, Any], *, deleted: bool = False, now: datetime | N
         end_time=end_time,
         deleting=deleting,
         labelled_recorded=is_recorded(body),
+        shard_labelled=SHARD_LABEL in (meta.get("labels") or {}),
         finalizers=finalizers,
         owner_references=tuple(meta.get("ownerReferences") or ()),
         spec=spec,

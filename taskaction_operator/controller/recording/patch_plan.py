@@ -10,6 +10,7 @@ from typing import Any
 
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL, is_recorded, owner_reference
 from taskaction_operator.crd.observe import Observation, phase_from_conditions
+from taskaction_operator.crd.shards import SHARD_LABEL
 from taskaction_operator.k8s.json_patch import (
     finalizer_addition_ops,
     finalizer_removal_ops,
@@ -26,6 +27,9 @@ class PatchPlan:
     add_guard: bool = False
     remove_guard: bool = False
     label_recorded: bool = False
+    #: The ``flyte.org/record-shard`` value to add (sharded recording; only beside a first-sight
+    #: change, never a write of its own).
+    shard_label: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.owner_reference or self.add_guard or self.remove_guard or self.label_recorded)
@@ -44,8 +48,13 @@ class PatchPlan:
         meta: dict[str, Any] = {}
         if self.owner_reference is not None:
             meta["ownerReferences"] = [dict(self.owner_reference)]
+        labels: dict[str, str] = {}
         if self.label_recorded:
-            meta["labels"] = {RECORDED_LABEL: "true"}
+            labels[RECORDED_LABEL] = "true"
+        if self.shard_label is not None:
+            labels[SHARD_LABEL] = self.shard_label
+        if labels:
+            meta["labels"] = labels
         return {"metadata": meta} if meta else {}
 
     def json_ops(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -62,7 +71,9 @@ class PatchPlan:
         - adding the guard tests the list it extends (``null``: still absent), so an entry written
           meanwhile is never lost and the guard is never added twice; it is added only to a body
           still unfinished (not terminal, not labelled, not deleting);
-        - the label is one key added to the labels map (others' labels untouched).
+        - the label is one key added to the labels map (others' labels untouched), and so is the shard
+          label, added only beside another change (an object already created with the guard and
+          its ownerReference is not patched for it).
         A failed test answers 422: the caller reads the object again and asks for the ops anew.
         """
         meta = body.get("metadata") or {}
@@ -81,21 +92,29 @@ class PatchPlan:
         elif self.add_guard and RECORD_GUARD_FINALIZER not in finalizers and not _finished_by_now(body):
             ops += finalizer_addition_ops(raw_finalizers, RECORD_GUARD_FINALIZER)
         labels = meta.get("labels")
+        wanted: dict[str, str] = {}
         if self.label_recorded and (labels or {}).get(RECORDED_LABEL) != "true":
-            if labels:
-                ops.append({"op": "add", "path": f"/metadata/labels/{_LABEL_POINTER}", "value": "true"})
-            else:
-                ops += [
-                    {"op": "test", "path": "/metadata/labels", "value": None},
-                    {"op": "add", "path": "/metadata/labels", "value": {RECORDED_LABEL: "true"}},
-                ]
+            wanted[RECORDED_LABEL] = "true"
+        if self.shard_label is not None and SHARD_LABEL not in (labels or {}) and ops:
+            wanted[SHARD_LABEL] = self.shard_label
+        if wanted and labels:
+            ops += [
+                {"op": "add", "path": f"/metadata/labels/{_pointer(key)}", "value": value}
+                for key, value in wanted.items()
+            ]
+        elif wanted:
+            ops += [
+                {"op": "test", "path": "/metadata/labels", "value": None},
+                {"op": "add", "path": "/metadata/labels", "value": wanted},
+            ]
         if all(op["op"] == "test" for op in ops):
             return []
         return ops
 
 
-#: The recorded label as a JSON pointer segment (RFC 6901: "~" → "~0", "/" → "~1").
-_LABEL_POINTER = RECORDED_LABEL.replace("~", "~0").replace("/", "~1")
+def _pointer(key: str) -> str:
+    """A label key as a JSON pointer segment (RFC 6901: "~" → "~0", "/" → "~1")."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _finished_by_now(body: Mapping[str, Any]) -> bool:
@@ -110,7 +129,14 @@ def _finished_by_now(body: Mapping[str, Any]) -> bool:
     return phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal()
 
 
-def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: str | None) -> PatchPlan:
+def plan_patch(
+    obs: Observation,
+    *,
+    guard: bool,
+    committed: bool,
+    parent_uid: str | None,
+    shard_label: str | None = None,
+) -> PatchPlan:
     """What to change on the object after its observation was committed to the database.
 
     - a child without ownerReferences gets one to its parent (when the parent's uid is known);
@@ -130,11 +156,15 @@ def plan_patch(obs: Observation, *, guard: bool, committed: bool, parent_uid: st
     owner = None
     if obs.parent is not None and not obs.owner_references and parent_uid:
         owner = owner_reference(_parent_cr_name(obs), parent_uid)
+    add_guard = guard and not has_guard and not obs.phase.is_terminal()
     return PatchPlan(
         owner_reference=owner,
-        add_guard=guard and not has_guard and not obs.phase.is_terminal(),
+        add_guard=add_guard,
         remove_guard=terminal_done and (has_guard or guard),
         label_recorded=terminal_done,
+        # Only beside a first-sight change: an object created with everything (our actions client)
+        # is not patched for the label alone; its owner finds it unlabelled all the same.
+        shard_label=shard_label if (owner is not None or add_guard) and not obs.shard_labelled else None,
     )
 
 

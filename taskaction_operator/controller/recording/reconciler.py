@@ -25,8 +25,9 @@ from taskaction_operator.controller.recording.recorder import Recorder, Work
 from taskaction_operator.controller.recording.rows import action_row, event_row, signalled_run_info
 from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER
 from taskaction_operator.crd.observe import Observation, observe, shared
+from taskaction_operator.crd.shards import bucket_label
 from taskaction_operator.k8s.errors import KubeError
-from taskaction_operator.model import ActionId, ActionPhase, cr_name
+from taskaction_operator.model import ActionId, ActionPhase, RunId, cr_name
 from taskaction_operator.repo import Action, ActionEvent, PhaseUpdate
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,14 @@ class ActionReconciler:
         adopter: OrphanAdopter,
         *,
         guard: bool,
+        shard_label: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._recorder = recorder
         self._index = index
         self._adopter = adopter
         self._guard = guard
+        self._shard_label = shard_label
         self._clock = clock
         self._states: dict[str, _ObjectState] = {}
 
@@ -130,7 +133,14 @@ class ActionReconciler:
         parent_uid = await self._parent_uid(obs, state, warnings) if committed and owner_pending else None
         if deleted:
             self._states.pop(obs.uid, None)
-        plan = plan_patch(obs, guard=self._guard, committed=committed, parent_uid=parent_uid)
+        run = obs.action_id.run
+        plan = plan_patch(
+            obs,
+            guard=self._guard,
+            committed=committed,
+            parent_uid=parent_uid,
+            shard_label=bucket_label(run.project, run.domain, run.name) if self._shard_label else None,
+        )
         if not deleted:
             plan = self._without_repeats(plan, state)
         return Outcome(plan, tuple(warnings), committed)
@@ -143,6 +153,16 @@ class ActionReconciler:
             return
         state.owner_written = state.owner_written or plan.owner_reference is not None
         state.guard_written = state.guard_written or plan.add_guard
+
+    def forget(self, keep: Callable[[RunId], bool]) -> int:
+        """Drop the memory of every object whose run ``keep`` refuses (its shard went to another
+        replica); how many were dropped. Objects never recorded (no identity yet) stay."""
+        gone = [
+            uid for uid, s in self._states.items() if s.identity is not None and not keep(s.identity[0].run)
+        ]
+        for uid in gone:
+            del self._states[uid]
+        return len(gone)
 
     def wrote_guard(self, uid: str) -> bool:
         """Whether this process's own patch put the guard on the object ``uid`` (an event older than
@@ -239,7 +259,12 @@ class ActionReconciler:
         if owner is plan.owner_reference and label == plan.label_recorded and add_guard == plan.add_guard:
             return plan
         return replace(
-            plan, owner_reference=owner, add_guard=add_guard, label_recorded=label, remove_guard=release
+            plan,
+            owner_reference=owner,
+            add_guard=add_guard,
+            label_recorded=label,
+            remove_guard=release,
+            shard_label=plan.shard_label if owner is not None or add_guard else None,
         )
 
     def _work(

@@ -177,3 +177,14 @@ async def test_the_configuration_is_written_kept_while_serving_and_deleted_at_ex
     await asyncio.gather(waiting, return_exceptions=True)
     await stream.aclose()
     assert kube.deleted == ["Q0E="]
+
+
+def test_sharded_every_creation_gets_its_runs_shard_label_unless_it_has_one() -> None:
+    from taskaction_operator.crd.shards import SHARD_LABEL, bucket_label
+
+    body = taskaction_body("a1", "a0")
+    changes = admission_changes(body, "ns", guard=True, parent=known(), shard_label=True)
+    assert changes["labels"] == {SHARD_LABEL: bucket_label("p", "d", "r1")}
+    assert "labels" not in admission_changes(body, "ns", guard=True, parent=known())
+    body["metadata"]["labels"] = {SHARD_LABEL: "3"}
+    assert "labels" not in admission_changes(body, "ns", guard=True, parent=known(), shard_label=True)

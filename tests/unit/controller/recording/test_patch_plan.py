@@ -242,3 +242,33 @@ def test_the_guard_of_a_deleting_action_is_released_only_once_its_end_is_committ
     assert not plan_patch(observe(b), guard=True, committed=True, parent_uid=None).remove_guard
     b["metadata"]["finalizers"] = ["flyte.org/record-guard"]
     assert plan_patch(observe(b), guard=True, committed=True, parent_uid=None).remove_guard
+
+
+def test_sharded_the_shard_label_rides_only_on_a_first_sight_change() -> None:
+    """The label lets the API server filter other replicas' watches; it is never a write of its own."""
+    from taskaction_operator.crd.shards import SHARD_LABEL
+
+    b = body([cond("Progressing", "True", "Queued")], labels={"flyte.org/run": "r1"})
+    plan = plan_patch(observe(b), guard=True, committed=True, parent_uid="pu", shard_label="7")
+    patched = apply_ops(b, plan.json_ops(b))
+    assert patched["metadata"]["labels"] == {"flyte.org/run": "r1", SHARD_LABEL: "7"}
+    assert patched["metadata"]["finalizers"] == [RECORD_GUARD_FINALIZER]
+    unlabelled = body([cond("Progressing", "True", "Queued")])
+    patched = apply_ops(unlabelled, plan.json_ops(unlabelled))
+    assert patched["metadata"]["labels"] == {SHARD_LABEL: "7"}
+    # Created with guard and owner (our actions client): nothing at all, the label neither.
+    b["metadata"]["finalizers"] = [RECORD_GUARD_FINALIZER]
+    b["metadata"]["ownerReferences"] = [{"name": "r1-a0", "uid": "pu"}]
+    assert not plan_patch(observe(b), guard=True, committed=True, parent_uid="pu", shard_label="7")
+    # Guard off, owner only: the merge patch carries it.
+    b = body([cond("Progressing", "True", "Queued")])
+    merge = plan_patch(
+        observe(b), guard=False, committed=True, parent_uid="pu", shard_label="7"
+    ).as_merge_patch()
+    assert merge["metadata"]["labels"] == {SHARD_LABEL: "7"}
+    # Already labelled: not again.
+    b["metadata"]["labels"] = {SHARD_LABEL: "7"}
+    assert (
+        plan_patch(observe(b), guard=True, committed=True, parent_uid="pu", shard_label="7").shard_label
+        is None
+    )

@@ -238,3 +238,14 @@ async def test_an_accepted_first_sight_patch_is_never_planned_again_however_late
     late = await rec.handle(body("a1", "a0", "Initializing"), deleted=False)
     assert late.plan.owner_reference is None and not late.plan.add_guard
     assert not late.plan
+
+
+async def test_the_memory_of_runs_whose_shard_went_elsewhere_is_dropped(recorder: Any) -> None:
+    rec = reconciler(recorder, guard=True, clock=Clock())
+    handler = Handler(rec)
+    await handler.handle(body("a0", None, "Executing"), deleted=False)
+    other = taskaction_body("a0", None, run="r2", uid="u-r2", creationTimestamp=T0)
+    await handler.handle(other, deleted=False)
+    assert rec.tracked == 2
+    assert rec.forget(lambda run: run.name == "r1") == 1
+    assert rec.tracked == 1 and set(rec.unfinished()) == {"u-a0"}

@@ -1,0 +1,271 @@
+"""Who records which shard: one Lease per shard, one per live replica, and a fair share each.
+
+Every ``duration / 3`` seconds a replica reads every Lease of the shard set with one LIST, renews its
+own member Lease (which says it is alive), then:
+
+- counts the live members (member Leases renewed within ``duration``, judged as client-go judges a
+  Lease: by the local time since this replica last saw it change, never by comparing clocks) and its
+  fair share, ``ceil(shards / members)``;
+- renews the shard Leases it holds, up to its share, and releases the rest (a replica that just
+  joined finds them free on its next pass);
+- claims free shards (no Lease, no holder, or not renewed for ``duration``) up to its share, in an
+  order of its own (starting at its rank among the members), so that replicas rarely race for one.
+
+A shard is **owned** while its Lease was last renewed less than ``2/3 duration`` ago (the renewal's
+send time, as ``LeaseElector``): a replica whose renewals hang stops recording the shard before
+anyone can take it over. When a replica dies, its shards are free a lease duration after its last
+renewal and are claimed on the survivors' next pass; on a clean stop it releases them at once.
+
+Recording is idempotent (``ON CONFLICT DO NOTHING``, the guarded phase update), and a new owner lists
+the shard's TaskActions from the start (their ``phaseHistory`` and the record guard keep everything a
+gap could miss), so neither the short overlap of a handover nor its gap loses or doubles an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from taskaction_operator.k8s.lease_table import LeaseRecord
+
+log = logging.getLogger(__name__)
+
+#: Label of every Lease of a shard set: how many shards the set has.
+SHARDS_LABEL = "flyte.org/record-shards"
+#: Label saying what a Lease stands for: ``member`` (a live replica) or ``shard``.
+ROLE_LABEL = "flyte.org/record-lease"
+LEASE_PREFIX = "taskaction-operator"
+#: Lease durations after which a silent replica's member Lease is deleted.
+DEPARTED_AFTER = 20
+
+
+class Table(Protocol):
+    async def list(self, selector: str) -> list[LeaseRecord]: ...
+
+    async def claim(
+        self,
+        name: str,
+        identity: str,
+        *,
+        duration: float,
+        labels: Mapping[str, str],
+        previous: LeaseRecord | None,
+    ) -> LeaseRecord | None: ...
+
+    async def release(self, record: LeaseRecord) -> bool: ...
+
+    async def delete(self, record: LeaseRecord) -> None: ...
+
+
+def shard_lease_name(shards: int, shard: int) -> str:
+    return f"{LEASE_PREFIX}-shard-{shards}-{shard}"
+
+
+def member_lease_name(shards: int, identity: str) -> str:
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return f"{LEASE_PREFIX}-member-{shards}-{digest}"
+
+
+def fair_share(shards: int, members: int) -> int:
+    return math.ceil(shards / max(1, members))
+
+
+def preference(shards: int, rank: int, members: int) -> list[int]:
+    """The order a replica of ``rank`` (among ``members``) claims and keeps shards in: starting at its
+    own slice of the ring, so that replicas of different ranks want different shards first."""
+    start = (rank * shards) // max(1, members)
+    return [(start + i) % shards for i in range(shards)]
+
+
+OnChange = Callable[[frozenset[int]], Awaitable[None]]
+
+
+class ShardOwnership:
+    """The shards of a set of ``shards`` this replica holds, kept by :meth:`run`."""
+
+    def __init__(
+        self,
+        table: Table,
+        *,
+        identity: str,
+        shards: int,
+        duration: float,
+        on_change: OnChange | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._table = table
+        self.identity = identity
+        self.shards = shards
+        self.duration = duration
+        self.renew_deadline = duration * 2 / 3
+        self.on_change = on_change
+        self._clock = clock
+        self._renewed: dict[int, float] = {}
+        self._seen: dict[str, tuple[tuple[str | None, str | None], float]] = {}
+        self._reported: frozenset[int] = frozenset()
+        self.members = 1
+        self._labels = {SHARDS_LABEL: str(shards)}
+        self._member_name = member_lease_name(shards, identity)
+
+    @property
+    def owned(self) -> frozenset[int]:
+        """The shards whose Lease this replica renewed less than ``renew_deadline`` ago."""
+        now = self._clock()
+        return frozenset(s for s, at in self._renewed.items() if now - at < self.renew_deadline)
+
+    def owns(self, shard: int) -> bool:
+        at = self._renewed.get(shard)
+        return at is not None and self._clock() - at < self.renew_deadline
+
+    def _expired(self, record: LeaseRecord, now: float) -> bool:
+        """Not renewed for a whole ``duration`` as seen from here (since its content last changed)."""
+        seen = self._seen.get(record.name)
+        if seen is None or seen[0] != record.version:
+            self._seen[record.name] = (record.version, now)
+            return False
+        return now - seen[1] > self.duration
+
+    async def tick(self) -> frozenset[int]:
+        """One pass (see the module docstring); the shards owned after it."""
+        now = self._clock()
+        records = {r.name: r for r in await self._table.list(f"{SHARDS_LABEL}={self.shards}")}
+        for name in list(self._seen):
+            if name not in records:
+                del self._seen[name]
+        live = {self.identity}
+        for record in records.values():
+            expired = self._expired(record, now)
+            if record.labels.get(ROLE_LABEL) == "member" and record.holder and not expired:
+                live.add(record.holder)
+        sent = self._clock()
+        try:
+            await self._table.claim(
+                self._member_name,
+                self.identity,
+                duration=self.duration,
+                labels={**self._labels, ROLE_LABEL: "member"},
+                previous=records.get(self._member_name),
+            )
+        except Exception as exc:  # the shards are renewed all the same
+            log.warning("could not renew this replica's member Lease: %s", exc or type(exc).__name__)
+        await self._forget_departed(records, now)
+        members = sorted(live)
+        self.members = len(members)
+        share = fair_share(self.shards, len(members))
+        order = preference(self.shards, members.index(self.identity), len(members))
+        held = [s for s in order if self._holds(records.get(shard_lease_name(self.shards, s)))]
+        keep, extra = held[:share], held[share:]
+        free = [
+            s
+            for s in order
+            if s not in held and self._free(records.get(shard_lease_name(self.shards, s)), now)
+        ]
+        claims = keep + free[: max(0, share - len(keep))]
+        for shard in extra:
+            self._renewed.pop(shard, None)
+        for shard in list(self._renewed):
+            if shard not in held:
+                self._renewed.pop(shard, None)  # someone else's now
+        results = await asyncio.gather(
+            *(self._claim(s, records.get(shard_lease_name(self.shards, s))) for s in claims),
+            *(self._release(records[shard_lease_name(self.shards, s)]) for s in extra),
+            return_exceptions=True,
+        )
+        for shard, result in zip(claims, results[: len(claims)], strict=True):
+            if result is True:
+                self._renewed[shard] = sent
+            elif isinstance(result, BaseException):
+                # Still owned until its deadline passes; the next pass tries again.
+                log.warning("could not renew or claim shard %d: %s", shard, result)
+            else:
+                self._renewed.pop(shard, None)  # another replica got there first
+        owned = self.owned
+        if owned != self._reported:
+            log.info(
+                "recording shards %s of %d (%d replicas, share %d) as %s",
+                ",".join(map(str, sorted(owned))) or "none",
+                self.shards,
+                len(members),
+                share,
+                self.identity,
+            )
+            self._reported = owned
+            if self.on_change is not None:
+                await self.on_change(owned)
+        return owned
+
+    async def _forget_departed(self, records: Mapping[str, LeaseRecord], now: float) -> None:
+        """Delete member Leases of replicas gone for ``DEPARTED_AFTER`` lease durations (killed
+        replicas leave theirs behind; each new Pod has a new identity)."""
+        for record in records.values():
+            if record.labels.get(ROLE_LABEL) != "member" or record.name == self._member_name:
+                continue
+            seen = self._seen.get(record.name)
+            if seen is not None and now - seen[1] > DEPARTED_AFTER * self.duration:
+                try:
+                    await self._table.delete(record)
+                except Exception as exc:
+                    log.debug("could not delete %s: %s", record.name, exc)
+                self._seen.pop(record.name, None)
+
+    def _holds(self, record: LeaseRecord | None) -> bool:
+        return record is not None and record.holder == self.identity
+
+    def _free(self, record: LeaseRecord | None, now: float) -> bool:
+        return record is None or not record.holder or self._expired(record, now)
+
+    async def _claim(self, shard: int, previous: LeaseRecord | None) -> bool:
+        got = await self._table.claim(
+            shard_lease_name(self.shards, shard),
+            self.identity,
+            duration=self.duration,
+            labels={**self._labels, ROLE_LABEL: "shard"},
+            previous=previous,
+        )
+        return got is not None
+
+    async def _release(self, record: LeaseRecord) -> bool:
+        return await self._table.release(record)
+
+    async def run(self) -> None:
+        """:meth:`tick` every third of the lease duration, forever; a failed pass is logged and the
+        shards it could not renew stop being owned when their deadline passes."""
+        while True:
+            try:
+                await self.tick()
+            except Exception as exc:
+                log.warning("shard ownership pass failed: %s", exc or type(exc).__name__)
+                await self._report_expiry()
+            await asyncio.sleep(self.duration / 3)
+
+    async def _report_expiry(self) -> None:
+        owned = self.owned
+        if owned != self._reported:
+            self._reported = owned
+            if self.on_change is not None:
+                await self.on_change(owned)
+
+    async def release_all(self) -> None:
+        """On a clean stop: stop owning, then free every shard held and delete the member Lease, so
+        the others take over on their next pass instead of a lease duration later."""
+        self._renewed.clear()
+        try:
+            records = await self._table.list(f"{SHARDS_LABEL}={self.shards}")
+        except Exception as exc:
+            log.warning("could not release the recording shards: %s", exc)
+            return
+        for record in records:
+            if record.holder != self.identity:
+                continue
+            try:
+                if record.name == self._member_name:
+                    await self._table.delete(record)
+                else:
+                    await self._table.release(record)
+            except Exception as exc:
+                log.warning("could not release %s: %s", record.name, exc)
