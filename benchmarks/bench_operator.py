@@ -37,7 +37,11 @@ creations take; ``--no-webhook`` measures the fallback (the operator patches bot
 
 After the first size: ``noguard`` (full speed, ``TASKACTION_RECORD_GUARD=false``), ``abort`` (one
 run of ``--abort-size`` actions, ``ActionRepo.abort_run``, time until every row is ABORTED or terminal
-and every TaskAction is gone) and ``profile`` (full speed under py-spy; not used for the figures).
+and every TaskAction is gone), ``sharded-R`` for each of ``--shard-replicas`` (R replicas with
+``TASKACTION_SHARDS=R`` at full speed: each replica's CPU and events handled, the largest share, the
+total recorded rate; then, for the first R, ``sharded-R-kill``: one replica SIGKILLed when half the
+transitions are recorded, the survivors' takeover time, every transition recorded and none twice)
+and ``profile`` (full speed under py-spy; not used for the figures).
 
 Figures are printed as a table and saved as JSON (``--out``, default ``.local/bench/latest.json``), with
 the git commit they were measured on. Every phase deletes its namespace; its rows stay, under its
@@ -60,6 +64,7 @@ from _bench import bare_db
 from _bench.harness import LOCAL, Ctx, log
 from _bench.phases import abort_phase, ceiling_phase, memory_phase, restart_phase, run_phase
 from _bench.phases.memory import print_memory
+from _bench.phases.sharded import sharded_phase
 from _bench.rawapi import RawApi
 from _bench.report import print_table, report_finish, report_start, write_json
 from _bench.workload import Node, workload
@@ -130,6 +135,11 @@ async def first_size_phases(ctx: Ctx, size: int, runs: list[list[Node]], report:
         report["noguard"] = await run_phase(ctx, f"n{size}-noguard", runs, rate=None, guard=False)
     if args.abort_size:
         report["abort"] = await abort_phase(ctx, args.abort_size)
+    for i, replicas in enumerate(int(x) for x in args.shard_replicas.split(",") if x.strip() and int(x) > 1):
+        sharded = report.setdefault("sharded", {})
+        sharded[str(replicas)] = await sharded_phase(ctx, size, runs, replicas, kill=False)
+        if i == 0 and not args.no_shard_kill:
+            sharded[f"{replicas}-kill"] = await sharded_phase(ctx, size, runs, replicas, kill=True)
     if not args.no_profile:
         prof_runs = workload(args.profile_size or size, args.run_size)
         report["profile"] = await run_phase(ctx, "profile", prof_runs, rate=None, profile=True)
@@ -224,6 +234,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("", "stats", "tracemalloc"),
         default="",
         help="memory diagnostics from the idle, first and restart operators (tracemalloc: two more runs)",
+    )
+    ap.add_argument(
+        "--shard-replicas",
+        default="2,3",
+        help="replica counts of the sharded phases after the first size (TASKACTION_SHARDS = replicas; "
+        "'' or 0 to skip; default 2,3)",
+    )
+    ap.add_argument(
+        "--no-shard-kill", action="store_true", help="skip the sharded phase with a replica killed mid-run"
     )
     ap.add_argument("--budget-s", type=float, default=5400.0, help="skip sizes that start after this many s")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 actions, runs of 20, abort of 200")

@@ -145,6 +145,7 @@ def print_table(report: dict[str, Any]) -> None:
         )
         print(f"{name.ljust(w)}  {v:>10}  {target:<24} {res}")
     _print_sizes(report)
+    _print_sharded(report)
     for note in report.get("notes", []):
         print(f"note: {note}")
 
@@ -323,3 +324,18 @@ def write_json(report: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     Path(report["artifacts"], "report.json").write_text(text)
+
+
+def _print_sharded(report: dict[str, Any]) -> None:
+    """One line per sharded phase: per-replica CPU, the largest share, rate, takeover, completeness."""
+    for key, p in (report.get("sharded") or {}).items():
+        per = ", ".join(str(x["cpu_ms_per_transition"]) for x in p["replicas_figures"])
+        rec = p["recorded"]
+        print(
+            f"sharded {key}: CPU ms/transition per replica [{per}] "
+            f"(total {p['cpu_ms_per_transition_total']}), "
+            f"largest share {p['largest_cpu_share']} (1/R = {1 / p['replicas']:.2f}), "
+            f"{rec['recorded_per_s']} recorded/s, {rec['events']}/{rec['expected']} recorded, "
+            f"{rec['recorded_twice']} twice"
+            + (f", takeover {p.get('takeover_s')} s" if p.get("kill") else "")
+        )

@@ -201,6 +201,7 @@ class Runtime:
         await self.adopter.close()
         if self.ownership is not None:
             await self.ownership.release_all()
+            self.ownership.close()
         with contextlib.suppress(Exception):
             await self.elector.release()
         await self.repo.close()

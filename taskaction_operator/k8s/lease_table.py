@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from taskaction_operator.k8s.ops import KubeOps
+
+#: Threads for Lease calls (a pass renews its shards concurrently).
+THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +58,17 @@ class LeaseTable:
         self._api = kube.coordination
         self.namespace = namespace
         self.timeout = timeout
+        # Threads of its own: under load the event loop's default executor is full of TaskAction
+        # patches, and a renewal queued behind them would let the Lease lapse.
+        self._threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="lease-table")
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.wait_for(
-            asyncio.to_thread(fn, *args, _request_timeout=self.timeout, **kwargs), self.timeout
-        )
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, _request_timeout=self.timeout, **kwargs)
+        return await asyncio.wait_for(loop.run_in_executor(self._threads, call), self.timeout)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def list(self, selector: str) -> list[LeaseRecord]:
         leases = await self._call(self._api.list_namespaced_lease, self.namespace, label_selector=selector)

@@ -11,10 +11,15 @@ own member Lease (which says it is alive), then:
 - claims free shards (no Lease, no holder, or not renewed for ``duration``) up to its share, in an
   order of its own (starting at its rank among the members), so that replicas rarely race for one.
 
-A shard is **owned** while its Lease was last renewed less than ``2/3 duration`` ago (the renewal's
-send time, as ``LeaseElector``): a replica whose renewals hang stops recording the shard before
-anyone can take it over. When a replica dies, its shards are free a lease duration after its last
-renewal and are claimed on the survivors' next pass; on a clean stop it releases them at once.
+A shard is **owned** from the pass that renewed or claimed it until a pass finds its last renewal
+older than ``2/3 duration`` (the renewal's send time, as ``LeaseElector``) or its Lease held by
+another: a replica whose renewals hang stops recording the shard before anyone can take it over.
+Ownership changes only at a pass, never between two: the handler's answer is the set the watch is
+filtered to, so an event is never dropped for a lapse the watch was not restarted for (a restart
+lists the shard again; a lapse seen only by the handler would lose the events in between).
+Every Lease call is bounded (a third of the duration), so a pass with hung calls still ends and sees
+the lapse. When a replica dies, its shards are free a lease duration after its last renewal and are
+claimed on the survivors' next pass; on a clean stop it releases them at once.
 
 Recording is idempotent (``ON CONFLICT DO NOTHING``, the guarded phase update), and a new owner lists
 the shard's TaskActions from the start (their ``phaseHistory`` and the record guard keep everything a
@@ -60,6 +65,8 @@ class Table(Protocol):
     async def release(self, record: LeaseRecord) -> bool: ...
 
     async def delete(self, record: LeaseRecord) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def shard_lease_name(shards: int, shard: int) -> str:
@@ -114,13 +121,16 @@ class ShardOwnership:
 
     @property
     def owned(self) -> frozenset[int]:
-        """The shards whose Lease this replica renewed less than ``renew_deadline`` ago."""
-        now = self._clock()
-        return frozenset(s for s, at in self._renewed.items() if now - at < self.renew_deadline)
+        """The shards this replica records: those whose Lease it renewed less than ``renew_deadline``
+        ago as of its last pass (the set its watch is filtered to)."""
+        return self._reported
 
     def owns(self, shard: int) -> bool:
-        at = self._renewed.get(shard)
-        return at is not None and self._clock() - at < self.renew_deadline
+        return shard in self._reported
+
+    def _within_deadline(self) -> frozenset[int]:
+        now = self._clock()
+        return frozenset(s for s, at in self._renewed.items() if now - at < self.renew_deadline)
 
     def _expired(self, record: LeaseRecord, now: float) -> bool:
         """Not renewed for a whole ``duration`` as seen from here (since its content last changed)."""
@@ -184,7 +194,7 @@ class ShardOwnership:
                 log.warning("could not renew or claim shard %d: %s", shard, result)
             else:
                 self._renewed.pop(shard, None)  # another replica got there first
-        owned = self.owned
+        owned = self._within_deadline()
         if owned != self._reported:
             log.info(
                 "recording shards %s of %d (%d replicas, share %d) as %s",
@@ -244,7 +254,7 @@ class ShardOwnership:
             await asyncio.sleep(self.duration / 3)
 
     async def _report_expiry(self) -> None:
-        owned = self.owned
+        owned = self._within_deadline()
         if owned != self._reported:
             self._reported = owned
             if self.on_change is not None:
@@ -254,6 +264,7 @@ class ShardOwnership:
         """On a clean stop: stop owning, then free every shard held and delete the member Lease, so
         the others take over on their next pass instead of a lease duration later."""
         self._renewed.clear()
+        self._reported = frozenset()
         try:
             records = await self._table.list(f"{SHARDS_LABEL}={self.shards}")
         except Exception as exc:
@@ -269,3 +280,6 @@ class ShardOwnership:
                     await self._table.release(record)
             except Exception as exc:
                 log.warning("could not release %s: %s", record.name, exc)
+
+    def close(self) -> None:
+        self._table.close()

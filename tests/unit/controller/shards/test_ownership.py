@@ -72,6 +72,9 @@ class Table:
     async def delete(self, record: LeaseRecord) -> None:
         self.leases.pop(record.name, None)
 
+    def close(self) -> None:
+        pass
+
     def holders(self) -> dict[int, str | None]:
         return {
             int(n.rsplit("-", 1)[1]): h
@@ -171,3 +174,15 @@ def test_shards_stop_being_owned_when_renewals_hang_before_anyone_can_take_them(
     asyncio.run(a.tick())
     assert not a.owns(0) and not a.owns(1)
     assert changes == [frozenset()]
+
+
+def test_ownership_changes_only_at_a_pass_never_by_the_clock_alone() -> None:
+    """The handler's answer must be the set the watch is filtered to: a pass delayed under load (its
+    calls queued) must not make events of a shard still watched be dropped, unseen by any restart."""
+    table, clock = Table(), Clock()
+    (a,) = replicas(table, clock, 2, "a").values()
+    asyncio.run(a.tick())
+    clock.now += DURATION  # the next pass is late: past the renewal deadline
+    assert a.owns(0) and a.owns(1) and a.owned == {0, 1}
+    asyncio.run(a.tick())  # a pass renews them: still owned, and no restart was needed
+    assert a.owned == {0, 1}
