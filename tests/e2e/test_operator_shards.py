@@ -26,9 +26,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 QUEUED, INIT, RUNNING, OK = 1, 3, 4, 5
 DOMAIN = "development"
 LEASE = 6.0
-#: A dead replica's shard is free a lease duration after its last renewal, claimed at the
-#: survivor's next pass (a third of the lease later at most); plus room for a loaded machine.
-TAKEOVER_BOUND = LEASE + LEASE / 3 + 10
+#: A dead replica's shard is claimed within one lease duration of its last renewal (two thirds
+#: unchanged as the survivor sees it, then its next pass); plus room for a loaded machine.
+TAKEOVER_BOUND = LEASE + 10
 CHILDREN = ("a1", "a2", "a3")
 
 

@@ -3,12 +3,12 @@
 Every ``duration / 3`` seconds a replica reads every Lease of the shard set with one LIST, renews its
 own member Lease (which says it is alive), then:
 
-- counts the live members (member Leases renewed within ``duration``, judged as client-go judges a
-  Lease: by the local time since this replica last saw it change, never by comparing clocks) and its
-  fair share, ``ceil(shards / members)``;
+- counts the live members (member Leases renewed within two thirds of ``duration``, judged as
+  client-go judges a Lease: by the local time since this replica last saw it change, never by
+  comparing clocks) and its fair share, ``ceil(shards / members)``;
 - renews the shard Leases it holds, up to its share, and releases the rest (a replica that just
   joined finds them free on its next pass);
-- claims free shards (no Lease, no holder, or not renewed for ``duration``) up to its share, in an
+- claims free shards (no Lease, no holder, or unrenewed for two thirds of ``duration``) up to its share, in an
   order of its own (starting at its rank among the members), so that replicas rarely race for one.
 
 A shard is **owned** from the pass that renewed or claimed it until a pass finds its last renewal
@@ -18,8 +18,8 @@ Ownership changes only at a pass, never between two: the handler's answer is the
 filtered to, so an event is never dropped for a lapse the watch was not restarted for (a restart
 lists the shard again; a lapse seen only by the handler would lose the events in between).
 Every Lease call is bounded (a third of the duration), so a pass with hung calls still ends and sees
-the lapse. When a replica dies, its shards are free a lease duration after its last renewal and are
-claimed on the survivors' next pass; on a clean stop it releases them at once.
+the lapse. When a replica dies, its shards are claimed within one lease duration of its last renewal (see
+``_expired``); on a clean stop it releases them at once.
 
 Recording is idempotent (``ON CONFLICT DO NOTHING``, the guarded phase update), and a new owner lists
 the shard's TaskActions from the start (their ``phaseHistory`` and the record guard keep everything a
@@ -110,6 +110,8 @@ class ShardOwnership:
         self.shards = shards
         self.duration = duration
         self.renew_deadline = duration * 2 / 3
+        #: A Lease unchanged this long, as seen from here, is free (see ``_expired``).
+        self.takeover_after = self.renew_deadline
         self.on_change = on_change
         self._clock = clock
         self._renewed: dict[int, float] = {}
@@ -133,12 +135,17 @@ class ShardOwnership:
         return frozenset(s for s, at in self._renewed.items() if now - at < self.renew_deadline)
 
     def _expired(self, record: LeaseRecord, now: float) -> bool:
-        """Not renewed for a whole ``duration`` as seen from here (since its content last changed)."""
+        """Unchanged for ``takeover_after`` (two thirds of the duration) since this replica first saw
+        its content, which is no earlier than the holder's last renewal was sent: by then the holder's
+        own deadline (two thirds from that send) has passed, so it has stopped owning the shard at its
+        next pass. Two thirds rather than the whole duration, as the sweep Lease waits, so that a dead
+        replica's shards are claimed within one lease duration of its last renewal (seen up to a pass
+        late, claimed at that pass): a handover's overlap costs only repeated, idempotent writes."""
         seen = self._seen.get(record.name)
         if seen is None or seen[0] != record.version:
             self._seen[record.name] = (record.version, now)
             return False
-        return now - seen[1] > self.duration
+        return now - seen[1] > self.takeover_after
 
     async def tick(self) -> frozenset[int]:
         """One pass (see the module docstring); the shards owned after it."""
