@@ -163,6 +163,9 @@ ALLOWED = [
     ("get", "leases.coordination.k8s.io", "", None),
     ("create", "leases.coordination.k8s.io", "", None),
     ("update", "leases.coordination.k8s.io", "", None),
+    # Sharded recording: one LIST of the shard Leases per pass, a stopped replica's member Lease deleted.
+    ("list", "leases.coordination.k8s.io", "", None),
+    ("delete", "leases.coordination.k8s.io", "", None),
 ]
 DENIED = [
     ("get", "secrets", "", None),
@@ -181,11 +184,11 @@ DENIED = [
     ("deletecollection", "taskactions.flyte.org", "", None),
     ("patch", "taskactions.flyte.org", "status", None),
     ("update", "taskactions.flyte.org", "status", None),
-    # Leases only in the operator's own namespace, and never deleted or listed.
+    # Leases only in the operator's own namespace.
     ("get", "leases.coordination.k8s.io", "", "kube-node-lease"),
     ("update", "leases.coordination.k8s.io", "", "kube-system"),
-    ("delete", "leases.coordination.k8s.io", "", None),
-    ("list", "leases.coordination.k8s.io", "", None),
+    ("list", "leases.coordination.k8s.io", "", "kube-system"),
+    ("delete", "leases.coordination.k8s.io", "", "kube-node-lease"),
     # kopf's runtime scanning is off (controller/lifecycle.py), so no CRDs and no namespaces.
     *[(verb, "customresourcedefinitions.apiextensions.k8s.io", "", "*") for verb in ("get", "list", "watch")],
     ("list", "namespaces", "", "*"),
