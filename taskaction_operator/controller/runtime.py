@@ -20,7 +20,7 @@ from taskaction_operator.controller.recording.index import ActionIndex
 from taskaction_operator.controller.recording.reconciler import ActionReconciler
 from taskaction_operator.controller.recording.recorder import Recorder
 from taskaction_operator.controller.recording.vanished import sweep_vanished
-from taskaction_operator.controller.shards.ownership import ShardOwnership
+from taskaction_operator.controller.shards.ownership import ShardOwnership, scope_of
 from taskaction_operator.crd.shards import body_bucket, bucket, shard_of
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.k8s.lease import LeaseElector
@@ -128,6 +128,7 @@ class Runtime:
                 identity=settings.identity,
                 shards=settings.shards,
                 duration=settings.lease_duration,
+                scope=scope_of(settings.namespaces),
             )
         rt = cls(settings, repo, kube, recorder, index, adopter, reconciler, sweeper, elector, ownership)
         instruments.follow_sweep_leadership(lambda: elector.is_leader)

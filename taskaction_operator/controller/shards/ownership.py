@@ -33,14 +33,14 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Protocol
 
 from taskaction_operator.k8s.lease_table import LeaseRecord
 
 log = logging.getLogger(__name__)
 
-#: Label of every Lease of a shard set: how many shards the set has.
+#: Label of every Lease of a shard set: its key (``set_key``: what it divides, and into how many).
 SHARDS_LABEL = "flyte.org/record-shards"
 #: Label saying what a Lease stands for: ``member`` (a live replica) or ``shard``.
 ROLE_LABEL = "flyte.org/record-lease"
@@ -69,13 +69,27 @@ class Table(Protocol):
     def close(self) -> None: ...
 
 
-def shard_lease_name(shards: int, shard: int) -> str:
-    return f"{LEASE_PREFIX}-shard-{shards}-{shard}"
+def scope_of(namespaces: Collection[str]) -> str:
+    """What a shard set divides: ``cluster`` for a cluster-wide operator, else a digest of its
+    namespaces, so that operators of different namespaces sharing a Lease namespace never split each
+    other's shards."""
+    if not namespaces:
+        return "cluster"
+    return hashlib.sha256(",".join(sorted(namespaces)).encode()).hexdigest()[:10]
 
 
-def member_lease_name(shards: int, identity: str) -> str:
+def set_key(scope: str, shards: int) -> str:
+    """The shard set's name in its Leases' names and ``SHARDS_LABEL``: scope and shard count."""
+    return f"{scope}-{shards}" if scope else str(shards)
+
+
+def shard_lease_name(key: str, shard: int) -> str:
+    return f"{LEASE_PREFIX}-shard-{key}-{shard}"
+
+
+def member_lease_name(key: str, identity: str) -> str:
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return f"{LEASE_PREFIX}-member-{shards}-{digest}"
+    return f"{LEASE_PREFIX}-member-{key}-{digest}"
 
 
 def fair_share(shards: int, members: int) -> int:
@@ -102,6 +116,7 @@ class ShardOwnership:
         identity: str,
         shards: int,
         duration: float,
+        scope: str = "",
         on_change: OnChange | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -118,8 +133,9 @@ class ShardOwnership:
         self._seen: dict[str, tuple[tuple[str | None, str | None], float]] = {}
         self._reported: frozenset[int] = frozenset()
         self.members = 1
-        self._labels = {SHARDS_LABEL: str(shards)}
-        self._member_name = member_lease_name(shards, identity)
+        self.key = set_key(scope, shards)
+        self._labels = {SHARDS_LABEL: self.key}
+        self._member_name = member_lease_name(self.key, identity)
 
     @property
     def owned(self) -> frozenset[int]:
@@ -150,7 +166,7 @@ class ShardOwnership:
     async def tick(self) -> frozenset[int]:
         """One pass (see the module docstring); the shards owned after it."""
         now = self._clock()
-        records = {r.name: r for r in await self._table.list(f"{SHARDS_LABEL}={self.shards}")}
+        records = {r.name: r for r in await self._table.list(f"{SHARDS_LABEL}={self.key}")}
         for name in list(self._seen):
             if name not in records:
                 del self._seen[name]
@@ -175,12 +191,10 @@ class ShardOwnership:
         self.members = len(members)
         share = fair_share(self.shards, len(members))
         order = preference(self.shards, members.index(self.identity), len(members))
-        held = [s for s in order if self._holds(records.get(shard_lease_name(self.shards, s)))]
+        held = [s for s in order if self._holds(records.get(shard_lease_name(self.key, s)))]
         keep, extra = held[:share], held[share:]
         free = [
-            s
-            for s in order
-            if s not in held and self._free(records.get(shard_lease_name(self.shards, s)), now)
+            s for s in order if s not in held and self._free(records.get(shard_lease_name(self.key, s)), now)
         ]
         claims = keep + free[: max(0, share - len(keep))]
         for shard in extra:
@@ -189,8 +203,8 @@ class ShardOwnership:
             if shard not in held:
                 self._renewed.pop(shard, None)  # someone else's now
         results = await asyncio.gather(
-            *(self._claim(s, records.get(shard_lease_name(self.shards, s))) for s in claims),
-            *(self._release(records[shard_lease_name(self.shards, s)]) for s in extra),
+            *(self._claim(s, records.get(shard_lease_name(self.key, s))) for s in claims),
+            *(self._release(records[shard_lease_name(self.key, s)]) for s in extra),
             return_exceptions=True,
         )
         for shard, result in zip(claims, results[: len(claims)], strict=True):
@@ -238,7 +252,7 @@ class ShardOwnership:
 
     async def _claim(self, shard: int, previous: LeaseRecord | None) -> bool:
         got = await self._table.claim(
-            shard_lease_name(self.shards, shard),
+            shard_lease_name(self.key, shard),
             self.identity,
             duration=self.duration,
             labels={**self._labels, ROLE_LABEL: "shard"},
@@ -273,7 +287,7 @@ class ShardOwnership:
         self._renewed.clear()
         self._reported = frozenset()
         try:
-            records = await self._table.list(f"{SHARDS_LABEL}={self.shards}")
+            records = await self._table.list(f"{SHARDS_LABEL}={self.key}")
         except Exception as exc:
             log.warning("could not release the recording shards: %s", exc)
             return

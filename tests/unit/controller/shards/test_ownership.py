@@ -185,3 +185,19 @@ def test_ownership_changes_only_at_a_pass_never_by_the_clock_alone() -> None:
     assert a.owns(0) and a.owns(1) and a.owned == {0, 1}
     asyncio.run(a.tick())  # a pass renews them: still owned, and no restart was needed
     assert a.owned == {0, 1}
+
+
+def test_operators_of_different_namespaces_never_split_each_others_shards() -> None:
+    """Two namespace-scoped operators with their Leases in one namespace: each holds all its shards."""
+    from taskaction_operator.controller.shards.ownership import scope_of
+
+    table, clock = Table(), Clock()
+    a = ShardOwnership(
+        table, identity="a", shards=2, duration=DURATION, clock=clock, scope=scope_of(["ns-a"])
+    )
+    b = ShardOwnership(
+        table, identity="b", shards=2, duration=DURATION, clock=clock, scope=scope_of(["ns-b"])
+    )
+    rounds(clock, [a, b])
+    assert a.owned == b.owned == {0, 1}
+    assert scope_of([]) == "cluster" and scope_of(["x", "y"]) == scope_of(["y", "x"])
