@@ -65,8 +65,10 @@ def flyte_dsn(dsn: str, explicit: str = "") -> str:
 
 
 def recorder_config(dsn: str, kubeconfig: str, namespace: str, port: int) -> str:
-    """Flyte's configuration for one phase: server on 127.0.0.1:``port``, its database, the namespace
-    its informer watches, in-memory storage, no seeded projects, its default log level (warnings)."""
+    """Flyte's configuration for one phase: server on 127.0.0.1:``port``, its database with the
+    connection pool its Helm chart renders under ``runs.database`` (10 idle, 100 open, 1 h; the
+    section's own defaults keep no idle connection at all), the namespace its informer watches,
+    in-memory storage, no seeded projects, its default log level (warnings)."""
     p = urlsplit(dsn)
     q = dict(kv.split("=", 1) for kv in p.query.split("&") if "=" in kv)
     options = " ".join(f"{k}={v}" for k, v in {"sslmode": "disable", **q}.items())
@@ -77,6 +79,9 @@ def recorder_config(dsn: str, kubeconfig: str, namespace: str, port: int) -> str
   storagePrefix: "s3://bench"
   seedProjects: []
   database:
+    maxIdleConnections: 10
+    maxOpenConnections: 100
+    connMaxLifeTime: 1h
     postgres:
       host: "{p.hostname or "127.0.0.1"}"
       port: {p.port or 5432}
