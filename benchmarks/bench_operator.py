@@ -22,6 +22,17 @@ a project of its own (``bench-<stamp>-<phase>``):
 
 ``--rate-only`` runs the ceiling and rate phases alone (for iterating on lag and memory).
 
+``--flyte-recorder CMD_TEMPLATE`` adds a column for Flyte's own recording path: after each ``rate`` and
+``full`` phase the same workload runs once more, on a fresh namespace, with Flyte's Go service (runs
+service plus the actions service's TaskAction informer, its executor left out) in the operator's place,
+recording into a database of its own (``--flyte-dsn``, default: the same server, database
+``<name>_flyte``, created if missing). The benchmark writes the service's YAML configuration per phase;
+the template's ``{config}``, ``{kubeconfig}``, ``{dsn}``, ``{namespace}`` and ``{port}`` are filled in,
+and it must start the service itself (its pid is the one sampled), e.g.
+``--flyte-recorder '/path/to/flyte-recorder --config {config}'``. The binary is not part of this
+repository (see benchmarks/RESULTS.md, "How to run"). Figures: ``_bench/phases/flyte_run.py``; the
+side-by-side table is printed last and saved per size as ``side_by_side``.
+
 ``memory`` (after the sizes, at each of ``--memory-sizes``, default 10,000; ``--memory-only`` runs it
 alone): N TaskActions created at RUNNING with no operator running, then fresh operators over them, one
 at a time: idle (before they exist), first sight (lists, records and patches all N: the peak case),
@@ -63,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import bare_db
 from _bench.harness import LOCAL, Ctx, log
 from _bench.phases import abort_phase, ceiling_phase, memory_phase, restart_phase, run_phase
+from _bench.phases.flyte_run import flyte_dsn, flyte_phase, print_side_by_side, side_by_side
 from _bench.phases.memory import print_memory
 from _bench.phases.sharded import sharded_phase
 from _bench.rawapi import RawApi
@@ -82,6 +94,8 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
     kube = KubeOps.from_kubeconfig(kubeconfig)
     api = RawApi(kube.api_client.configuration, args.concurrency)
     ctx = Ctx(kubeconfig, dsn, stamp, args, kube, out_dir, api)
+    if args.flyte_recorder:
+        args.flyte_dsn = flyte_dsn(dsn, args.flyte_dsn)
     report.update(report_start(args, out_dir))
     sizes = [] if args.memory_only else [int(x) for x in args.actions.split(",") if x.strip()]
     await api.__aenter__()
@@ -113,13 +127,25 @@ async def size_phases(ctx: Ctx, size: int, runs: list[list[Node]], entry: dict[s
     args = ctx.args
     if not args.no_ceiling:
         entry["ceiling"] = await ceiling_phase(ctx, size, runs, args.rate)
+    flyte = args.flyte_recorder
     if not args.no_rate:
         entry["rate"] = await run_phase(ctx, f"n{size}-rate", runs, rate=args.rate, watch=True)
+        if flyte:
+            entry["rate_flyte"] = await flyte_phase(
+                ctx, f"n{size}-rate-flyte", runs, rate=args.rate, dsn=args.flyte_dsn
+            )
+    if not args.rate_only:
+        entry["full"] = await run_phase(
+            ctx, f"n{size}-full", runs, rate=None, watch=True, replay=not args.no_replay
+        )
+        if flyte:
+            entry["full_flyte"] = await flyte_phase(
+                ctx, f"n{size}-full-flyte", runs, rate=None, dsn=args.flyte_dsn
+            )
+    if flyte:
+        entry["side_by_side"] = side_by_side(entry)
     if args.rate_only:
         return
-    entry["full"] = await run_phase(
-        ctx, f"n{size}-full", runs, rate=None, watch=True, replay=not args.no_replay
-    )
     if not args.no_restart:
         entry["restart"] = await restart_phase(ctx, size)
     log(f"phase bare-db {size}")
@@ -244,6 +270,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--no-shard-kill", action="store_true", help="skip the sharded phase with a replica killed mid-run"
     )
+    ap.add_argument(
+        "--flyte-recorder",
+        default="",
+        metavar="CMD_TEMPLATE",
+        help="also run rate and full with Flyte's recorder started by this command ({config}, "
+        "{kubeconfig}, {dsn}, {namespace}, {port} filled in)",
+    )
+    ap.add_argument(
+        "--flyte-dsn", default="", help="Flyte's database (default: <database>_flyte, same server)"
+    )
     ap.add_argument("--budget-s", type=float, default=5400.0, help="skip sizes that start after this many s")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 actions, runs of 20, abort of 200")
     ap.add_argument("--out", default=str(LOCAL / "bench" / "latest.json"))
@@ -265,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.memory_only:
         print_table(report)
     print_memory(report)
+    print_side_by_side(report)
     print(f"\nJSON: {args.out}")
     return 0
 

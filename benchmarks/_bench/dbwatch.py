@@ -148,13 +148,15 @@ class PgStats:
     t: float
     xact_commit: int
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: sessions established to the database so far (connections opened)
+    sessions: int = 0
 
 
 def pg_stats(dsn: str) -> PgStats:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
         row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            "SELECT xact_commit, sessions FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
         tables = {
             r[0]: {"ins": int(r[1]), "upd": int(r[2]), "hot_upd": int(r[3])}
@@ -163,7 +165,7 @@ def pg_stats(dsn: str) -> PgStats:
                 " WHERE relname IN ('actions', 'action_events')"
             ).fetchall()
         }
-    return PgStats(time.time(), int(row[0]) if row else 0, tables)
+    return PgStats(time.time(), int(row[0]) if row else 0, tables, int(row[1]) if row else 0)
 
 
 def pg_stats_settled(dsn: str, before: PgStats, min_event_inserts: int, max_wait: float = 12.0) -> PgStats:
@@ -181,7 +183,7 @@ def pg_stats_settled(dsn: str, before: PgStats, min_event_inserts: int, max_wait
 
 
 def pg_delta(a: PgStats, b: PgStats) -> dict[str, int]:
-    out = {"xact_commit": b.xact_commit - a.xact_commit}
+    out = {"xact_commit": b.xact_commit - a.xact_commit, "sessions": b.sessions - a.sessions}
     for table in ("actions", "action_events"):
         for k in ("ins", "upd", "hot_upd"):
             out[f"{table}.{k}"] = b.tables.get(table, {}).get(k, 0) - a.tables.get(table, {}).get(k, 0)

@@ -277,10 +277,11 @@ def apiserver_figures(o: Observed, n: int, *, watch: bool) -> dict[str, Any]:
     }
 
 
-def control_plane_figures(o: Observed) -> dict[str, Any]:
-    """CPU seconds of kube-apiserver and etcd over the phase, and per recorded transition."""
+def control_plane_figures(o: Observed, per: int | None = None) -> dict[str, Any]:
+    """CPU seconds of kube-apiserver, etcd and PostgreSQL over the phase, and per recorded transition
+    (or per ``per``)."""
     out: dict[str, Any] = {}
-    rows = max(1, len(o.rows))
+    rows = max(1, len(o.rows) if per is None else per)
     for name in sorted(set(o.cp0 or {}) & set(o.cp1 or {})):
         a, b = (o.cp0 or {}).get(name), (o.cp1 or {}).get(name)
         if a is None or b is None:

@@ -23,7 +23,7 @@ from _bench.harness import (
     wait_recorded,
     watcher_ready,
 )
-from _bench.operator_proc import BenchOperator, metric_sum, proc_sample
+from _bench.operator_proc import BenchOperator, metric_sum
 from _bench.phases.figures import Observed, phase_figures
 from _bench.workload import Node
 from taskaction_operator.crd.names import UNRECORDED_SELECTOR
@@ -119,7 +119,7 @@ class _Phase:
         listener.ready.wait(30)
         pg0 = await asyncio.to_thread(dbwatch.pg_stats, ctx.dsn)
         cp_pids = apiserver.control_plane_pids()
-        cp0 = {name: proc_sample(pid) for name, pid in cp_pids.items()}
+        cp0 = apiserver.control_plane_samples(cp_pids)
         api0 = await asyncio.to_thread(apiserver.request_counts, ctx.kubeconfig)
         m0 = await asyncio.to_thread(op.scrape)
         s0 = op.sample()
@@ -148,7 +148,7 @@ class _Phase:
         listener.stop()
         m1 = await asyncio.to_thread(op.scrape)
         s1 = op.sample()
-        cp1 = {name: proc_sample(pid) for name, pid in cp_pids.items()}
+        cp1 = apiserver.control_plane_samples(cp_pids)
         api1 = await asyncio.to_thread(apiserver.request_counts, ctx.kubeconfig)
         live = finish_watcher(self.watcher[0], self.watcher[1], 30) if self.watcher is not None else None
         rows = await asyncio.to_thread(dbwatch.event_rows, ctx.dsn, ns)
