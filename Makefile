@@ -78,6 +78,6 @@ demo-down: ## stop what the demo started
 kind-e2e: $(VENV_STAMP) ## kind cluster (offline when no registry answers), our image as Pods, tests/kind, then the e2e suite
 	@bash hack/kind/e2e.sh
 
-bench: $(VENV_STAMP) cluster-up db-up ## end-to-end benchmark; figures printed and saved to .local/bench/latest.json
+bench: $(VENV_STAMP) cluster-up db-up ## end-to-end benchmark (BENCH_ARGS: more options); figures printed and saved to .local/bench/latest.json
 	KUBECONFIG=$(CURDIR)/$(KUBECONFIG_LOCAL) TASKACTION_DATABASE_URL=$$(cat .local/db/dsn) \
-	  $(PY) benchmarks/bench_operator.py
+	  $(PY) benchmarks/bench_operator.py $(BENCH_ARGS)
