@@ -117,7 +117,9 @@ async def _abort(ctx: Ctx, op: BenchOperator, repo: ActionRepo, ns: str, size: i
             for k in ("cleared", "retry", "gave_up")
         },
         "deleted_events": metric_delta(m0, m1, "taskaction_events_received_total", type="DELETED"),
+        # The API server's counters are keyed by response code too (``apiserver.request_counts``).
         "apiserver_delta": {
-            f"{v} {rs}{'/' + s if s else ''}": c for (v, g, rs, s), c in apiserver.delta(api0, api1).items()
+            f"{v} {rs}{'/' + s if s else ''} {code}": c
+            for (v, _g, rs, s, code), c in apiserver.delta(api0, api1).items()
         },
     }
