@@ -119,7 +119,69 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "abort_1000_s": abort.get("abort_s") if abort.get("actions") == 1000 else None,
         "abort_s": abort.get("abort_s"),
         "abort_size": abort.get("actions"),
+        **machine_figures(sizes[big] if big else {}),
+        **sharded_figures(report.get("sharded") or {}),
     }
+
+
+def _machine_ms(side: dict[str, Any]) -> float | None:
+    """Recorder + kube-apiserver + etcd + PostgreSQL CPU per transition (one side of side_by_side)."""
+    parts = [
+        side.get(k)
+        for k in (
+            "recorder_cpu_ms_per_transition",
+            "apiserver_cpu_ms_per_transition",
+            "etcd_cpu_ms_per_transition",
+            "postgres_cpu_ms_per_transition",
+        )
+    ]
+    return r(sum(parts), 3) if all(isinstance(x, (int, float)) for x in parts) else None  # type: ignore[arg-type]
+
+
+def machine_figures(size: dict[str, Any]) -> dict[str, Any]:
+    """The whole machine's CPU per transition at full speed (ours, and Flyte's recorder in the same
+    run when it ran), and the lag at the offered rate beside Flyte's."""
+    full = size.get("full") or {}
+    cp = full.get("control_plane") or {}
+    ours = {
+        "recorder_cpu_ms_per_transition": (full.get("operator") or {}).get("cpu_ms_per_transition"),
+        "apiserver_cpu_ms_per_transition": (cp.get("kube-apiserver") or {}).get("cpu_ms_per_transition"),
+        "etcd_cpu_ms_per_transition": (cp.get("etcd") or {}).get("cpu_ms_per_transition"),
+        "postgres_cpu_ms_per_transition": (cp.get("postgres") or {}).get("cpu_ms_per_transition"),
+    }
+    side = size.get("side_by_side") or {}
+    flyte = side.get("flyte") or {}
+    mine, theirs = _machine_ms(ours), _machine_ms(flyte)
+    return {
+        "postgres_cpu_ms_per_transition": ours["postgres_cpu_ms_per_transition"],
+        "machine_cpu_ms_per_transition": mine,
+        "flyte_machine_cpu_ms_per_transition": theirs,
+        "machine_cpu_vs_flyte": r(mine / theirs, 3) if mine and theirs else None,
+        "flyte_recorder_cpu_ms_per_transition": flyte.get("recorder_cpu_ms_per_transition"),
+        "flyte_rss_peak_mb": flyte.get("recorder_rss_peak_mb"),
+        "flyte_lag_p99_s": flyte.get("lag_p99_s"),
+        "lag_p99_vs_flyte": (
+            r(side["ours"]["lag_p99_s"] / flyte["lag_p99_s"], 3)
+            if flyte.get("lag_p99_s") and (side.get("ours") or {}).get("lag_p99_s")
+            else None
+        ),
+    }
+
+
+def sharded_figures(sharded: dict[str, Any]) -> dict[str, Any]:
+    """Per sharded phase: the largest replica's share of the CPU, and the takeover after a kill."""
+    out: dict[str, Any] = {}
+    for key, p in sharded.items():
+        name = key.replace("-", "_")
+        out[f"sharded_{name}_largest_cpu_share"] = p.get("largest_cpu_share")
+        out[f"sharded_{name}_recorded_per_s"] = (p.get("recorded") or {}).get("recorded_per_s")
+        if p.get("kill"):
+            out[f"sharded_{name}_takeover_s"] = p.get("takeover_s")
+            out[f"sharded_{name}_lost"] = (p.get("recorded") or {}).get("expected", 0) - (
+                p.get("recorded") or {}
+            ).get("events", 0)
+            out[f"sharded_{name}_recorded_twice"] = (p.get("recorded") or {}).get("recorded_twice")
+    return out
 
 
 def _pair(a: Any, b: Any) -> str | None:
@@ -145,6 +207,13 @@ def print_table(report: dict[str, Any]) -> None:
         )
         print(f"{name.ljust(w)}  {v:>10}  {target:<24} {res}")
     _print_sizes(report)
+    print(
+        f"whole machine CPU per transition (recorder + kube-apiserver + etcd + PostgreSQL), full speed: "
+        f"ours {h.get('machine_cpu_ms_per_transition')} ms, "
+        f"Flyte's {h.get('flyte_machine_cpu_ms_per_transition')} ms "
+        f"(ratio {h.get('machine_cpu_vs_flyte')}, goal <= 0.8); lag p99 at the offered rate: ours "
+        f"{h.get('lag_p99_s')} s, Flyte's {h.get('flyte_lag_p99_s')} s"
+    )
     _print_sharded(report)
     for note in report.get("notes", []):
         print(f"note: {note}")
