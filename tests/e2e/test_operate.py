@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from taskaction_operator.crd.names import RECORD_GUARD_FINALIZER, RECORDED_LABEL
 from taskaction_operator.devtools.executor import SUCCESS_PATH, StandInExecutor
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.model import RunId
@@ -116,8 +117,23 @@ async def test_metrics_report_events_lag_patches_and_leadership_and_logs_are_jso
         # Only once the operator has seen the action is each transition sure to reach it as an event of
         # its own: an object it first lists already carries every transition made before.
         await until(lambda: "a0" in db.phases(project, run), what="a0 seen")
+        # And its first-sight patch (the guard) in place: an executor faster than that patch finishes
+        # the action first, and the guard is then never needed (one write, not two).
+
+        async def guarded() -> bool:
+            obj = await kube.get_taskaction(namespace, f"{run}-a0") or {}
+            return RECORD_GUARD_FINALIZER in (obj.get("metadata", {}).get("finalizers") or [])
+
+        await until(guarded, what="the guard on a0")
         await StandInExecutor(kube).run_through(namespace, f"{run}-a0", SUCCESS_PATH)
         await until(lambda: db.phases(project, run).get("a0") == OK, what="recorded")
+
+        # The terminal patch (label, guard release) follows the commit: wait for it before counting.
+        async def labelled() -> bool:
+            obj = await kube.get_taskaction(namespace, f"{run}-a0") or {}
+            return (obj.get("metadata", {}).get("labels") or {}).get(RECORDED_LABEL) == "true"
+
+        await until(labelled, what="a0 labelled recorded")
 
         def value(text: str, name: str) -> float:
             return sum(
