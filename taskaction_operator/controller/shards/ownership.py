@@ -188,23 +188,18 @@ class ShardOwnership:
             log.warning("could not renew this replica's member Lease: %s", exc or type(exc).__name__)
         await self._forget_departed(records, now)
         members = sorted(live)
-        self.members = len(members)
         share = fair_share(self.shards, len(members))
         order = preference(self.shards, members.index(self.identity), len(members))
-        held = [s for s in order if self._holds(records.get(shard_lease_name(self.key, s)))]
+        leases = {s: records.get(shard_lease_name(self.key, s)) for s in range(self.shards)}
+        held = [s for s in order if self._holds(leases[s])]
         keep, extra = held[:share], held[share:]
-        free = [
-            s for s in order if s not in held and self._free(records.get(shard_lease_name(self.key, s)), now)
-        ]
+        free = [s for s in order if s not in held and self._free(leases[s], now)]
         claims = keep + free[: max(0, share - len(keep))]
-        for shard in extra:
-            self._renewed.pop(shard, None)
-        for shard in list(self._renewed):
-            if shard not in held:
-                self._renewed.pop(shard, None)  # someone else's now
+        # Extras are given up, and a shard no longer held is someone else's now.
+        self._renewed = {s: at for s, at in self._renewed.items() if s in keep}
         results = await asyncio.gather(
-            *(self._claim(s, records.get(shard_lease_name(self.key, s))) for s in claims),
-            *(self._release(records[shard_lease_name(self.key, s)]) for s in extra),
+            *(self._claim(s, leases[s]) for s in claims),
+            *(self._table.release(leases[s]) for s in extra),  # type: ignore[arg-type]
             return_exceptions=True,
         )
         for shard, result in zip(claims, results[: len(claims)], strict=True):
@@ -215,20 +210,9 @@ class ShardOwnership:
                 log.warning("could not renew or claim shard %d: %s", shard, result)
             else:
                 self._renewed.pop(shard, None)  # another replica got there first
-        owned = self._within_deadline()
-        if owned != self._reported:
-            log.info(
-                "recording shards %s of %d (%d replicas, share %d) as %s",
-                ",".join(map(str, sorted(owned))) or "none",
-                self.shards,
-                len(members),
-                share,
-                self.identity,
-            )
-            self._reported = owned
-            if self.on_change is not None:
-                await self.on_change(owned)
-        return owned
+        self.members = len(members)
+        await self._publish(self._within_deadline())
+        return self._reported
 
     async def _forget_departed(self, records: Mapping[str, LeaseRecord], now: float) -> None:
         """Delete member Leases of replicas gone for ``DEPARTED_AFTER`` lease durations (killed
@@ -260,9 +244,6 @@ class ShardOwnership:
         )
         return got is not None
 
-    async def _release(self, record: LeaseRecord) -> bool:
-        return await self._table.release(record)
-
     async def run(self) -> None:
         """:meth:`tick` every third of the lease duration, forever; a failed pass is logged and the
         shards it could not renew stop being owned when their deadline passes."""
@@ -271,15 +252,24 @@ class ShardOwnership:
                 await self.tick()
             except Exception as exc:
                 log.warning("shard ownership pass failed: %s", exc or type(exc).__name__)
-                await self._report_expiry()
+                await self._publish(self._within_deadline())
             await asyncio.sleep(self.duration / 3)
 
-    async def _report_expiry(self) -> None:
-        owned = self._within_deadline()
-        if owned != self._reported:
-            self._reported = owned
-            if self.on_change is not None:
-                await self.on_change(owned)
+    async def _publish(self, owned: frozenset[int]) -> None:
+        """Make ``owned`` the shards recorded (and the watch's, through ``on_change``) if it changed."""
+        if owned == self._reported:
+            return
+        log.info(
+            "recording shards %s of %d (%d replicas, share %d) as %s",
+            ",".join(map(str, sorted(owned))) or "none",
+            self.shards,
+            self.members,
+            fair_share(self.shards, self.members),
+            self.identity,
+        )
+        self._reported = owned
+        if self.on_change is not None:
+            await self.on_change(owned)
 
     async def release_all(self) -> None:
         """On a clean stop: stop owning, then free every shard held and delete the member Lease, so
