@@ -79,8 +79,10 @@ class Router:
                 routes = self._events_routes
             app = routes.get("/" + service)
             if app is None and "." in service:
+                await _drain(receive)
                 await _unserved(scope, send, service, sorted(routes))
             elif app is None:
+                await _drain(receive)
                 await _plain(send, 404, b"not found\n")
             else:
                 await app(scope, watch_disconnect(receive), send)
@@ -130,6 +132,17 @@ def build_app(
             InternalRunServiceASGIApplication(events, **unreviewed),
         ],
     )
+
+
+async def _drain(receive: Receive) -> None:
+    """Read (and drop) the request's body before answering without it: over HTTP/2, an answer that
+    ends the stream while the body is still arriving makes hypercorn fail on the late DATA frame
+    (``KeyError`` on the closed stream) and drop the connection, so the client sees a broken pipe
+    instead of the status."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _unserved(scope: Scope, send: Send, service: str, served: Sequence[str]) -> None:

@@ -257,3 +257,19 @@ async def test_a_service_not_served_answers_unimplemented_naming_what_is(
         assert "flyteidl2.workflow.RunService" in await refused(unary, Code.UNIMPLEMENTED)
         stream = proxy.tail_logs(dataproxy_service_pb2.TailLogsRequest())
         assert "DataProxyService is not served here" in await refused(anext(stream), Code.UNIMPLEMENTED)
+
+
+@pytest.mark.parametrize("protocol", [ProtocolType.CONNECT, ProtocolType.GRPC_WEB, ProtocolType.GRPC])
+async def test_calls_of_any_size_to_a_service_not_served_each_answer_unimplemented(
+    server: str, protocol: ProtocolType
+) -> None:
+    # The answer must not race the request body: over HTTP/2 a stream answered while its body is
+    # still arriving broke the connection (the client saw a broken pipe, not the status) about one
+    # call in a hundred.
+    h2 = pyqwest.Client(pyqwest.HTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2))
+    http = {"http_client": h2} if protocol is ProtocolType.GRPC else {}
+    async with DataProxyServiceClient(server, protocol=protocol, **http) as proxy:
+        for size in [10, 100_000, 2_000_000] * 100:
+            big = identifier_pb2.ActionIdentifier(name="x" * size)
+            call = proxy.get_action_data(dataproxy_service_pb2.GetActionDataRequest(action_id=big))
+            assert "is not served here" in await refused(call, Code.UNIMPLEMENTED)
