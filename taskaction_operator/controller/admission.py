@@ -67,6 +67,19 @@ log = logging.getLogger(__name__)
 ParentLookup = Callable[[str, str], tuple[str, RunId] | None]
 
 
+def parent_wanted(body: Mapping[str, Any]) -> tuple[RunId, str] | None:
+    """The run and the parent's CR name of a TaskAction that names a parent and has no
+    ownerReference yet (the one the webhook would add); None for a root, an owned or incomplete one."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    parent_action = spec.get("parentActionName")
+    identity = [spec.get(k) for k in ("project", "domain", "runName", "actionName")]
+    if not parent_action or parent_action == identity[3] or meta.get("ownerReferences") or not all(identity):
+        return None
+    run = RunId(str(identity[0]), str(identity[1]), str(identity[2]))
+    return run, cr_name(ActionId(run, str(parent_action)))
+
+
 def admission_changes(
     body: Mapping[str, Any], namespace: str, *, guard: bool, parent: ParentLookup, shard_label: bool = False
 ) -> dict[str, Any]:
@@ -83,18 +96,14 @@ def admission_changes(
     terminal = phase_from_conditions((body.get("status") or {}).get("conditions")).is_terminal()
     if guard and RECORD_GUARD_FINALIZER not in finalizers and not terminal and not is_recorded(body):
         changes["finalizers"] = [*finalizers, RECORD_GUARD_FINALIZER]
-    parent_action = spec.get("parentActionName")
-    identity = [spec.get(k) for k in ("project", "domain", "runName", "actionName")]
-    wants_owner = (
-        parent_action and parent_action != spec.get("actionName") and not meta.get("ownerReferences")
-    )
-    if wants_owner and all(identity):
-        run = RunId(str(identity[0]), str(identity[1]), str(identity[2]))
-        parent_name = cr_name(ActionId(run, str(parent_action)))
+    wanted = parent_wanted(body)
+    if wanted is not None:
+        run, parent_name = wanted
         known = parent(namespace, parent_name)
         if known is not None and known[1] == run:
             changes["ownerReferences"] = [owner_reference(parent_name, known[0])]
-    if shard_label and all(identity[:3]) and SHARD_LABEL not in (meta.get("labels") or {}):
+    identity = [spec.get(k) for k in ("project", "domain", "runName")]
+    if shard_label and all(identity) and SHARD_LABEL not in (meta.get("labels") or {}):
         changes["labels"] = {SHARD_LABEL: bucket_label(str(identity[0]), str(identity[1]), str(identity[2]))}
     return changes
 
@@ -133,12 +142,10 @@ async def _read_parent(runtime: Runtime, body: Mapping[str, Any], namespace: str
     """Sharded, the replica the API server asks may not watch the parent's shard, so a parent missing
     from its index is read once (into the index), bounded: the ownerReference is set at creation
     anyway, and the owner's first-sight patch stays unneeded. A failed read just leaves it out."""
-    spec = body.get("spec") or {}
-    identity = [spec.get(k) for k in ("project", "domain", "runName", "parentActionName")]
-    if not all(identity) or spec.get("parentActionName") == spec.get("actionName"):
+    wanted = parent_wanted(body)
+    if wanted is None:
         return
-    run = RunId(str(identity[0]), str(identity[1]), str(identity[2]))
-    parent_name = cr_name(ActionId(run, str(identity[3])))
+    parent_name = wanted[1]
     if runtime.index.cached(namespace, parent_name) is not None:
         return
     with contextlib.suppress(KubeError, TimeoutError):

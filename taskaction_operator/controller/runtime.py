@@ -21,7 +21,6 @@ from taskaction_operator.controller.recording.reconciler import ActionReconciler
 from taskaction_operator.controller.recording.recorder import Recorder
 from taskaction_operator.controller.recording.vanished import sweep_vanished
 from taskaction_operator.controller.shards.ownership import ShardOwnership, scope_of
-from taskaction_operator.crd.shards import body_bucket, bucket, shard_of
 from taskaction_operator.k8s import KubeOps
 from taskaction_operator.k8s.lease import LeaseElector
 from taskaction_operator.k8s.lease_table import LeaseTable
@@ -56,6 +55,8 @@ class Runtime:
     adopter: OrphanAdopter
     reconciler: ActionReconciler
     sweeper: AbortSweeper
+    #: The Leases of the sweep's leadership and of the shards (one set of threads for both).
+    leases: LeaseTable
     elector: LeaseElector
     #: With ``TASKACTION_SHARDS`` > 1: the shards this replica records (None: it records everything).
     ownership: ShardOwnership | None = None
@@ -66,20 +67,11 @@ class Runtime:
     def owns(self, body: Mapping[str, Any]) -> bool:
         """Whether this replica records the TaskAction ``body``: always, unsharded; else when its
         run's shard is owned (an object naming no run goes to shard 0, whose owner reports it)."""
-        if self.ownership is None:
-            return True
-        bucket = body_bucket(body)
-        return self.ownership.owns(0 if bucket is None else shard_of(bucket, self.ownership.shards))
+        return self.ownership is None or self.ownership.owns_body(body)
 
     def forget_unowned(self) -> int:
         """Drop the per-object memory of runs whose shard this replica no longer owns."""
-        ownership = self.ownership
-        if ownership is None:
-            return 0
-        owned = ownership.owned
-        return self.reconciler.forget(
-            lambda run: shard_of(bucket(run.project, run.domain, run.name), ownership.shards) in owned
-        )
+        return 0 if self.ownership is None else self.reconciler.forget(self.ownership.owns_run)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -112,25 +104,24 @@ class Runtime:
             is_not_found=_is_repo_not_found,
             on_attempt=instruments.record_abort_attempt,
         )
+        leases = LeaseTable(
+            kube, settings.effective_lease_namespace, timeout=max(1.0, settings.lease_duration / 3)
+        )
         elector = LeaseElector(
-            kube,
-            namespace=settings.effective_lease_namespace,
-            name=LEASE_NAME,
-            identity=settings.identity,
-            duration=settings.lease_duration,
+            leases, name=LEASE_NAME, identity=settings.identity, duration=settings.lease_duration
         )
         ownership = None
         if settings.shards > 1:
             ownership = ShardOwnership(
-                LeaseTable(
-                    kube, settings.effective_lease_namespace, timeout=max(1.0, settings.lease_duration / 3)
-                ),
+                leases,
                 identity=settings.identity,
                 shards=settings.shards,
                 duration=settings.lease_duration,
                 scope=scope_of(settings.namespaces),
             )
-        rt = cls(settings, repo, kube, recorder, index, adopter, reconciler, sweeper, elector, ownership)
+        rt = cls(
+            settings, repo, kube, recorder, index, adopter, reconciler, sweeper, leases, elector, ownership
+        )
         instruments.follow_sweep_leadership(lambda: elector.is_leader)
         if ownership is not None:
             instruments.follow_shards(lambda: ownership.owned)
@@ -202,8 +193,8 @@ class Runtime:
         await self.adopter.close()
         if self.ownership is not None:
             await self.ownership.release_all()
-            self.ownership.close()
         with contextlib.suppress(Exception):
             await self.elector.release()
+        self.leases.close()
         await self.repo.close()
         self.kube.close()

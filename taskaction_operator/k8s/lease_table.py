@@ -1,6 +1,7 @@
-"""A set of coordination.k8s.io/v1 Leases read with one LIST and each written with a compare-and-swap
-(the resourceVersion it was read at): the record the recording shards are held in
-(``controller/shards/ownership.py`` decides who holds what; this module only reads and writes).
+"""coordination.k8s.io/v1 Leases of one namespace, read (one by name, or a set with one LIST) and each
+written with a compare-and-swap (the resourceVersion it was read at): where the sweep's leadership
+(``k8s/lease.py``) and the recording shards (``controller/shards/ownership.py``) are held. Those two
+decide who holds what; this module only reads and writes.
 """
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ class LeaseTable:
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
+    async def get(self, name: str) -> LeaseRecord | None:
+        """The Lease ``name`` as it is now; None when there is none."""
+        try:
+            return _record(await self._call(self._api.read_namespaced_lease, name, self.namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def list(self, selector: str) -> list[LeaseRecord]:
         leases = await self._call(self._api.list_namespaced_lease, self.namespace, label_selector=selector)
         return [_record(lease) for lease in leases.items]
@@ -80,8 +90,8 @@ class LeaseTable:
         identity: str,
         *,
         duration: float,
-        labels: Mapping[str, str],
         previous: LeaseRecord | None,
+        labels: Mapping[str, str] | None = None,
     ) -> LeaseRecord | None:
         """Hold ``name`` as ``identity`` from now: create it (``previous`` None) or replace the Lease
         as read (``previous``; a renewal when it already names ``identity``). None when another
@@ -90,7 +100,9 @@ class LeaseTable:
         try:
             if previous is None:
                 body = client.V1Lease(
-                    metadata=client.V1ObjectMeta(name=name, namespace=self.namespace, labels=dict(labels)),
+                    metadata=client.V1ObjectMeta(
+                        name=name, namespace=self.namespace, labels=dict(labels or {})
+                    ),
                     spec=client.V1LeaseSpec(
                         holder_identity=identity,
                         lease_duration_seconds=int(duration),

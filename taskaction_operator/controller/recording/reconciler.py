@@ -134,12 +134,14 @@ class ActionReconciler:
         if deleted:
             self._states.pop(obs.uid, None)
         run = obs.action_id.run
+        # Labelled already (the webhook's, or an earlier patch's): no hash per event for it.
+        wants_label = self._shard_label and not obs.shard_labelled
         plan = plan_patch(
             obs,
             guard=self._guard,
             committed=committed,
             parent_uid=parent_uid,
-            shard_label=bucket_label(run.project, run.domain, run.name) if self._shard_label else None,
+            shard_label=bucket_label(run.project, run.domain, run.name) if wants_label else None,
         )
         if not deleted:
             plan = self._without_repeats(plan, state)

@@ -34,9 +34,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
+from taskaction_operator.crd.shards import body_bucket, bucket, shard_of
 from taskaction_operator.k8s.lease_table import LeaseRecord
+from taskaction_operator.model import RunId
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +60,13 @@ class Table(Protocol):
         identity: str,
         *,
         duration: float,
-        labels: Mapping[str, str],
         previous: LeaseRecord | None,
+        labels: Mapping[str, str] | None = None,
     ) -> LeaseRecord | None: ...
 
     async def release(self, record: LeaseRecord) -> bool: ...
 
     async def delete(self, record: LeaseRecord) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def scope_of(namespaces: Collection[str]) -> str:
@@ -145,6 +145,15 @@ class ShardOwnership:
 
     def owns(self, shard: int) -> bool:
         return shard in self._reported
+
+    def owns_body(self, body: Mapping[str, Any]) -> bool:
+        """Whether the TaskAction ``body`` is in an owned shard (one naming no run is shard 0's, whose
+        owner reports it)."""
+        found = body_bucket(body)
+        return self.owns(0 if found is None else shard_of(found, self.shards))
+
+    def owns_run(self, run: RunId) -> bool:
+        return self.owns(shard_of(bucket(run.project, run.domain, run.name), self.shards))
 
     def _within_deadline(self) -> frozenset[int]:
         now = self._clock()
@@ -291,6 +300,3 @@ class ShardOwnership:
                     await self._table.release(record)
             except Exception as exc:
                 log.warning("could not release %s: %s", record.name, exc)
-
-    def close(self) -> None:
-        self._table.close()

@@ -12,6 +12,7 @@ from taskaction_operator.controller.admission import (
     HANDLER_ID,
     admission_changes,
     configuration_name,
+    parent_wanted,
     self_signed_certificate,
     webhook_configuration,
 )
@@ -188,3 +189,16 @@ def test_sharded_every_creation_gets_its_runs_shard_label_unless_it_has_one() ->
     assert "labels" not in admission_changes(body, "ns", guard=True, parent=known())
     body["metadata"]["labels"] = {SHARD_LABEL: "3"}
     assert "labels" not in admission_changes(body, "ns", guard=True, parent=known(), shard_label=True)
+
+
+def test_the_parent_wanted_is_read_only_for_a_child_that_still_needs_its_owner_reference() -> None:
+    # Sharded, the webhook GETs this parent when its index lacks it: never for a root, a child that
+    # is owned already, or one whose identity is incomplete (no ownerReference could be set).
+    assert parent_wanted(taskaction_body("a1", "a0")) == (RUN, "r1-a0")
+    assert parent_wanted(taskaction_body("a0", None)) is None
+    assert parent_wanted(taskaction_body("a0", "a0")) is None
+    owned = taskaction_body("a1", "a0", ownerReferences=[owner_reference("r1-a0", "u")])
+    assert parent_wanted(owned) is None
+    nameless = taskaction_body("a1", "a0")
+    del nameless["spec"]["actionName"]
+    assert parent_wanted(nameless) is None

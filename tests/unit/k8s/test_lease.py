@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from taskaction_operator.k8s.lease import LeaseElector
+from taskaction_operator.k8s.lease_table import LeaseTable
 
 
 class Coordination:
@@ -51,10 +52,16 @@ class Kube:
         self.coordination = coordination
 
 
+def elector_over(api: Coordination, *, duration: float) -> LeaseElector:
+    """The elector as the operator builds it: over a Lease table bounded by a third of the duration."""
+    table = LeaseTable(Kube(api), "ns", timeout=max(1.0, duration / 3))  # type: ignore[arg-type]
+    return LeaseElector(table, name="sweep", identity="me", duration=duration)
+
+
 async def test_a_leader_whose_renewal_hangs_steps_down_before_the_lease_can_be_taken() -> None:
     api = Coordination()
     duration = 0.9
-    elector = LeaseElector(Kube(api), namespace="ns", name="sweep", identity="me", duration=duration)  # type: ignore[arg-type]
+    elector = elector_over(api, duration=duration)
     task = asyncio.create_task(elector.run())
     try:
         deadline = time.monotonic() + 5
@@ -79,7 +86,7 @@ async def test_a_leader_giving_the_lease_up_stops_leading_before_the_lease_is_fr
     """On shutdown the Lease is released so another replica takes over at once: this replica must
     already not lead when the release reaches the API server, or both lead for a moment."""
     api = Coordination()
-    elector = LeaseElector(Kube(api), namespace="ns", name="sweep", identity="me", duration=3)  # type: ignore[arg-type]
+    elector = elector_over(api, duration=3)
     assert await elector.try_acquire_or_renew() and elector.is_leader
     leading_at_release: list[bool] = []
     replace = api.replace_namespaced_lease
@@ -133,7 +140,7 @@ async def test_a_release_racing_the_last_renewal_still_frees_the_lease() -> None
     lands: it can change the Lease between the release's read and its replace. The release is then
     refused (409) and must read again, or the next replica waits a whole lease duration."""
     api = VersionedCoordination()
-    elector = LeaseElector(Kube(api), namespace="ns", name="sweep", identity="me", duration=3)  # type: ignore[arg-type]
+    elector = elector_over(api, duration=3)
     assert await elector.try_acquire_or_renew() and elector.is_leader
     read = api.read_namespaced_lease
     raced: list[bool] = []

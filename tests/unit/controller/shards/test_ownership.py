@@ -51,15 +51,15 @@ class Table:
         identity: str,
         *,
         duration: float,
-        labels: Mapping[str, str],
         previous: LeaseRecord | None,
+        labels: Mapping[str, str] | None = None,
     ) -> LeaseRecord | None:
         if identity in self.failing:
             raise TimeoutError("silent network")
         current = self.leases.get(name)
         if (previous is None) != (current is None) or (current and previous and current[3] != previous.raw):
             return None
-        self.leases[name] = (identity, f"t{next(self.stamps)}", dict(labels), next(self.versions))
+        self.leases[name] = (identity, f"t{next(self.stamps)}", dict(labels or {}), next(self.versions))
         return self._record(name)
 
     async def release(self, record: LeaseRecord) -> bool:
@@ -71,9 +71,6 @@ class Table:
 
     async def delete(self, record: LeaseRecord) -> None:
         self.leases.pop(record.name, None)
-
-    def close(self) -> None:
-        pass
 
     def holders(self) -> dict[int, str | None]:
         return {
@@ -201,3 +198,26 @@ def test_operators_of_different_namespaces_never_split_each_others_shards() -> N
     rounds(clock, [a, b])
     assert a.owned == b.owned == {0, 1}
     assert scope_of([]) == "cluster" and scope_of(["x", "y"]) == scope_of(["y", "x"])
+
+
+def test_an_object_or_a_run_is_owned_with_its_buckets_shard() -> None:
+    from taskaction_operator.crd.shards import SHARD_LABEL, bucket, shard_of
+    from taskaction_operator.model import RunId
+    from tests.factories import taskaction_body
+
+    table, clock = Table(), Clock()
+    r = replicas(table, clock, 2, "a", "b")
+    rounds(clock, [r["a"], r["b"]])
+    (shard,) = r["a"].owned
+    runs = [RunId("p", "d", f"r{i}") for i in range(8)]
+    mine = [run for run in runs if shard_of(bucket(run.project, run.domain, run.name), 2) == shard]
+    assert 0 < len(mine) < len(runs)
+    assert [run for run in runs if r["a"].owns_run(run)] == mine
+    assert [run for run in runs if r["b"].owns_run(run)] == [run for run in runs if run not in mine]
+    # An object goes by its label when it has a valid one, else by its run.
+    body = taskaction_body("a1", "a0", run=mine[0].name)
+    assert r["a"].owns_body(body) and not r["b"].owns_body(body)
+    body["metadata"]["labels"] = {SHARD_LABEL: str(1 - shard)}
+    assert r["b"].owns_body(body) and not r["a"].owns_body(body)
+    # One naming no run is shard 0's.
+    assert r["a" if shard == 0 else "b"].owns_body({"metadata": {}, "spec": {}})
