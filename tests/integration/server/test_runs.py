@@ -3,6 +3,7 @@ real PostgreSQL: what Flyte's SDK and CLI call to list, read and abort runs."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import pyqwest
@@ -245,14 +246,21 @@ async def test_list_runs_scopes_by_task_and_by_paused_actions(
     assert names(await client.list_runs(only_paused)) == ["r1"]
 
 
+@contextlib.asynccontextmanager
+async def data_proxy(server: str, protocol: ProtocolType) -> AsyncIterator[DataProxyServiceClient]:
+    """A client of a service this server does not serve; gRPC needs HTTP/2."""
+    h2 = pyqwest.Client(pyqwest.HTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2))
+    http = {"http_client": h2} if protocol is ProtocolType.GRPC else {}
+    async with DataProxyServiceClient(server, protocol=protocol, **http) as proxy:
+        yield proxy
+
+
 @pytest.mark.parametrize("protocol", [ProtocolType.CONNECT, ProtocolType.GRPC_WEB, ProtocolType.GRPC])
 async def test_a_service_not_served_answers_unimplemented_naming_what_is(
     server: str, protocol: ProtocolType
 ) -> None:
     # Flyte's SDK reads logs and data through DataProxyService, which this server does not have.
-    h2 = pyqwest.Client(pyqwest.HTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2))
-    http = {"http_client": h2} if protocol is ProtocolType.GRPC else {}
-    async with DataProxyServiceClient(server, protocol=protocol, **http) as proxy:
+    async with data_proxy(server, protocol) as proxy:
         unary = proxy.get_action_data(dataproxy_service_pb2.GetActionDataRequest())
         assert "flyteidl2.workflow.RunService" in await refused(unary, Code.UNIMPLEMENTED)
         stream = proxy.tail_logs(dataproxy_service_pb2.TailLogsRequest())
@@ -266,9 +274,7 @@ async def test_calls_of_any_size_to_a_service_not_served_each_answer_unimplement
     # The answer must not race the request body: over HTTP/2 a stream answered while its body is
     # still arriving broke the connection (the client saw a broken pipe, not the status) about one
     # call in a hundred.
-    h2 = pyqwest.Client(pyqwest.HTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2))
-    http = {"http_client": h2} if protocol is ProtocolType.GRPC else {}
-    async with DataProxyServiceClient(server, protocol=protocol, **http) as proxy:
+    async with data_proxy(server, protocol) as proxy:
         for size in [10, 100_000, 2_000_000] * 100:
             big = identifier_pb2.ActionIdentifier(name="x" * size)
             call = proxy.get_action_data(dataproxy_service_pb2.GetActionDataRequest(action_id=big))
