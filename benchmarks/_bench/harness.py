@@ -91,19 +91,28 @@ class Ctx:
 # --------------------------------------------------------------------------------------------------
 # Kubernetes helpers (blocking client calls in threads)
 # --------------------------------------------------------------------------------------------------
+#: Finalizer strips in flight at once in a clean-up (the client's threads bound them further).
+CLEANUP_CONCURRENCY = 16
+
+
 async def cleanup_namespace(kube: KubeOps, ns: str, timeout: float = 300) -> float:
-    """Strip finalizers left behind, delete every TaskAction, delete the namespace, wait until gone."""
+    """Strip finalizers left behind (many at once), delete every TaskAction, delete the namespace,
+    wait until gone."""
     t0 = time.monotonic()
+    sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
+
+    async def strip(name: str) -> None:
+        async with sem:
+            with contextlib.suppress(KubeError):
+                await kube.merge_patch_taskaction(ns, name, {"metadata": {"finalizers": None}})
+
     try:
         listed: Any = await asyncio.to_thread(
             kube.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL
         )
-        for item in listed.get("items", []):
-            if item["metadata"].get("finalizers"):
-                with contextlib.suppress(KubeError):
-                    await kube.merge_patch_taskaction(
-                        ns, item["metadata"]["name"], {"metadata": {"finalizers": None}}
-                    )
+        held = [i["metadata"]["name"] for i in listed.get("items", []) if i["metadata"].get("finalizers")]
+        del listed
+        await asyncio.gather(*(strip(name) for name in held))
         await asyncio.to_thread(
             kube.custom.delete_collection_namespaced_custom_object, GROUP, VERSION, ns, PLURAL
         )

@@ -98,16 +98,6 @@ async def populate(
     }
 
 
-async def strip_finalizers(api: RawApi, ns: str, runs: list[list[Node]], concurrency: int) -> None:
-    """The guard finalizers taken off every action, many at once (the clean-up's own loop is serial)."""
-
-    async def one(node: Node) -> None:
-        with contextlib.suppress(Exception):
-            await api.patch(ns, node.cr, {"metadata": {"finalizers": None}})
-
-    await _for_each([n for run in runs for n in run], one, concurrency)
-
-
 async def _for_each(
     nodes: list[Node],
     fn: Callable[[Node], Awaitable[None]],
@@ -302,7 +292,6 @@ async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         res["restart"] = restarts[0] if restarts else None
     finally:
         log(f"  cleaning up {ns}")
-        await strip_finalizers(ctx.api, ns, runs, ctx.args.concurrency)
         res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns, timeout=max(300.0, size / 20)), 1)
     firsts: list[tuple[str, dict[str, str]]] = ctx.args.memory_first_variants
     if firsts:
@@ -328,7 +317,6 @@ async def first_sight(ctx: Ctx, size: int, label: str, name: str, env: dict[str,
         m["variant"], m["populate"] = name, pop
         return m
     finally:
-        await strip_finalizers(ctx.api, ns, runs, ctx.args.concurrency)
         await cleanup_namespace(ctx.kube, ns, timeout=max(300.0, size / 20))
 
 
