@@ -18,14 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes.client.exceptions import ApiException
 
 from _bench import dbwatch
 from _bench.operator_proc import BenchOperator, metric_sum
-from _bench.rawapi import RawApi
+from _bench.rawapi import ApiError, RawApi
 from taskaction_operator.crd.names import GROUP, PLURAL, VERSION
 from taskaction_operator.k8s import KubeOps
-from taskaction_operator.k8s.errors import KubeError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOCAL = ROOT / ".local"
@@ -91,27 +91,23 @@ class Ctx:
 # --------------------------------------------------------------------------------------------------
 # Kubernetes helpers (blocking client calls in threads)
 # --------------------------------------------------------------------------------------------------
-#: Finalizer strips in flight at once in a clean-up (the client's threads bound them further).
-CLEANUP_CONCURRENCY = 16
-
-
-async def cleanup_namespace(kube: KubeOps, ns: str, timeout: float = 300) -> float:
-    """Strip finalizers left behind (many at once), delete every TaskAction, delete the namespace,
-    wait until gone."""
+async def cleanup_namespace(ctx: Ctx, ns: str, timeout: float = 300) -> float:
+    """Strip finalizers left behind (as many at once as the generator's client has connections),
+    delete every TaskAction, delete the namespace, wait until gone."""
+    kube = ctx.kube
     t0 = time.monotonic()
-    sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
+    sem = asyncio.Semaphore(ctx.api.connections)
 
     async def strip(name: str) -> None:
         async with sem:
-            with contextlib.suppress(KubeError):
-                await kube.merge_patch_taskaction(ns, name, {"metadata": {"finalizers": None}})
+            with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
+                await ctx.api.patch(ns, name, {"metadata": {"finalizers": None}})
 
     try:
         listed: Any = await asyncio.to_thread(
             kube.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL
         )
         held = [i["metadata"]["name"] for i in listed.get("items", []) if i["metadata"].get("finalizers")]
-        del listed
         await asyncio.gather(*(strip(name) for name in held))
         await asyncio.to_thread(
             kube.custom.delete_collection_namespaced_custom_object, GROUP, VERSION, ns, PLURAL

@@ -36,7 +36,7 @@ async def abort_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         if repo is not None:
             await repo.close()
         await asyncio.to_thread(op.stop)
-        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns), 1)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx, ns), 1)
     return res
 
 

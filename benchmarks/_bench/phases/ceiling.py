@@ -31,7 +31,7 @@ async def ceiling_phase(ctx: Ctx, size: int, runs: list[list[Node]], rate: float
     finally:
         if watcher[0].poll() is None:
             watcher[0].kill()
-        cleanup_s = await cleanup_namespace(ctx.kube, ns)
+        cleanup_s = await cleanup_namespace(ctx, ns)
     times = live.get("times") or []
     return {
         "phase": f"n{size}-ceiling",

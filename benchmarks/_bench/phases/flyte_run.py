@@ -329,7 +329,7 @@ async def flyte_phase(
         if watcher is not None and watcher[0].poll() is None:
             watcher[0].kill()
         res["recorder_exit"] = await asyncio.to_thread(rec.stop)
-        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns), 1)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx, ns), 1)
     o = Observed(
         gstats, poller, listener, {}, {}, s0, s1, api0, api1, pg0, pg1, rows, live, None, None, cp0, cp1
     )

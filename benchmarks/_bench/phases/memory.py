@@ -292,7 +292,7 @@ async def memory_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         res["restart"] = restarts[0] if restarts else None
     finally:
         log(f"  cleaning up {ns}")
-        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns, timeout=max(300.0, size / 20)), 1)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx, ns, timeout=max(300.0, size / 20)), 1)
     firsts: list[tuple[str, dict[str, str]]] = ctx.args.memory_first_variants
     if firsts:
         res["first_variants"] = []
@@ -317,7 +317,7 @@ async def first_sight(ctx: Ctx, size: int, label: str, name: str, env: dict[str,
         m["variant"], m["populate"] = name, pop
         return m
     finally:
-        await cleanup_namespace(ctx.kube, ns, timeout=max(300.0, size / 20))
+        await cleanup_namespace(ctx, ns, timeout=max(300.0, size / 20))
 
 
 def print_memory(report: dict[str, Any]) -> None:

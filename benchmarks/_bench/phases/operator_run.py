@@ -91,7 +91,7 @@ async def run_phase(
     finally:
         phase.close()
         await asyncio.to_thread(op.stop)
-        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns), 1)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx, ns), 1)
     res.update(phase_figures(observed, runs, watch=watch, concurrency=ctx.args.concurrency))
     return res
 

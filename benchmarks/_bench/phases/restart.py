@@ -72,5 +72,5 @@ async def restart_phase(ctx: Ctx, size: int) -> dict[str, Any]:
         for op in (first, second):
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(op.stop)
-        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns), 1)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx, ns), 1)
     return res

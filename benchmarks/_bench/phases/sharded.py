@@ -98,7 +98,7 @@ async def sharded_phase(
         for op in ops:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(op.stop)
-        res["cleanup_s"] = r(await cleanup_namespace(ctx.kube, ns), 1)
+        res["cleanup_s"] = r(await cleanup_namespace(ctx, ns), 1)
     keys = Counter((run, action, attempt, phase) for run, action, attempt, phase, _ in rows)
     res["recorded"] = {
         "events": len(keys),
